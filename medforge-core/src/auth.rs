@@ -1,0 +1,458 @@
+//! Authentication primitives: password hashing, session tokens, expiry, and
+//! the Origin rule; plus [`Authenticator`], which ties them to a [`Store`].
+//!
+//! Tokens are 32 random bytes, sent to the browser as base64url. The store
+//! keeps only `HMAC-SHA256(server_secret, token)`: a leaked database does not
+//! let anyone log in, and a lookup is one indexed equality match (no
+//! per-row password-style hashing on the gate's hot path).
+
+use std::fmt;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use hmac::{KeyInit, Mac};
+use time::{Duration, OffsetDateTime};
+
+use crate::model::{self, AuthSession, AuthSessionId, Email, User};
+use crate::store::{NewAuthSession, NewUser, Store, StoreError};
+
+/// Password length bounds, in characters (API.md).
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Invalid email or password.")]
+    InvalidCredentials,
+    #[error("password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters")]
+    PasswordPolicy,
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks the password policy (length only: long passphrases beat rules).
+pub fn check_password_policy(password: &str) -> Result<(), AuthError> {
+    let chars = password.chars().count();
+    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
+        Ok(())
+    } else {
+        Err(AuthError::PasswordPolicy)
+    }
+}
+
+/// Hashes a password with argon2id and a random salt, as a PHC string.
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hashing(e.to_string()))
+}
+
+/// Verifies a password against a PHC string. A malformed hash is a mismatch.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
+}
+
+/// A session token as the browser holds it. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub const BYTES: usize = 32;
+
+    /// 32 bytes from the thread-local CSPRNG, base64url without padding.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; Self::BYTES];
+        rand::fill(&mut bytes);
+        Self(data_encoding::BASE64URL_NOPAD.encode(&bytes))
+    }
+
+    /// Wraps a token received from a client (e.g. a cookie value).
+    pub fn from_client(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+
+    /// The value to put in the cookie.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+/// The server secret that keys token hashes. `Debug` never shows it.
+#[derive(Clone)]
+pub struct TokenKey(Vec<u8>);
+
+impl TokenKey {
+    /// At least 32 bytes; shorter secrets are refused.
+    pub fn new(secret: &[u8]) -> Result<Self, TokenKeyError> {
+        if secret.len() < 32 {
+            return Err(TokenKeyError);
+        }
+        Ok(Self(secret.to_vec()))
+    }
+
+    /// A fresh random key (for a first start, or tests).
+    pub fn generate() -> Self {
+        let mut bytes = vec![0u8; 32];
+        rand::fill(&mut bytes[..]);
+        Self(bytes)
+    }
+
+    /// `HMAC-SHA256(key, token)` as lowercase hex: what the store keeps.
+    pub fn hash(&self, token: &SessionToken) -> String {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        mac.update(token.0.as_bytes());
+        data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the server secret must be at least 32 bytes")]
+pub struct TokenKeyError;
+
+/// How long a login lives.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryPolicy {
+    /// Unused for this long, a login ends (sliding: each use extends it).
+    pub idle: Duration,
+    /// A login ends this long after it was created, however much it is used.
+    pub absolute: Duration,
+    /// `last_seen_at` is written at most this often, so that the hot path
+    /// rarely writes.
+    pub touch_every: Duration,
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        Self {
+            idle: Duration::days(7),
+            absolute: Duration::days(30),
+            touch_every: Duration::minutes(5),
+        }
+    }
+}
+
+/// What [`ExpiryPolicy::check`] decided about a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginState {
+    Valid { needs_touch: bool },
+    Revoked,
+    Expired,
+}
+
+impl ExpiryPolicy {
+    pub fn check(&self, login: &AuthSession, now: OffsetDateTime) -> LoginState {
+        if login.revoked_at.is_some() {
+            LoginState::Revoked
+        } else if now >= login.expires_at || now >= login.last_seen_at + self.idle {
+            LoginState::Expired
+        } else {
+            LoginState::Valid {
+                needs_touch: now >= login.last_seen_at + self.touch_every,
+            }
+        }
+    }
+}
+
+/// The Origin rule of API.md: a state-changing request whose `Origin` header
+/// is present must come from `http(s)://<domain>` or a host under `.<domain>`
+/// (any port). A missing header is allowed (scripts); `null` is not.
+pub fn origin_allowed(origin: Option<&str>, base_domain: &str) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let rest = match origin.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => rest,
+        _ => return false,
+    };
+    // An origin is scheme://host[:port] and nothing more.
+    if rest.contains(['/', '?', '#', '@']) {
+        return false;
+    }
+    let host = match rest.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        Some(_) => return false,
+        None => rest,
+    };
+    let host = host.to_ascii_lowercase();
+    let domain = base_domain.trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() {
+        return false;
+    }
+    host == domain
+        || host
+            .strip_suffix(&domain)
+            .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+}
+
+/// Who made a login request, for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Sign-up, log-in, token checks and log-out over a [`Store`].
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    key: TokenKey,
+    policy: ExpiryPolicy,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>, key: TokenKey, policy: ExpiryPolicy) -> Self {
+        Self { store, key, policy }
+    }
+
+    pub fn key(&self) -> &TokenKey {
+        &self.key
+    }
+
+    pub fn policy(&self) -> &ExpiryPolicy {
+        &self.policy
+    }
+
+    /// Creates an account with role `user` and logs it in.
+    /// A taken email gives [`StoreError::EmailTaken`].
+    pub async fn signup(
+        &self,
+        email: Email,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<(User, SessionToken), AuthError> {
+        check_password_policy(password)?;
+        let password_hash = hash_password(password)?;
+        let user = self
+            .store
+            .create_user(NewUser::new(email, password_hash))
+            .await?;
+        let token = self.open_login(&user, client).await?;
+        Ok((user, token))
+    }
+
+    /// Checks the password and opens a login. Unknown email and wrong
+    /// password give the same error, after the same amount of hashing work.
+    pub async fn login(
+        &self,
+        email: &Email,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<(User, SessionToken), AuthError> {
+        let Some((user, phc)) = self.store.user_credentials(email).await? else {
+            // Spend the time a real check would, so response timing does not
+            // tell which emails have accounts.
+            let _ = verify_password(password, dummy_hash());
+            return Err(AuthError::InvalidCredentials);
+        };
+        if !verify_password(password, &phc) {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let token = self.open_login(&user, client).await?;
+        Ok((user, token))
+    }
+
+    async fn open_login(&self, user: &User, client: ClientInfo) -> Result<SessionToken, AuthError> {
+        let token = SessionToken::generate();
+        let now = model::now();
+        self.store
+            .create_auth_session(NewAuthSession {
+                id: AuthSessionId::new_random(),
+                user_id: user.id,
+                token_hash: self.key.hash(&token),
+                created_at: now,
+                expires_at: now + self.policy.absolute,
+                ip: client.ip,
+                user_agent: client.user_agent,
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// The user behind a token, if the login is live at `now`; slides the
+    /// idle expiry (throttled). Revoked, expired and unknown tokens give `None`.
+    pub async fn authenticate(
+        &self,
+        token: &SessionToken,
+        now: OffsetDateTime,
+    ) -> Result<Option<(User, AuthSession)>, StoreError> {
+        let Some((login, user)) = self.store.auth_session_by_token_hash(&self.key.hash(token)).await? else {
+            return Ok(None);
+        };
+        match self.policy.check(&login, now) {
+            LoginState::Valid { needs_touch } => {
+                if needs_touch {
+                    self.store.touch_auth_session(login.id, now).await?;
+                }
+                Ok(Some((user, login)))
+            }
+            LoginState::Revoked | LoginState::Expired => Ok(None),
+        }
+    }
+
+    /// Ends the login behind a token. Returns whether one was live.
+    pub async fn logout(&self, token: &SessionToken) -> Result<bool, StoreError> {
+        match self.store.auth_session_by_token_hash(&self.key.hash(token)).await? {
+            Some((login, _)) => self.store.revoke_auth_session(login.id, model::now()).await,
+            None => Ok(false),
+        }
+    }
+}
+
+/// A valid argon2id hash of a random password, computed once, for
+/// [`Authenticator::login`]'s constant-work path.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        hash_password(SessionToken::generate().expose()).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let phc = hash_password("correct horse battery").expect("hash");
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(verify_password("correct horse battery", &phc));
+        assert!(!verify_password("correct horse battery!", &phc));
+        assert!(!verify_password("anything", "not a phc string"));
+        // Salted: the same password hashes differently each time.
+        assert_ne!(phc, hash_password("correct horse battery").expect("hash"));
+    }
+
+    #[test]
+    fn password_policy_counts_characters() {
+        assert!(check_password_policy("1234567").is_err());
+        assert!(check_password_policy("12345678").is_ok());
+        assert!(check_password_policy(&"é".repeat(128)).is_ok());
+        assert!(check_password_policy(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn tokens_are_32_random_bytes_base64url() {
+        let a = SessionToken::generate();
+        let b = SessionToken::generate();
+        assert_ne!(a, b);
+        let raw = data_encoding::BASE64URL_NOPAD
+            .decode(a.expose().as_bytes())
+            .expect("base64url");
+        assert_eq!(raw.len(), 32);
+        assert_eq!(format!("{a:?}"), "SessionToken(<redacted>)");
+    }
+
+    #[test]
+    fn token_hash_is_keyed_hmac_sha256() {
+        let token = SessionToken::from_client("abc");
+        let k1 = TokenKey::new(&[1u8; 32]).expect("key");
+        let k2 = TokenKey::new(&[2u8; 32]).expect("key");
+        let h1 = k1.hash(&token);
+        assert_eq!(h1.len(), 64);
+        assert_eq!(h1, k1.hash(&token));
+        assert_ne!(h1, k2.hash(&token));
+        assert!(!h1.contains("abc"));
+        assert!(TokenKey::new(&[0u8; 31]).is_err());
+        // RFC 4231 test case 2 pins the construction to HMAC-SHA256.
+        let rfc = TokenKey(b"Jefe".to_vec());
+        assert_eq!(
+            rfc.hash(&SessionToken::from_client("what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    fn login_at(created: OffsetDateTime, last_seen: OffsetDateTime) -> AuthSession {
+        AuthSession {
+            id: AuthSessionId::new_random(),
+            user_id: crate::model::UserId::new_random(),
+            token_hash: String::new(),
+            created_at: created,
+            expires_at: created + Duration::days(30),
+            last_seen_at: last_seen,
+            revoked_at: None,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    #[test]
+    fn expiry_slides_with_use_and_caps_at_thirty_days() {
+        let p = ExpiryPolicy::default();
+        let t0 = model::now();
+        let fresh = login_at(t0, t0);
+        assert_eq!(p.check(&fresh, t0), LoginState::Valid { needs_touch: false });
+        assert_eq!(
+            p.check(&fresh, t0 + Duration::minutes(6)),
+            LoginState::Valid { needs_touch: true }
+        );
+        assert_eq!(p.check(&fresh, t0 + Duration::days(7)), LoginState::Expired);
+        // Used on day 6: still good on day 12.
+        let used = login_at(t0, t0 + Duration::days(6));
+        assert!(matches!(p.check(&used, t0 + Duration::days(12)), LoginState::Valid { .. }));
+        // Used every day, but 30 days old: over.
+        let old = login_at(t0, t0 + Duration::days(29) + Duration::hours(23));
+        assert_eq!(p.check(&old, t0 + Duration::days(30)), LoginState::Expired);
+        let mut revoked = login_at(t0, t0);
+        revoked.revoked_at = Some(t0);
+        assert_eq!(p.check(&revoked, t0), LoginState::Revoked);
+    }
+
+    #[test]
+    fn origin_rule_accepts_the_domain_and_its_subdomains_only() {
+        let d = "medforge.example.org";
+        for ok in [
+            None,
+            Some("https://medforge.example.org"),
+            Some("http://medforge.example.org:8080"),
+            Some("https://s-abcdefgh.external.medforge.example.org"),
+            Some("https://API.Medforge.Example.Org"),
+        ] {
+            assert!(origin_allowed(ok, d), "{ok:?} refused");
+        }
+        for bad in [
+            "https://evil.org",
+            "https://medforge.example.org.evil.org",
+            "https://evilmedforge.example.org",
+            "https://example.org",
+            "null",
+            "",
+            "ftp://medforge.example.org",
+            "https://medforge.example.org/path",
+            "https://user@medforge.example.org",
+            "https://medforge.example.org:",
+            "https://medforge.example.org:80x",
+            "https://.medforge.example.org",
+        ] {
+            assert!(!origin_allowed(Some(bad), d), "{bad:?} accepted");
+        }
+        assert!(origin_allowed(Some("http://medforge.localhost:8080"), "medforge.localhost"));
+        assert!(!origin_allowed(Some("http://x"), ""));
+    }
+}

@@ -1,0 +1,18 @@
+//! # medforge-core
+//!
+//! The library at the heart of MedForge: the domain model, persistence with
+//! race-safe GPU allocation, and authentication. The Docker, Podman, ZFS and
+//! firewall plugins and the `medforge` server build on it; it depends on
+//! none of them.
+//!
+//! - [`model`]: ids, enums and records.
+//! - [`store`]: the [`store::Store`] trait, SQLite and MySQL/MariaDB.
+//! - [`auth`]: passwords, session tokens, expiry, the Origin rule.
+//! - `testing` (feature `testing`): contract suites for implementations.
+
+pub mod auth;
+pub mod model;
+pub mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,337 @@
+//! Persistence: the [`Store`] trait and its two implementations, SQLite (the
+//! embedded default) and MySQL/MariaDB, which share one body of SQL code
+//! ([`sql::SqlStore`]) and differ only in their [`sql::Dialect`].
+//!
+//! The store is the source of truth for who holds which GPU. Allocation is
+//! race-safe twice: a transaction that serialises allocations, and a unique
+//! index on `(gpu_id, gpu_active)` that the database itself enforces (see
+//! ARCHITECTURE.md and the migrations).
+
+mod mysql;
+mod sql;
+mod sqlite;
+
+pub use mysql::MySqlStore;
+pub use sql::{Dialect, SqlStore};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::model::{
+    AuthSession, AuthSessionId, Email, Exposure, GpuDevice, GpuId, Pack, PackId, Role, Session,
+    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
+};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Email already registered.")]
+    EmailTaken,
+    #[error("invalid pagination cursor")]
+    InvalidCursor,
+    #[error("page limit must be 1 to 500")]
+    InvalidPageLimit,
+    /// A row holds a value the model cannot represent (an unknown status, say).
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error("migration failed: {0}")]
+    Migration(#[source] BoxError),
+    #[error("database error: {0}")]
+    Database(#[source] BoxError),
+}
+
+/// Why an allocation was refused. The messages are the ones API.md gives.
+#[derive(Debug, thiserror::Error)]
+pub enum AllocationError {
+    #[error("User not found.")]
+    UserNotFound,
+    #[error("Internal sessions need the internal entitlement.")]
+    NotEntitled,
+    #[error("Concurrent session limit reached ({limit}).")]
+    LimitReached { limit: u32 },
+    #[error("No GPUs available.")]
+    NoGpusAvailable,
+    #[error("Pack not found.")]
+    PackNotFound,
+    #[error("Pack is deprecated.")]
+    PackDeprecated,
+    #[error("Pack is not available for {exposure} sessions.")]
+    PackExposureMismatch { exposure: Exposure },
+    /// Every retry lost a race on the unique indexes; the caller may try again.
+    #[error("Allocation conflicted with concurrent requests; try again.")]
+    Contention,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What to seed on start: the default pack's image and the host's GPUs.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub default_pack_image: String,
+    pub default_pack_digest: Option<String>,
+    pub gpu_ids: Vec<GpuId>,
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Self {
+            default_pack_image: "medforge-pack-default:latest".into(),
+            default_pack_digest: None,
+            gpu_ids: (0..7).map(GpuId).collect(),
+        }
+    }
+}
+
+/// What seeding changed, for the caller to log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeedReport {
+    /// GPUs inserted because the config names them and the table did not.
+    pub gpus_added: Vec<GpuId>,
+    /// GPUs in the table that the config no longer names: disabled, so that
+    /// nothing is allocated on hardware that is gone, but kept for history.
+    pub gpus_disabled: Vec<GpuId>,
+}
+
+/// A new account. Role, entitlement and limit default to a plain user.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub email: Email,
+    pub password_hash: String,
+    pub role: Role,
+    pub can_use_internal: bool,
+    pub max_concurrent_sessions: u32,
+    pub created_at: OffsetDateTime,
+}
+
+impl NewUser {
+    pub fn new(email: Email, password_hash: String) -> Self {
+        Self {
+            id: UserId::new_random(),
+            email,
+            password_hash,
+            role: Role::User,
+            can_use_internal: false,
+            max_concurrent_sessions: 1,
+            created_at: crate::model::now(),
+        }
+    }
+}
+
+/// A change to a user; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub email: Option<Email>,
+    pub password_hash: Option<String>,
+    pub role: Option<Role>,
+    pub can_use_internal: Option<bool>,
+    pub max_concurrent_sessions: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAuthSession {
+    pub id: AuthSessionId,
+    pub user_id: UserId,
+    pub token_hash: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A request for a session: the store checks everything and picks the GPU.
+#[derive(Debug, Clone)]
+pub struct AllocationRequest {
+    pub user_id: UserId,
+    pub exposure: Exposure,
+    /// `None` means the default pack.
+    pub pack_id: Option<PackId>,
+    pub now: OffsetDateTime,
+}
+
+/// A status change, applied only if the session is still in `from`.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub from: SessionStatus,
+    pub to: SessionStatus,
+    pub at: OffsetDateTime,
+    /// Set when given; otherwise left as it is.
+    pub container_id: Option<String>,
+    pub workspace_zfs: Option<String>,
+    pub error_message: Option<String>,
+}
+
+impl Transition {
+    pub fn new(from: SessionStatus, to: SessionStatus, at: OffsetDateTime) -> Self {
+        Self {
+            from,
+            to,
+            at,
+            container_id: None,
+            workspace_zfs: None,
+            error_message: None,
+        }
+    }
+
+    pub fn container_id(mut self, id: impl Into<String>) -> Self {
+        self.container_id = Some(id.into());
+        self
+    }
+
+    pub fn workspace(mut self, w: impl Into<String>) -> Self {
+        self.workspace_zfs = Some(w.into());
+        self
+    }
+
+    pub fn error(mut self, message: impl Into<String>) -> Self {
+        self.error_message = Some(message.into());
+        self
+    }
+}
+
+/// Which sessions a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub user_id: Option<UserId>,
+    pub exposure: Option<Exposure>,
+    /// Empty means every status.
+    pub statuses: Vec<SessionStatus>,
+}
+
+/// A position in a newest-first listing: the last item's `(created_at, id)`.
+/// Opaque to clients (base64url without padding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at_ms: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        data_encoding::BASE64URL_NOPAD.encode(format!("{}|{}", self.created_at_ms, self.id).as_bytes())
+    }
+
+    pub fn decode(text: &str) -> Result<Self, StoreError> {
+        let bytes = data_encoding::BASE64URL_NOPAD
+            .decode(text.as_bytes())
+            .map_err(|_| StoreError::InvalidCursor)?;
+        let text = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)?;
+        let (ms, id) = text.split_once('|').ok_or(StoreError::InvalidCursor)?;
+        let created_at_ms = ms.parse().map_err(|_| StoreError::InvalidCursor)?;
+        // Ids are uuids: anything else did not come from us.
+        uuid::Uuid::parse_str(id).map_err(|_| StoreError::InvalidCursor)?;
+        Ok(Self {
+            created_at_ms,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// One page of a listing request.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+impl PageRequest {
+    pub const MAX_LIMIT: u32 = 500;
+
+    pub fn first(limit: u32) -> Self {
+        Self { limit, after: None }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Set when more items follow.
+    pub next: Option<Cursor>,
+}
+
+/// Everything MedForge persists. Implementations must make
+/// [`Store::allocate_session`] race-safe and every [`Store::transition_session`]
+/// a conditional update; the contract suite (`testing::store_contract_tests!`)
+/// checks both against the real backend.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Inserts the default pack (or updates its image) and the configured GPUs.
+    async fn seed(&self, seed: &Seed) -> Result<SeedReport, StoreError>;
+
+    // --- users ---
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+    /// The user and their password hash, for login only.
+    async fn user_credentials(&self, email: &Email) -> Result<Option<(User, String)>, StoreError>;
+    /// The password hash of a user, for a password change.
+    async fn password_hash(&self, id: UserId) -> Result<Option<String>, StoreError>;
+    /// Applies the update; `None` when there is no such user.
+    async fn update_user(&self, id: UserId, update: UserUpdate) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self, page: PageRequest) -> Result<Page<UserSummary>, StoreError>;
+    async fn count_users(&self) -> Result<u64, StoreError>;
+
+    // --- logins ---
+    async fn create_auth_session(&self, login: NewAuthSession) -> Result<AuthSession, StoreError>;
+    async fn auth_session_by_token_hash(&self, token_hash: &str) -> Result<Option<(AuthSession, User)>, StoreError>;
+    async fn touch_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<(), StoreError>;
+    /// Revokes one login; `false` when it was unknown or already revoked.
+    async fn revoke_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Revokes every live login of a user (password change, demotion); returns how many.
+    async fn revoke_user_auth_sessions(&self, user_id: UserId, at: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // --- packs and GPUs ---
+    async fn pack(&self, id: PackId) -> Result<Option<Pack>, StoreError>;
+    async fn list_packs(&self) -> Result<Vec<Pack>, StoreError>;
+    /// Every GPU row with its holder, by id.
+    async fn list_gpus(&self) -> Result<Vec<GpuDevice>, StoreError>;
+    /// `false` when there is no such GPU. Disabling does not stop a session
+    /// that holds it; it only keeps the GPU out of later allocations.
+    async fn set_gpu_enabled(&self, id: GpuId, enabled: bool) -> Result<bool, StoreError>;
+
+    // --- sessions ---
+    /// In one transaction: lock the user, check entitlement, pack and limit,
+    /// take the lowest enabled free GPU, insert the session as `starting`.
+    async fn allocate_session(&self, request: AllocationRequest) -> Result<Session, AllocationError>;
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
+    async fn session_by_slug(&self, slug: &Slug) -> Result<Option<Session>, StoreError>;
+    /// Newest first.
+    async fn list_sessions(&self, filter: &SessionFilter, page: PageRequest) -> Result<Page<Session>, StoreError>;
+    /// Every session in `starting | running | stopping`, oldest first (reconciliation, polling).
+    async fn active_sessions(&self) -> Result<Vec<Session>, StoreError>;
+    /// Applies the transition if the session is still in `transition.from`;
+    /// returns whether this call won. Moves the state machine forbids are
+    /// refused without touching the row.
+    async fn transition_session(&self, id: SessionId, transition: Transition) -> Result<bool, StoreError>;
+    /// Records runtime details of a session that is still active.
+    async fn set_session_runtime(
+        &self,
+        id: SessionId,
+        container_id: Option<&str>,
+        workspace_zfs: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether the database answers (for `/healthz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor {
+            created_at_ms: 1_700_000_000_123,
+            id: uuid::Uuid::new_v4().to_string(),
+        };
+        let text = c.encode();
+        assert!(!text.contains('='));
+        assert_eq!(Cursor::decode(&text).ok(), Some(c));
+        for bad in ["", "!!!", "YWJj", &data_encoding::BASE64URL_NOPAD.encode(b"12|not-a-uuid")] {
+            assert!(Cursor::decode(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

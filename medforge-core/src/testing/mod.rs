@@ -1,0 +1,176 @@
+//! Contract test suites, for every implementation of a core trait to run
+//! against its real backend (feature `testing`).
+//!
+//! A store implementation's test file provides a harness and expands
+//! [`store_contract_tests!`](crate::store_contract_tests), which turns every
+//! case of [`store`] into a `#[tokio::test]`:
+//!
+//! ```ignore
+//! async fn harness() -> medforge_core::testing::StoreHarness { ... }
+//! medforge_core::store_contract_tests!(harness);
+//! ```
+
+pub mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, MySql, Row, Sqlite};
+
+use crate::store::{SqlStore, Store};
+
+/// Raw SQL against the store's database, for checks that must bypass the
+/// [`Store`] API: what the tables really hold, and what the schema refuses.
+#[async_trait]
+pub trait RawSql: Send + Sync {
+    /// Runs a statement; `Err` carries the database's message.
+    async fn execute(&self, sql: &str) -> Result<u64, String>;
+    /// The first column of every row, as text.
+    async fn strings(&self, sql: &str) -> Result<Vec<String>, String>;
+}
+
+macro_rules! raw_sql_for {
+    ($db:ty) => {
+        #[async_trait]
+        impl RawSql for SqlStore<$db> {
+            async fn execute(&self, sql: &str) -> Result<u64, String> {
+                sqlx::query(AssertSqlSafe(sql.to_owned()))
+                    .execute(self.pool())
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(|e| e.to_string())
+            }
+
+            async fn strings(&self, sql: &str) -> Result<Vec<String>, String> {
+                let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>(0).map_err(|e| e.to_string()))
+                    .collect()
+            }
+        }
+    };
+}
+raw_sql_for!(Sqlite);
+raw_sql_for!(MySql);
+
+type Teardown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A fresh, empty, migrated store for one test case, and how to clean up.
+pub struct StoreHarness {
+    pub store: Arc<dyn Store>,
+    pub raw: Arc<dyn RawSql>,
+    teardown: Option<Teardown>,
+}
+
+impl std::fmt::Debug for StoreHarness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHarness").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl StoreHarness {
+    pub fn new<S: Store + RawSql + 'static>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self {
+            store: store.clone(),
+            raw: store,
+            teardown: None,
+        }
+    }
+
+    /// Runs `teardown` when the case has passed (a failed case leaves its
+    /// database behind for inspection; the test script clears leftovers).
+    pub fn with_teardown(mut self, teardown: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.teardown = Some(Box::pin(teardown));
+        self
+    }
+
+    pub async fn finish(mut self) {
+        if let Some(t) = self.teardown.take() {
+            t.await;
+        }
+    }
+}
+
+/// A harness on a fresh SQLite file in its own temporary directory (a file,
+/// not memory, so that the pool has several connections that really race).
+pub async fn sqlite_file_harness() -> StoreHarness {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("medforge.db");
+    let store = SqlStore::<Sqlite>::open(path.to_str().expect("utf-8 path"))
+        .await
+        .expect("open SQLite store");
+    StoreHarness::new(store).with_teardown(async move { drop(dir) })
+}
+
+/// A harness on a fresh database of the MariaDB/MySQL server named by
+/// `MEDFORGE_TEST_MYSQL_URL` (a URL whose user may create `mftest_%`
+/// databases). Fails loudly when the variable is unset: the test script
+/// starts the server, and a missing server is a failure, not a skip.
+pub async fn mysql_harness() -> StoreHarness {
+    let url = std::env::var("MEDFORGE_TEST_MYSQL_URL").unwrap_or_else(|_| {
+        panic!("MEDFORGE_TEST_MYSQL_URL is not set: run scripts/test.sh, which starts MariaDB and sets it")
+    });
+    let (server, _) = url.rsplit_once('/').expect("MEDFORGE_TEST_MYSQL_URL must end in /<database>");
+    let name = format!("mftest_{}", uuid::Uuid::new_v4().simple());
+    let admin = SqlStore::<MySql>::connect_without_migrations(&format!("{server}/"))
+        .await
+        .expect("connect to the MariaDB test server");
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    let store = SqlStore::<MySql>::connect(&format!("{server}/{name}"))
+        .await
+        .expect("open MySQL store");
+    let pool = store.pool().clone();
+    StoreHarness::new(store).with_teardown(async move {
+        pool.close().await;
+        let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    })
+}
+
+/// Expands every case of [`store`] into a `#[tokio::test]` that runs it on a
+/// fresh harness from `$harness` (an async fn returning [`StoreHarness`]).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($harness:path) => {
+        $crate::store_contract_tests!(@cases $harness;
+            seed_creates_default_pack_and_gpus,
+            users_are_unique_by_email_and_updatable,
+            users_list_newest_first_with_active_counts,
+            logins_are_stored_by_hash_and_revocable,
+            authenticator_refuses_bad_passwords_and_dead_tokens,
+            tokens_are_never_stored_raw,
+            allocation_takes_lowest_free_gpu_and_checks_everything,
+            allocation_enforces_the_user_limit,
+            allocation_refuses_when_no_gpu_is_free,
+            concurrent_allocations_by_many_users_fill_each_gpu_once,
+            concurrent_allocations_by_one_user_respect_the_limit,
+            releasing_a_session_frees_its_gpu,
+            schema_rejects_a_second_active_session_on_a_gpu,
+            transitions_are_conditional_and_race_safe,
+            sessions_list_with_filters_and_cursors,
+            gpu_board_shows_holders,
+            runtime_details_are_recorded_only_while_active,
+        );
+    };
+    (@cases $harness:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let harness = $harness().await;
+                $crate::testing::store::$case(&harness).await;
+                harness.finish().await;
+            }
+        )+
+    };
+}

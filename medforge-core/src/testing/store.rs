@@ -1,0 +1,610 @@
+//! The [`Store`] contract: every case takes a fresh harness and checks one
+//! promise of the trait against the real backend.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use time::Duration;
+
+use super::StoreHarness;
+use crate::auth::{Authenticator, ClientInfo, ExpiryPolicy, SessionToken, TokenKey};
+use crate::model::{
+    self, Email, Exposure, GpuId, PackExposure, PackId, Role, Session, SessionStatus, User, DEFAULT_PACK_ID,
+};
+use crate::store::{
+    AllocationError, AllocationRequest, NewAuthSession, NewUser, PageRequest, Seed, SessionFilter, Store, StoreError,
+    Transition, UserUpdate,
+};
+
+fn email(s: &str) -> Email {
+    s.parse().expect("test email")
+}
+
+async fn seeded(h: &StoreHarness) -> Arc<dyn Store> {
+    h.store.seed(&Seed::default()).await.expect("seed");
+    h.store.clone()
+}
+
+async fn user_with_limit(store: &dyn Store, name: &str, limit: u32) -> User {
+    let mut new = NewUser::new(email(&format!("{name}@example.org")), "not-a-real-hash".into());
+    new.max_concurrent_sessions = limit;
+    store.create_user(new).await.expect("create user")
+}
+
+async fn allocate(store: &dyn Store, user: &User) -> Result<Session, AllocationError> {
+    store
+        .allocate_session(AllocationRequest {
+            user_id: user.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: model::now(),
+        })
+        .await
+}
+
+/// Ends a session the way the lifecycle does: running, stopping, stopped.
+async fn release(store: &dyn Store, s: &Session) {
+    let now = model::now();
+    for (from, to) in [
+        (SessionStatus::Starting, SessionStatus::Running),
+        (SessionStatus::Running, SessionStatus::Stopping),
+        (SessionStatus::Stopping, SessionStatus::Stopped),
+    ] {
+        assert!(
+            store.transition_session(s.id, Transition::new(from, to, now)).await.expect("transition"),
+            "{from} -> {to} lost"
+        );
+    }
+}
+
+async fn active_count(h: &StoreHarness) -> usize {
+    h.raw
+        .strings("SELECT id FROM sessions WHERE status IN ('starting', 'running', 'stopping')")
+        .await
+        .expect("count")
+        .len()
+}
+
+pub async fn seed_creates_default_pack_and_gpus(h: &StoreHarness) {
+    let report = h.store.seed(&Seed::default()).await.expect("seed");
+    assert_eq!(report.gpus_added, (0..7).map(GpuId).collect::<Vec<_>>());
+    let gpus = h.store.list_gpus().await.expect("gpus");
+    assert_eq!(gpus.iter().map(|g| g.id.0).collect::<Vec<_>>(), (0..7).collect::<Vec<_>>());
+    assert!(gpus.iter().all(|g| g.enabled && g.session_id.is_none()));
+    let pack = h.store.pack(DEFAULT_PACK_ID).await.expect("pack").expect("default pack");
+    assert_eq!(pack.image_ref, "medforge-pack-default:latest");
+    assert_eq!(pack.exposure, PackExposure::Both);
+    assert!(pack.deprecated_at.is_none());
+
+    // Seeding again changes nothing; a new image in config updates the pack;
+    // GPUs gone from config are disabled, not deleted.
+    let again = h.store.seed(&Seed::default()).await.expect("seed again");
+    assert!(again.gpus_added.is_empty() && again.gpus_disabled.is_empty());
+    let smaller = Seed {
+        default_pack_image: "registry.local/pack:2".into(),
+        default_pack_digest: Some("sha256:abc".into()),
+        gpu_ids: vec![GpuId(0), GpuId(1), GpuId(9)],
+    };
+    let report = h.store.seed(&smaller).await.expect("seed smaller");
+    assert_eq!(report.gpus_added, vec![GpuId(9)]);
+    assert_eq!(report.gpus_disabled, (2..7).map(GpuId).collect::<Vec<_>>());
+    let enabled: Vec<u32> = h.store.list_gpus().await.expect("gpus").iter().filter(|g| g.enabled).map(|g| g.id.0).collect();
+    assert_eq!(enabled, vec![0, 1, 9]);
+    let pack = h.store.pack(DEFAULT_PACK_ID).await.expect("pack").expect("default pack");
+    assert_eq!(pack.image_ref, "registry.local/pack:2");
+    assert_eq!(pack.image_digest.as_deref(), Some("sha256:abc"));
+    assert_eq!(h.store.list_packs().await.expect("packs").len(), 1);
+    h.store.ping().await.expect("ping");
+}
+
+pub async fn users_are_unique_by_email_and_updatable(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let alice = store
+        .create_user(NewUser::new(email("Alice@Example.org"), "hash-a".into()))
+        .await
+        .expect("create");
+    assert_eq!(alice.email.as_str(), "alice@example.org");
+    assert_eq!((alice.role, alice.can_use_internal, alice.max_concurrent_sessions), (Role::User, false, 1));
+    assert_eq!(store.user(alice.id).await.expect("get"), Some(alice.clone()));
+    assert_eq!(store.user_by_email(&email("ALICE@example.org")).await.expect("get"), Some(alice.clone()));
+    let (u, hash) = store.user_credentials(&alice.email).await.expect("creds").expect("exists");
+    assert_eq!((u.id, hash.as_str()), (alice.id, "hash-a"));
+    assert!(store.user_credentials(&email("nobody@example.org")).await.expect("creds").is_none());
+
+    let dup = store.create_user(NewUser::new(email("alice@EXAMPLE.org"), "x".into())).await;
+    assert!(matches!(dup, Err(StoreError::EmailTaken)), "{dup:?}");
+
+    let bob = store.create_user(NewUser::new(email("bob@example.org"), "hash-b".into())).await.expect("bob");
+    let taken = store
+        .update_user(bob.id, UserUpdate { email: Some(email("alice@example.org")), ..Default::default() })
+        .await;
+    assert!(matches!(taken, Err(StoreError::EmailTaken)), "{taken:?}");
+
+    let updated = store
+        .update_user(
+            bob.id,
+            UserUpdate {
+                role: Some(Role::Admin),
+                can_use_internal: Some(true),
+                max_concurrent_sessions: Some(3),
+                password_hash: Some("hash-b2".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update")
+        .expect("bob exists");
+    assert_eq!((updated.role, updated.can_use_internal, updated.max_concurrent_sessions), (Role::Admin, true, 3));
+    assert_eq!(updated.email, bob.email);
+    assert_eq!(store.password_hash(bob.id).await.expect("hash").as_deref(), Some("hash-b2"));
+    let missing = store.update_user(model::UserId::new_random(), UserUpdate::default()).await.expect("update");
+    assert!(missing.is_none());
+    assert_eq!(store.count_users().await.expect("count"), 2);
+}
+
+pub async fn users_list_newest_first_with_active_counts(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let t0 = model::now();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut new = NewUser::new(email(&format!("u{i}@example.org")), "h".into());
+        new.created_at = t0 + Duration::seconds(i);
+        ids.push(store.create_user(new).await.expect("create").id);
+    }
+    let newest = store.user(ids[4]).await.expect("get").expect("exists");
+    allocate(store.as_ref(), &newest).await.expect("allocate");
+
+    let first = store.list_users(PageRequest::first(2)).await.expect("page 1");
+    assert_eq!(first.items.iter().map(|u| u.user.id).collect::<Vec<_>>(), vec![ids[4], ids[3]]);
+    assert_eq!(first.items[0].active_session_count, 1);
+    assert_eq!(first.items[1].active_session_count, 0);
+    let second = store
+        .list_users(PageRequest { limit: 2, after: first.next.clone() })
+        .await
+        .expect("page 2");
+    assert_eq!(second.items.iter().map(|u| u.user.id).collect::<Vec<_>>(), vec![ids[2], ids[1]]);
+    let third = store
+        .list_users(PageRequest { limit: 2, after: second.next.clone() })
+        .await
+        .expect("page 3");
+    assert_eq!(third.items.iter().map(|u| u.user.id).collect::<Vec<_>>(), vec![ids[0]]);
+    assert!(third.next.is_none());
+    for bad in [0, PageRequest::MAX_LIMIT + 1] {
+        let r = store.list_users(PageRequest::first(bad)).await;
+        assert!(matches!(r, Err(StoreError::InvalidPageLimit)), "limit {bad}: {r:?}");
+    }
+}
+
+pub async fn logins_are_stored_by_hash_and_revocable(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let user = user_with_limit(store.as_ref(), "login", 1).await;
+    let now = model::now();
+    let new = |hash: &str| NewAuthSession {
+        id: model::AuthSessionId::new_random(),
+        user_id: user.id,
+        token_hash: hash.into(),
+        created_at: now,
+        expires_at: now + Duration::days(30),
+        ip: Some("192.0.2.1".into()),
+        user_agent: Some("test".into()),
+    };
+    let a = store.create_auth_session(new(&"a".repeat(64))).await.expect("create");
+    let b = store.create_auth_session(new(&"b".repeat(64))).await.expect("create");
+    let (found, u) = store.auth_session_by_token_hash(&"a".repeat(64)).await.expect("get").expect("exists");
+    assert_eq!((found.clone(), u.id), (a.clone(), user.id));
+    assert!(store.auth_session_by_token_hash(&"c".repeat(64)).await.expect("get").is_none());
+
+    let later = now + Duration::minutes(10);
+    store.touch_auth_session(a.id, later).await.expect("touch");
+    // Touching with an older time never moves last_seen_at back.
+    store.touch_auth_session(a.id, now).await.expect("touch");
+    let (found, _) = store.auth_session_by_token_hash(&a.token_hash).await.expect("get").expect("exists");
+    assert_eq!(found.last_seen_at, later);
+
+    assert!(store.revoke_auth_session(a.id, later).await.expect("revoke"));
+    assert!(!store.revoke_auth_session(a.id, later).await.expect("revoke twice"));
+    let (found, _) = store.auth_session_by_token_hash(&a.token_hash).await.expect("get").expect("exists");
+    assert_eq!(found.revoked_at, Some(later));
+    assert_eq!(store.revoke_user_auth_sessions(user.id, later).await.expect("revoke all"), 1);
+    let (found, _) = store.auth_session_by_token_hash(&b.token_hash).await.expect("get").expect("exists");
+    assert!(found.revoked_at.is_some());
+}
+
+fn authenticator(store: Arc<dyn Store>) -> Authenticator {
+    Authenticator::new(store, TokenKey::generate(), ExpiryPolicy::default())
+}
+
+pub async fn authenticator_refuses_bad_passwords_and_dead_tokens(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let auth = authenticator(store.clone());
+    let (user, token) = auth
+        .signup(email("carol@example.org"), "a long passphrase", ClientInfo::default())
+        .await
+        .expect("signup");
+    assert!(auth.signup(email("CAROL@example.org"), "another passphrase", ClientInfo::default()).await.is_err());
+    assert!(auth.signup(email("short@example.org"), "short", ClientInfo::default()).await.is_err());
+
+    // Wrong password and unknown email are refused alike.
+    for (who, pw) in [("carol@example.org", "a long passphrasE"), ("nobody@example.org", "a long passphrase")] {
+        let r = auth.login(&email(who), pw, ClientInfo::default()).await;
+        assert!(matches!(r, Err(crate::auth::AuthError::InvalidCredentials)), "{who}: {r:?}");
+    }
+    let (again, token2) = auth
+        .login(&email("Carol@example.org"), "a long passphrase", ClientInfo::default())
+        .await
+        .expect("login");
+    assert_eq!(again.id, user.id);
+
+    let now = model::now();
+    let (who, _) = auth.authenticate(&token, now).await.expect("auth").expect("valid");
+    assert_eq!(who.id, user.id);
+    assert!(auth.authenticate(&SessionToken::generate(), now).await.expect("auth").is_none());
+    // Idle for 8 days: expired. Used on day 6, it slides to day 13.
+    assert!(auth.authenticate(&token, now + Duration::days(8)).await.expect("auth").is_none());
+    assert!(auth.authenticate(&token, now + Duration::days(6)).await.expect("auth").is_some());
+    assert!(auth.authenticate(&token, now + Duration::days(12)).await.expect("auth").is_some());
+    // However much it is used, 30 days after creation it is over.
+    for day in [18, 24, 29] {
+        assert!(auth.authenticate(&token, now + Duration::days(day)).await.expect("auth").is_some(), "day {day}");
+    }
+    assert!(auth.authenticate(&token, now + Duration::days(30)).await.expect("auth").is_none());
+
+    // Logout revokes that login only.
+    assert!(auth.logout(&token2).await.expect("logout"));
+    assert!(auth.authenticate(&token2, now).await.expect("auth").is_none());
+    assert!(!auth.logout(&token2).await.expect("logout twice"));
+    // A token hashed under another server secret is worthless.
+    let other = authenticator(store.clone());
+    assert!(other.authenticate(&token, now).await.expect("auth").is_none());
+}
+
+pub async fn tokens_are_never_stored_raw(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let auth = authenticator(store.clone());
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let (_, t) = auth
+            .signup(email(&format!("raw{i}@example.org")), "a long passphrase", ClientInfo::default())
+            .await
+            .expect("signup");
+        tokens.push(t);
+    }
+    let stored = h.raw.strings("SELECT token_hash FROM auth_sessions").await.expect("read table");
+    assert_eq!(stored.len(), 3);
+    let everything = h
+        .raw
+        .strings(
+            "SELECT CONCAT(id, '|', user_id, '|', token_hash, '|', COALESCE(ip, ''), '|', COALESCE(user_agent, '')) \
+             FROM auth_sessions",
+        )
+        .await
+        .or(Ok::<_, String>(stored.clone()))
+        .expect("read rows");
+    for t in &tokens {
+        assert!(stored.contains(&auth.key().hash(t)), "the keyed hash is what is kept");
+        for row in everything.iter().chain(&stored) {
+            assert!(!row.contains(t.expose()), "raw token found in auth_sessions: {row}");
+        }
+    }
+    let hashes = h.raw.strings("SELECT password_hash FROM users").await.expect("read users");
+    assert!(hashes.iter().all(|p| p.starts_with("$argon2id$") && !p.contains("a long passphrase")));
+}
+
+pub async fn allocation_takes_lowest_free_gpu_and_checks_everything(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let a = user_with_limit(store.as_ref(), "a", 1).await;
+    let b = user_with_limit(store.as_ref(), "b", 1).await;
+    let s = allocate(store.as_ref(), &a).await.expect("allocate");
+    assert_eq!((s.status, s.gpu_id, s.pack_id, s.exposure), (SessionStatus::Starting, GpuId(0), DEFAULT_PACK_ID, Exposure::External));
+    assert_eq!(s.user_id, a.id);
+    assert_eq!(store.session(s.id).await.expect("get"), Some(s.clone()));
+    assert_eq!(store.session_by_slug(&s.slug).await.expect("get"), Some(s.clone()));
+    assert_eq!(allocate(store.as_ref(), &b).await.expect("allocate").gpu_id, GpuId(1));
+
+    let req = |user: &User, exposure, pack_id| AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
+    let c = user_with_limit(store.as_ref(), "c", 5).await;
+    let r = store.allocate_session(req(&c, Exposure::Internal, None)).await;
+    assert!(matches!(r, Err(AllocationError::NotEntitled)), "{r:?}");
+    store.update_user(c.id, UserUpdate { can_use_internal: Some(true), ..Default::default() }).await.expect("entitle");
+    let internal = store.allocate_session(req(&c, Exposure::Internal, None)).await.expect("entitled");
+    assert_eq!(internal.exposure, Exposure::Internal);
+    let admin = user_with_limit(store.as_ref(), "admin", 5).await;
+    store.update_user(admin.id, UserUpdate { role: Some(Role::Admin), ..Default::default() }).await.expect("promote");
+    store.allocate_session(req(&admin, Exposure::Internal, None)).await.expect("admins may");
+
+    let ghost = User { id: model::UserId::new_random(), ..c.clone() };
+    let r = store.allocate_session(req(&ghost, Exposure::External, None)).await;
+    assert!(matches!(r, Err(AllocationError::UserNotFound)), "{r:?}");
+    let r = store.allocate_session(req(&c, Exposure::External, Some(PackId::new_random()))).await;
+    assert!(matches!(r, Err(AllocationError::PackNotFound)), "{r:?}");
+
+    let old = PackId::new_random();
+    let internal_only = PackId::new_random();
+    for (id, exposure, deprecated) in [(old, "both", "1"), (internal_only, "internal", "NULL")] {
+        h.raw
+            .execute(&format!(
+                "INSERT INTO packs (id, name, exposure, image_ref, image_digest, created_at, deprecated_at) \
+                 VALUES ('{id}', 'p', '{exposure}', 'img', NULL, 0, {deprecated})"
+            ))
+            .await
+            .expect("insert pack");
+    }
+    let r = store.allocate_session(req(&c, Exposure::External, Some(old))).await;
+    assert!(matches!(r, Err(AllocationError::PackDeprecated)), "{r:?}");
+    let r = store.allocate_session(req(&c, Exposure::External, Some(internal_only))).await;
+    assert!(matches!(r, Err(AllocationError::PackExposureMismatch { exposure: Exposure::External })), "{r:?}");
+    let s = store.allocate_session(req(&c, Exposure::Internal, Some(internal_only))).await.expect("internal pack");
+    assert_eq!(s.pack_id, internal_only);
+    // Refusals left nothing behind.
+    assert_eq!(active_count(h).await, 5);
+}
+
+pub async fn allocation_enforces_the_user_limit(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "limited", 2).await;
+    let s1 = allocate(store.as_ref(), &u).await.expect("first");
+    allocate(store.as_ref(), &u).await.expect("second");
+    let r = allocate(store.as_ref(), &u).await;
+    assert!(matches!(r, Err(AllocationError::LimitReached { limit: 2 })), "{r:?}");
+    assert_eq!(r.map(|_| ()).unwrap_err().to_string(), "Concurrent session limit reached (2).");
+    release(store.as_ref(), &s1).await;
+    allocate(store.as_ref(), &u).await.expect("a slot was freed");
+    let zero = user_with_limit(store.as_ref(), "zero", 0).await;
+    assert!(matches!(allocate(store.as_ref(), &zero).await, Err(AllocationError::LimitReached { limit: 0 })));
+}
+
+pub async fn allocation_refuses_when_no_gpu_is_free(h: &StoreHarness) {
+    let store = seeded(h).await;
+    assert!(store.set_gpu_enabled(GpuId(0), false).await.expect("disable"));
+    assert!(!store.set_gpu_enabled(GpuId(42), false).await.expect("unknown gpu"));
+    let mut held = BTreeSet::new();
+    for i in 0..6 {
+        let u = user_with_limit(store.as_ref(), &format!("n{i}"), 1).await;
+        held.insert(allocate(store.as_ref(), &u).await.expect("allocate").gpu_id.0);
+    }
+    assert_eq!(held, (1..7).collect(), "the disabled GPU 0 is skipped");
+    let late = user_with_limit(store.as_ref(), "late", 1).await;
+    let r = allocate(store.as_ref(), &late).await;
+    assert!(matches!(r, Err(AllocationError::NoGpusAvailable)), "{r:?}");
+    assert!(store.set_gpu_enabled(GpuId(0), true).await.expect("enable"));
+    assert_eq!(allocate(store.as_ref(), &late).await.expect("allocate").gpu_id, GpuId(0));
+}
+
+pub async fn concurrent_allocations_by_many_users_fill_each_gpu_once(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let mut users = Vec::new();
+    for i in 0..16 {
+        users.push(user_with_limit(store.as_ref(), &format!("c{i}"), 4).await);
+    }
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            let user = users[i % 16].clone();
+            tokio::spawn(async move { allocate(store.as_ref(), &user).await })
+        })
+        .collect();
+    let mut gpus = BTreeSet::new();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(s) => {
+                ok += 1;
+                gpus.insert(s.gpu_id.0);
+            }
+            Err(AllocationError::NoGpusAvailable | AllocationError::LimitReached { .. }) => {}
+            Err(other) => panic!("unexpected allocation error: {other:?}"),
+        }
+    }
+    assert_eq!(ok, 7, "exactly one session per GPU");
+    assert_eq!(gpus, (0..7).collect());
+    assert_eq!(active_count(h).await, 7);
+}
+
+pub async fn concurrent_allocations_by_one_user_respect_the_limit(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "eager", 2).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let u = u.clone();
+            tokio::spawn(async move { allocate(store.as_ref(), &u).await })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0, 0);
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(AllocationError::LimitReached { limit: 2 }) => limited += 1,
+            Err(other) => panic!("unexpected allocation error: {other:?}"),
+        }
+    }
+    assert_eq!((ok, limited), (2, 18));
+    assert_eq!(active_count(h).await, 2);
+}
+
+pub async fn releasing_a_session_frees_its_gpu(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let mut sessions = Vec::new();
+    for i in 0..7 {
+        let u = user_with_limit(store.as_ref(), &format!("r{i}"), 1).await;
+        sessions.push((u.clone(), allocate(store.as_ref(), &u).await.expect("allocate")));
+    }
+    let next = user_with_limit(store.as_ref(), "next", 1).await;
+    assert!(matches!(allocate(store.as_ref(), &next).await, Err(AllocationError::NoGpusAvailable)));
+
+    // Stopping frees the GPU.
+    let (_, s3) = &sessions[3];
+    release(store.as_ref(), s3).await;
+    let taken = allocate(store.as_ref(), &next).await.expect("allocate");
+    assert_eq!(taken.gpu_id, s3.gpu_id);
+    // So does failing.
+    let (_, s5) = &sessions[5];
+    let failed = Transition::new(SessionStatus::Starting, SessionStatus::Error, model::now()).error("boom");
+    assert!(store.transition_session(s5.id, failed).await.expect("fail"));
+    let other = user_with_limit(store.as_ref(), "other", 1).await;
+    assert_eq!(allocate(store.as_ref(), &other).await.expect("allocate").gpu_id, s5.gpu_id);
+    assert_eq!(active_count(h).await, 7);
+}
+
+pub async fn schema_rejects_a_second_active_session_on_a_gpu(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "raw", 5).await;
+    let busy = allocate(store.as_ref(), &u).await.expect("allocate");
+    let insert = |status: &str, slug: &str| {
+        format!(
+            "INSERT INTO sessions (id, user_id, exposure, pack_id, status, gpu_id, slug, created_at) \
+             VALUES ('{}', '{}', 'external', '{}', '{status}', {}, '{slug}', 0)",
+            model::SessionId::new_random(),
+            u.id,
+            DEFAULT_PACK_ID,
+            busy.gpu_id.0
+        )
+    };
+    for (status, slug) in [("running", "rawrawaa"), ("starting", "rawrawab"), ("stopping", "rawrawac")] {
+        let r = h.raw.execute(&insert(status, slug)).await;
+        assert!(r.is_err(), "a second {status} session on GPU {} was accepted", busy.gpu_id);
+    }
+    // Finished sessions on the same GPU are fine, any number of them.
+    h.raw.execute(&insert("stopped", "rawrawad")).await.expect("a stopped session is no conflict");
+    h.raw.execute(&insert("error", "rawrawae")).await.expect("an errored session is no conflict");
+    // ... but one cannot be revived into an active status behind the allocator's back.
+    let r = h.raw.execute("UPDATE sessions SET status = 'running' WHERE slug = 'rawrawad'").await;
+    assert!(r.is_err(), "reviving a stopped session on a busy GPU was accepted");
+    // Slugs are unique too.
+    let r = h.raw.execute(&insert("stopped", busy.slug.as_str())).await;
+    assert!(r.is_err(), "a duplicate slug was accepted");
+    assert_eq!(active_count(h).await, 1);
+}
+
+pub async fn transitions_are_conditional_and_race_safe(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "t", 1).await;
+    let s = allocate(store.as_ref(), &u).await.expect("allocate");
+    let t1 = model::now();
+    let up = Transition::new(SessionStatus::Starting, SessionStatus::Running, t1).container_id("c0ffee");
+    assert!(store.transition_session(s.id, up.clone()).await.expect("transition"));
+    assert!(!store.transition_session(s.id, up).await.expect("again"), "a stale `from` must lose");
+    let running = store.session(s.id).await.expect("get").expect("exists");
+    assert_eq!((running.status, running.container_id.as_deref(), running.started_at), (SessionStatus::Running, Some("c0ffee"), Some(t1)));
+    assert!(running.stopped_at.is_none());
+
+    // Forbidden moves are refused without touching the row.
+    let back = Transition::new(SessionStatus::Running, SessionStatus::Starting, t1);
+    assert!(!store.transition_session(s.id, back).await.expect("refused"));
+
+    // Ten racers try to stop it: exactly one wins.
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .transition_session(s.id, Transition::new(SessionStatus::Running, SessionStatus::Stopping, model::now()))
+                    .await
+                    .expect("transition")
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.expect("task"));
+    }
+    assert_eq!(wins, 1);
+
+    let t2 = t1 + Duration::seconds(5);
+    let death = Transition::new(SessionStatus::Stopping, SessionStatus::Error, t2).error("snapshot failed: pool gone");
+    assert!(store.transition_session(s.id, death).await.expect("error"));
+    let done = store.session(s.id).await.expect("get").expect("exists");
+    assert_eq!(done.status, SessionStatus::Error);
+    assert_eq!(done.stopped_at, Some(t2));
+    assert_eq!(done.started_at, Some(t1));
+    assert_eq!(done.error_message.as_deref(), Some("snapshot failed: pool gone"));
+    assert_eq!(done.container_id.as_deref(), Some("c0ffee"));
+    let revive = Transition::new(SessionStatus::Error, SessionStatus::Running, t2);
+    assert!(!store.transition_session(s.id, revive).await.expect("terminal"));
+}
+
+pub async fn sessions_list_with_filters_and_cursors(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let a = user_with_limit(store.as_ref(), "la", 10).await;
+    store.update_user(a.id, UserUpdate { can_use_internal: Some(true), ..Default::default() }).await.expect("entitle");
+    let b = user_with_limit(store.as_ref(), "lb", 10).await;
+    let t0 = model::now();
+    let mut mine = Vec::new();
+    // Five sessions for a (two internal), one for b, at distinct times; a's
+    // first two are stopped so that GPUs last.
+    for i in 0..5 {
+        let exposure = if i % 2 == 1 { Exposure::Internal } else { Exposure::External };
+        let s = store
+            .allocate_session(AllocationRequest { user_id: a.id, exposure, pack_id: None, now: t0 + Duration::seconds(i) })
+            .await
+            .expect("allocate");
+        if i < 2 {
+            release(store.as_ref(), &s).await;
+        }
+        mine.push(s);
+    }
+    store
+        .allocate_session(AllocationRequest { user_id: b.id, exposure: Exposure::External, pack_id: None, now: t0 })
+        .await
+        .expect("allocate");
+
+    let filter = SessionFilter { user_id: Some(a.id), ..Default::default() };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_sessions(&filter, PageRequest { limit: 2, after }).await.expect("list");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|s| s.id));
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    let newest_first: Vec<_> = mine.iter().rev().map(|s| s.id).collect();
+    assert_eq!(seen, newest_first, "pages cover every session once, newest first");
+
+    let internal = SessionFilter { user_id: Some(a.id), exposure: Some(Exposure::Internal), ..Default::default() };
+    let page = store.list_sessions(&internal, PageRequest::first(50)).await.expect("list");
+    assert_eq!(page.items.iter().map(|s| s.id).collect::<Vec<_>>(), vec![mine[3].id, mine[1].id]);
+
+    let stopped = SessionFilter { statuses: vec![SessionStatus::Stopped, SessionStatus::Error], ..Default::default() };
+    let page = store.list_sessions(&stopped, PageRequest::first(50)).await.expect("list");
+    assert_eq!(page.items.iter().map(|s| s.id).collect::<Vec<_>>(), vec![mine[1].id, mine[0].id]);
+
+    let everyone = store.list_sessions(&SessionFilter::default(), PageRequest::first(500)).await.expect("list");
+    assert_eq!(everyone.items.len(), 6);
+    let active = store.active_sessions().await.expect("active");
+    assert_eq!(active.len(), 4);
+    assert!(active.iter().all(|s| s.status.is_active()));
+    assert!(matches!(
+        store.list_sessions(&SessionFilter::default(), PageRequest::first(0)).await,
+        Err(StoreError::InvalidPageLimit)
+    ));
+}
+
+pub async fn gpu_board_shows_holders(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "g", 2).await;
+    let s = allocate(store.as_ref(), &u).await.expect("allocate");
+    let s2 = allocate(store.as_ref(), &u).await.expect("allocate");
+    release(store.as_ref(), &s2).await;
+    let board = store.list_gpus().await.expect("gpus");
+    assert_eq!(board.len(), 7, "a finished session adds no row to the board");
+    let held = board.iter().find(|g| g.id == s.gpu_id).expect("gpu");
+    assert_eq!((held.session_id, held.user_id, held.held_since), (Some(s.id), Some(u.id), Some(s.created_at)));
+    assert!(board.iter().filter(|g| g.id != s.gpu_id).all(|g| g.session_id.is_none()));
+}
+
+pub async fn runtime_details_are_recorded_only_while_active(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "rt", 1).await;
+    let s = allocate(store.as_ref(), &u).await.expect("allocate");
+    assert!(store.set_session_runtime(s.id, Some("abc123"), Some("tank/ws/x")).await.expect("set"));
+    // Same values again still counts as recorded.
+    assert!(store.set_session_runtime(s.id, Some("abc123"), None).await.expect("set"));
+    let got = store.session(s.id).await.expect("get").expect("exists");
+    assert_eq!((got.container_id.as_deref(), got.workspace_zfs.as_deref()), (Some("abc123"), Some("tank/ws/x")));
+    release(store.as_ref(), &s).await;
+    assert!(!store.set_session_runtime(s.id, Some("other"), None).await.expect("set"));
+    assert!(!store.set_session_runtime(model::SessionId::new_random(), Some("x"), None).await.expect("set"));
+}
