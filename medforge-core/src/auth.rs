@@ -9,8 +9,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use hmac::{KeyInit, Mac};
 use time::{Duration, OffsetDateTime};
 
@@ -36,11 +36,7 @@ pub enum AuthError {
 /// Checks the password policy (length only: long passphrases beat rules).
 pub fn check_password_policy(password: &str) -> Result<(), AuthError> {
     let chars = password.chars().count();
-    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
-        Ok(())
-    } else {
-        Err(AuthError::PasswordPolicy)
-    }
+    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) { Ok(()) } else { Err(AuthError::PasswordPolicy) }
 }
 
 /// Hashes a password with argon2id and a random salt, as a PHC string.
@@ -53,9 +49,7 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 
 /// Verifies a password against a PHC string. A malformed hash is a mismatch.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), phc)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
 }
 
 /// A session token as the browser holds it. `Debug` never shows it.
@@ -111,8 +105,7 @@ impl TokenKey {
 
     /// `HMAC-SHA256(key, token)` as lowercase hex: what the store keeps.
     pub fn hash(&self, token: &SessionToken) -> String {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
-            .expect("HMAC takes keys of any length");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(token.0.as_bytes());
         data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
     }
@@ -142,11 +135,7 @@ pub struct ExpiryPolicy {
 
 impl Default for ExpiryPolicy {
     fn default() -> Self {
-        Self {
-            idle: Duration::days(7),
-            absolute: Duration::days(30),
-            touch_every: Duration::minutes(5),
-        }
+        Self { idle: Duration::days(7), absolute: Duration::days(30), touch_every: Duration::minutes(5) }
     }
 }
 
@@ -165,9 +154,7 @@ impl ExpiryPolicy {
         } else if now >= login.expires_at || now >= login.last_seen_at + self.idle {
             LoginState::Expired
         } else {
-            LoginState::Valid {
-                needs_touch: now >= login.last_seen_at + self.touch_every,
-            }
+            LoginState::Valid { needs_touch: now >= login.last_seen_at + self.touch_every }
         }
     }
 }
@@ -197,10 +184,7 @@ pub fn origin_allowed(origin: Option<&str>, base_domain: &str) -> bool {
     if domain.is_empty() {
         return false;
     }
-    host == domain
-        || host
-            .strip_suffix(&domain)
-            .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+    host == domain || host.strip_suffix(&domain).is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
 }
 
 /// Who made a login request, for the audit trail.
@@ -220,9 +204,7 @@ pub struct Authenticator {
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("policy", &self.policy)
-            .finish_non_exhaustive()
+        f.debug_struct("Authenticator").field("policy", &self.policy).finish_non_exhaustive()
     }
 }
 
@@ -249,10 +231,7 @@ impl Authenticator {
     ) -> Result<(User, SessionToken), AuthError> {
         check_password_policy(password)?;
         let password_hash = hash_password(password)?;
-        let user = self
-            .store
-            .create_user(NewUser::new(email, password_hash))
-            .await?;
+        let user = self.store.create_user(NewUser::new(email, password_hash)).await?;
         let token = self.open_login(&user, client).await?;
         Ok((user, token))
     }
@@ -329,9 +308,7 @@ impl Authenticator {
 /// [`Authenticator::login`]'s constant-work path.
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        hash_password(SessionToken::generate().expose()).unwrap_or_default()
-    })
+    HASH.get_or_init(|| hash_password(SessionToken::generate().expose()).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -362,9 +339,7 @@ mod tests {
         let a = SessionToken::generate();
         let b = SessionToken::generate();
         assert_ne!(a, b);
-        let raw = data_encoding::BASE64URL_NOPAD
-            .decode(a.expose().as_bytes())
-            .expect("base64url");
+        let raw = data_encoding::BASE64URL_NOPAD.decode(a.expose().as_bytes()).expect("base64url");
         assert_eq!(raw.len(), 32);
         assert_eq!(format!("{a:?}"), "SessionToken(<redacted>)");
     }
@@ -408,10 +383,7 @@ mod tests {
         let t0 = model::now();
         let fresh = login_at(t0, t0);
         assert_eq!(p.check(&fresh, t0), LoginState::Valid { needs_touch: false });
-        assert_eq!(
-            p.check(&fresh, t0 + Duration::minutes(6)),
-            LoginState::Valid { needs_touch: true }
-        );
+        assert_eq!(p.check(&fresh, t0 + Duration::minutes(6)), LoginState::Valid { needs_touch: true });
         assert_eq!(p.check(&fresh, t0 + Duration::days(7)), LoginState::Expired);
         // Used on day 6: still good on day 12.
         let used = login_at(t0, t0 + Duration::days(6));

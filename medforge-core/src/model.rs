@@ -21,10 +21,7 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(what: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            what,
-            reason: reason.into(),
-        }
+        Self { what, reason: reason.into() }
     }
 }
 
@@ -104,9 +101,7 @@ impl Slug {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 5];
         rand::fill(&mut bytes);
-        let text = data_encoding::BASE32_NOPAD
-            .encode(&bytes)
-            .to_ascii_lowercase();
+        let text = data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase();
         Self(text)
     }
 
@@ -118,17 +113,11 @@ impl Slug {
 impl FromStr for Slug {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.len() == Self::LEN
-            && s
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        let ok = s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ParseError::new(
-                "slug",
-                "expected 8 characters of lowercase base32 (a-z, 2-7)",
-            ))
+            Err(ParseError::new("slug", "expected 8 characters of lowercase base32 (a-z, 2-7)"))
         }
     }
 }
@@ -180,9 +169,7 @@ impl FromStr for Email {
             return bad("must not contain spaces");
         }
         match s.split_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
-                Ok(Self(s))
-            }
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => Ok(Self(s)),
             _ => bad("must look like name@example.org"),
         }
     }
@@ -285,11 +272,8 @@ string_enum!(
 
 impl SessionStatus {
     /// The statuses that hold a GPU and count against a user's limit.
-    pub const ACTIVE: &'static [SessionStatus] = &[
-        SessionStatus::Starting,
-        SessionStatus::Running,
-        SessionStatus::Stopping,
-    ];
+    pub const ACTIVE: &'static [SessionStatus] =
+        &[SessionStatus::Starting, SessionStatus::Running, SessionStatus::Stopping];
 
     pub fn is_active(self) -> bool {
         Self::ACTIVE.contains(&self)
@@ -305,9 +289,7 @@ impl SessionStatus {
         use SessionStatus::*;
         matches!(
             (self, to),
-            (Starting, Running | Stopping | Error)
-                | (Running, Stopping | Error)
-                | (Stopping, Stopped | Error)
+            (Starting, Running | Stopping | Error) | (Running, Stopping | Error) | (Stopping, Stopped | Error)
         )
     }
 }
@@ -325,8 +307,7 @@ pub fn to_unix_ms(t: OffsetDateTime) -> i64 {
 
 /// The inverse of [`to_unix_ms`]; out-of-range values clamp to the epoch.
 pub fn from_unix_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A user account, without its password hash (see [`crate::store::Store::user_credentials`]).
@@ -467,10 +448,7 @@ mod tests {
             assert!(!s.can_become(*s), "{s} -> {s}");
             assert_eq!(s.as_str().parse::<SessionStatus>(), Ok(*s));
         }
-        assert_eq!(
-            SessionStatus::ALL.iter().filter(|s| s.is_active()).count(),
-            3
-        );
+        assert_eq!(SessionStatus::ALL.iter().filter(|s| s.is_active()).count(), 3);
     }
 
     #[test]
@@ -483,10 +461,7 @@ mod tests {
 
     #[test]
     fn default_pack_id_is_the_documented_one() {
-        assert_eq!(
-            DEFAULT_PACK_ID.to_string(),
-            "00000000-0000-0000-0000-000000000100"
-        );
+        assert_eq!(DEFAULT_PACK_ID.to_string(), "00000000-0000-0000-0000-000000000100");
     }
 
     #[test]

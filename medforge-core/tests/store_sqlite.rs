@@ -1,6 +1,6 @@
 //! The `Store` contract against SQLite: a fresh database file per case.
 
-use medforge_core::testing::{sqlite_file_harness, StoreHarness};
+use medforge_core::testing::{StoreHarness, sqlite_file_harness};
 
 async fn harness() -> StoreHarness {
     sqlite_file_harness().await
@@ -15,10 +15,8 @@ async fn in_memory_store_allocates_and_refuses() {
     use medforge_core::store::{AllocationError, AllocationRequest, NewUser, Seed, SqliteStore, Store};
     let store = SqliteStore::in_memory().await.expect("open");
     store.seed(&Seed::default()).await.expect("seed");
-    let user = store
-        .create_user(NewUser::new("m@example.org".parse().expect("email"), "h".into()))
-        .await
-        .expect("user");
+    let user =
+        store.create_user(NewUser::new("m@example.org".parse().expect("email"), "h".into())).await.expect("user");
     let req = AllocationRequest { user_id: user.id, exposure: Exposure::External, pack_id: None, now: model::now() };
     store.allocate_session(req.clone()).await.expect("first");
     let second = store.allocate_session(req).await;

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    AuthSession, AuthSessionId, Email, Exposure, GpuDevice, GpuId, Pack, PackId, Role, Session,
-    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
+    AuthSession, AuthSessionId, Email, Exposure, GpuDevice, GpuId, Pack, PackId, Role, Session, SessionId,
+    SessionStatus, Slug, User, UserId, UserSummary,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -165,14 +165,7 @@ pub struct Transition {
 
 impl Transition {
     pub fn new(from: SessionStatus, to: SessionStatus, at: OffsetDateTime) -> Self {
-        Self {
-            from,
-            to,
-            at,
-            container_id: None,
-            workspace_zfs: None,
-            error_message: None,
-        }
+        Self { from, to, at, container_id: None, workspace_zfs: None, error_message: None }
     }
 
     pub fn container_id(mut self, id: impl Into<String>) -> Self {
@@ -214,18 +207,13 @@ impl Cursor {
     }
 
     pub fn decode(text: &str) -> Result<Self, StoreError> {
-        let bytes = data_encoding::BASE64URL_NOPAD
-            .decode(text.as_bytes())
-            .map_err(|_| StoreError::InvalidCursor)?;
+        let bytes = data_encoding::BASE64URL_NOPAD.decode(text.as_bytes()).map_err(|_| StoreError::InvalidCursor)?;
         let text = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)?;
         let (ms, id) = text.split_once('|').ok_or(StoreError::InvalidCursor)?;
         let created_at_ms = ms.parse().map_err(|_| StoreError::InvalidCursor)?;
         // Ids are uuids: anything else did not come from us.
         uuid::Uuid::parse_str(id).map_err(|_| StoreError::InvalidCursor)?;
-        Ok(Self {
-            created_at_ms,
-            id: id.to_owned(),
-        })
+        Ok(Self { created_at_ms, id: id.to_owned() })
     }
 }
 
@@ -323,10 +311,7 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let c = Cursor {
-            created_at_ms: 1_700_000_000_123,
-            id: uuid::Uuid::new_v4().to_string(),
-        };
+        let c = Cursor { created_at_ms: 1_700_000_000_123, id: uuid::Uuid::new_v4().to_string() };
         let text = c.encode();
         assert!(!text.contains('='));
         assert_eq!(Cursor::decode(&text).ok(), Some(c));

@@ -8,8 +8,8 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPoolOptions};
 use sqlx::{Executor, MySql};
 
-use super::sql::{user_columns, DbFailure, Dialect, SqlStore, UniqueKey};
 use super::StoreError;
+use super::sql::{DbFailure, Dialect, SqlStore, UniqueKey, user_columns};
 
 /// The MySQL/MariaDB store. Allocation locks the user row and then every GPU
 /// row (`FOR UPDATE`), in that order, so allocations queue instead of

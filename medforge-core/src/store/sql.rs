@@ -20,8 +20,8 @@ use super::{
     SessionFilter, Store, StoreError, Transition, UserUpdate,
 };
 use crate::model::{
-    self, AuthSession, AuthSessionId, Email, GpuDevice, GpuId, Pack, PackId, Session, SessionId, SessionStatus, Slug,
-    User, UserId, UserSummary, DEFAULT_PACK_ID,
+    self, AuthSession, AuthSessionId, DEFAULT_PACK_ID, Email, GpuDevice, GpuId, Pack, PackId, Session, SessionId,
+    SessionStatus, Slug, User, UserId, UserSummary,
 };
 
 /// Which unique index a write ran into.
@@ -75,10 +75,7 @@ pub struct SqlStore<DB: Database> {
 
 impl<DB: Dialect> fmt::Debug for SqlStore<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlStore")
-            .field("backend", &DB::BACKEND)
-            .field("pool_size", &self.pool.size())
-            .finish()
+        f.debug_struct("SqlStore").field("backend", &DB::BACKEND).field("pool_size", &self.pool.size()).finish()
     }
 }
 
@@ -91,8 +88,18 @@ const ALLOCATION_ATTEMPTS: u32 = 8;
 macro_rules! user_columns {
     ($t:literal) => {
         concat!(
-            $t, ".id, ", $t, ".email, ", $t, ".role, ", $t, ".can_use_internal, ",
-            $t, ".max_concurrent_sessions, ", $t, ".created_at"
+            $t,
+            ".id, ",
+            $t,
+            ".email, ",
+            $t,
+            ".role, ",
+            $t,
+            ".can_use_internal, ",
+            $t,
+            ".max_concurrent_sessions, ",
+            $t,
+            ".created_at"
         )
     };
 }
@@ -131,10 +138,7 @@ fn db_error(e: sqlx::Error) -> StoreError {
 }
 
 fn corrupt(table: &'static str, reason: impl fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        table,
-        reason: reason.to_string(),
-    }
+    StoreError::Corrupt { table, reason: reason.to_string() }
 }
 
 /// The dialect's reading of an error, or `Other` when it is not from the database.
@@ -190,9 +194,7 @@ where
     usize: ColumnIndex<R>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
-    row.try_get::<Option<i64>, _>(i)
-        .map(|v| v.map(model::from_unix_ms))
-        .map_err(db_error)
+    row.try_get::<Option<i64>, _>(i).map(|v| v.map(model::from_unix_ms)).map_err(db_error)
 }
 
 /// Everything the shared code needs from a sqlx backend, spelled once and

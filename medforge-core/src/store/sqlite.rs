@@ -3,13 +3,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Sqlite;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::Sqlite;
 
-use super::sql::{user_columns, DbFailure, Dialect, SqlStore, UniqueKey};
 use super::StoreError;
+use super::sql::{DbFailure, Dialect, SqlStore, UniqueKey, user_columns};
 
 /// The SQLite store. `BEGIN IMMEDIATE` makes every allocation take the
 /// database's write lock first, so allocations never interleave.

@@ -48,9 +48,7 @@ macro_rules! raw_sql_for {
                     .fetch_all(self.pool())
                     .await
                     .map_err(|e| e.to_string())?;
-                rows.iter()
-                    .map(|r| r.try_get::<String, _>(0).map_err(|e| e.to_string()))
-                    .collect()
+                rows.iter().map(|r| r.try_get::<String, _>(0).map_err(|e| e.to_string())).collect()
             }
         }
     };
@@ -76,11 +74,7 @@ impl std::fmt::Debug for StoreHarness {
 impl StoreHarness {
     pub fn new<S: Store + RawSql + 'static>(store: S) -> Self {
         let store = Arc::new(store);
-        Self {
-            store: store.clone(),
-            raw: store,
-            teardown: None,
-        }
+        Self { store: store.clone(), raw: store, teardown: None }
     }
 
     /// Runs `teardown` when the case has passed (a failed case leaves its
@@ -102,9 +96,7 @@ impl StoreHarness {
 pub async fn sqlite_file_harness() -> StoreHarness {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("medforge.db");
-    let store = SqlStore::<Sqlite>::open(path.to_str().expect("utf-8 path"))
-        .await
-        .expect("open SQLite store");
+    let store = SqlStore::<Sqlite>::open(path.to_str().expect("utf-8 path")).await.expect("open SQLite store");
     StoreHarness::new(store).with_teardown(async move { drop(dir) })
 }
 
@@ -125,15 +117,11 @@ pub async fn mysql_harness() -> StoreHarness {
         .execute(&admin)
         .await
         .expect("create a test database");
-    let store = SqlStore::<MySql>::connect(&format!("{server}/{name}"))
-        .await
-        .expect("open MySQL store");
+    let store = SqlStore::<MySql>::connect(&format!("{server}/{name}")).await.expect("open MySQL store");
     let pool = store.pool().clone();
     StoreHarness::new(store).with_teardown(async move {
         pool.close().await;
-        let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(&admin)
-            .await;
+        let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&admin).await;
         admin.close().await;
     })
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs MedForge's benchmarks and writes their figures into BENCHMARKS.md,
+# each section with the command that produced it. Starts MariaDB when
+# missing, like the tests. Usage: scripts/bench.sh [--secs S] [--clients N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/common.sh
+. scripts/lib/mariadb.sh
+
+secs=10
+clients=32
+while [ $# -gt 0 ]; do
+  case $1 in
+    --secs) secs=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    *) die "unknown argument $1 (usage: scripts/bench.sh [--secs S] [--clients N])" ;;
+  esac
+done
+
+ensure_mariadb
+
+# Replaces the part of BENCHMARKS.md between <!-- NAME:begin --> and
+# <!-- NAME:end --> (appending it when absent) with stdin.
+write_section() {
+  local name=$1 body
+  body=$(cat)
+  [ -f BENCHMARKS.md ] || printf '# Benchmarks\n\nEvery figure here was written by `scripts/bench.sh`; rerun it to refresh them.\nThese machines are noisy: read the ratios against the baseline measured in the same run, not the absolute numbers.\n' >BENCHMARKS.md
+  python3 - "$name" "$body" <<'PY'
+import sys, re
+name, body = sys.argv[1], sys.argv[2]
+text = open("BENCHMARKS.md").read()
+begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+block = f"{begin}\n{body}\n{end}"
+if begin in text and end in text:
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+else:
+    text = text.rstrip("\n") + "\n\n" + block + "\n"
+open("BENCHMARKS.md", "w").write(text)
+PY
+}
+
+cmd="cargo bench -p medforge-core --features testing --bench allocation -- --clients $clients --secs $secs"
+log "$cmd"
+table=$($cmd)
+cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //' || echo unknown)
+write_section allocation <<EOF
+## GPU allocation: allocate+release cycles and allocation latency
+
+$clients concurrent clients, each its own user (limit 1), sharing 7 GPUs, for $secs s per measurement.
+A cycle is one allocation transaction plus the three status updates that release the session
+(\`running\`, \`stopping\`, \`stopped\`); refusals ("No GPUs available") run the same transaction
+and count in the latency percentiles. The baseline is a single-row \`UPDATE\` through the same
+\`Store\` API by the same clients, measured in the same run.
+
+Command: \`scripts/bench.sh --clients $clients --secs $secs\`, which runs \`$cmd\`
+with MariaDB $(mariadb -N -e 'SELECT VERSION()' 2>/dev/null || echo '?') on 127.0.0.1 and SQLite on a WAL file.
+Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores ($cpu).
+
+$table
+EOF
+log "wrote BENCHMARKS.md"

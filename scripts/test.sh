@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every check MedForge has: formatting, clippy, and all tests against
+# the real services they need (MariaDB today), which it installs and starts
+# when missing. Safe to run again and again. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/common.sh
+. scripts/lib/mariadb.sh
+
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
+ensure_packages cc gcc pkg-config pkg-config
+ensure_mariadb
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+log "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
+cargo test --workspace --all-features
