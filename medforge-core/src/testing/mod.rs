@@ -5,7 +5,7 @@
 //! [`store_contract_tests!`](crate::store_contract_tests), which turns every
 //! case of [`store`] into a `#[tokio::test]`:
 //!
-//! ```ignore
+//! ```text
 //! async fn harness() -> medforge_core::testing::StoreHarness { ... }
 //! medforge_core::store_contract_tests!(harness);
 //! ```
