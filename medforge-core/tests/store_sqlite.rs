@@ -22,3 +22,17 @@ async fn in_memory_store_allocates_and_refuses() {
     let second = store.allocate_session(req).await;
     assert!(matches!(second, Err(AllocationError::LimitReached { limit: 1 })), "{second:?}");
 }
+
+/// A first start: the data directory does not exist yet; a second open of
+/// the same file finds the data (migrations are not re-run destructively).
+#[tokio::test]
+async fn open_creates_the_data_directory_and_keeps_data() {
+    use medforge_core::store::{NewUser, SqliteStore, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/fresh/data/medforge.db", dir.path().display());
+    let store = SqliteStore::open(&url).await.expect("open");
+    store.create_user(NewUser::new("keep@example.org".parse().expect("email"), "h".into())).await.expect("user");
+    store.pool().close().await;
+    let again = SqliteStore::open(&url).await.expect("reopen");
+    assert_eq!(again.count_users().await.expect("count"), 1);
+}

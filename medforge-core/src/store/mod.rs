@@ -8,11 +8,11 @@
 //! ARCHITECTURE.md and the migrations).
 
 mod mysql;
-mod sql;
+pub(crate) mod sql;
 mod sqlite;
 
 pub use mysql::MySqlStore;
-pub use sql::{Dialect, SqlStore};
+pub use sql::{DbFailure, Dialect, SqlStore, UniqueKey};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -142,7 +142,7 @@ fn corrupt(table: &'static str, reason: impl fmt::Display) -> StoreError {
 }
 
 /// The dialect's reading of an error, or `Other` when it is not from the database.
-fn classify<DB: Dialect>(e: &sqlx::Error) -> DbFailure {
+pub(crate) fn classify<DB: Dialect>(e: &sqlx::Error) -> DbFailure {
     match e {
         sqlx::Error::Database(d) => DB::classify(d.as_ref()),
         sqlx::Error::PoolTimedOut => DbFailure::Retryable,

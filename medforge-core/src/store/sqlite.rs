@@ -76,6 +76,10 @@ impl SqlStore<Sqlite> {
         if in_memory {
             return Self::with_options(options, 1).await;
         }
+        // A fresh data directory may not exist yet.
+        if let Some(parent) = options.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(Box::new(e)))?;
+        }
         let options = options
             .create_if_missing(true)
             // WAL lets readers (the gate, listings) run beside the one writer.

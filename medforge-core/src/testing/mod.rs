@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{AssertSqlSafe, MySql, Row, Sqlite};
 
-use crate::store::{SqlStore, Store};
+use crate::store::{DbFailure, SqlStore, Store};
 
 /// Raw SQL against the store's database, for checks that must bypass the
 /// [`Store`] API: what the tables really hold, and what the schema refuses.
@@ -29,6 +29,10 @@ pub trait RawSql: Send + Sync {
     async fn execute(&self, sql: &str) -> Result<u64, String>;
     /// The first column of every row, as text.
     async fn strings(&self, sql: &str) -> Result<Vec<String>, String>;
+    /// Runs a statement that should fail and says how the store's dialect
+    /// classifies the failure (`None` if it succeeded): the allocator's
+    /// retry decisions rest on this reading.
+    async fn failure(&self, sql: &str) -> Option<DbFailure>;
 }
 
 macro_rules! raw_sql_for {
@@ -49,6 +53,13 @@ macro_rules! raw_sql_for {
                     .await
                     .map_err(|e| e.to_string())?;
                 rows.iter().map(|r| r.try_get::<String, _>(0).map_err(|e| e.to_string())).collect()
+            }
+
+            async fn failure(&self, sql: &str) -> Option<DbFailure> {
+                match sqlx::query(AssertSqlSafe(sql.to_owned())).execute(self.pool()).await {
+                    Ok(_) => None,
+                    Err(e) => Some(crate::store::sql::classify::<$db>(&e)),
+                }
             }
         }
     };

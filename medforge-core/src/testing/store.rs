@@ -12,8 +12,8 @@ use crate::model::{
     self, DEFAULT_PACK_ID, Email, Exposure, GpuId, PackExposure, PackId, Role, Session, SessionStatus, User,
 };
 use crate::store::{
-    AllocationError, AllocationRequest, NewAuthSession, NewUser, PageRequest, Seed, SessionFilter, Store, StoreError,
-    Transition, UserUpdate,
+    AllocationError, AllocationRequest, DbFailure, NewAuthSession, NewUser, PageRequest, Seed, SessionFilter, Store,
+    StoreError, Transition, UniqueKey, UserUpdate,
 };
 
 fn email(s: &str) -> Email {
@@ -463,9 +463,19 @@ pub async fn schema_rejects_a_second_active_session_on_a_gpu(h: &StoreHarness) {
     let r = h.raw.execute("UPDATE sessions SET status = 'running' WHERE slug = 'rawrawad'").await;
     let err = r.expect_err("reviving a stopped session on a busy GPU was accepted");
     assert!(err.contains("gpu_active"), "refused for another reason: {err}");
-    // Slugs are unique too.
-    let r = h.raw.execute(&insert("stopped", busy.slug.as_str())).await;
-    assert!(r.is_err(), "a duplicate slug was accepted");
+    // Slugs are unique too. Both conflicts read as the ones the allocator
+    // retries, and a taken email as the one signup reports.
+    assert_eq!(h.raw.failure(&insert("stopped", busy.slug.as_str())).await, Some(DbFailure::Unique(UniqueKey::Slug)));
+    assert_eq!(h.raw.failure(&insert("running", "rawrawaf")).await, Some(DbFailure::Unique(UniqueKey::GpuActive)));
+    let dup_email = format!(
+        "INSERT INTO users (id, email, password_hash, role, can_use_internal, max_concurrent_sessions, created_at) \
+         VALUES ('{}', '{}', 'h', 'user', FALSE, 1, 0)",
+        model::UserId::new_random(),
+        u.email
+    );
+    assert_eq!(h.raw.failure(&dup_email).await, Some(DbFailure::Unique(UniqueKey::Email)));
+    let bad_status = insert("paused", "rawrawag").replace(&format!(", {}, ", busy.gpu_id.0), ", 6, ");
+    assert_eq!(h.raw.failure(&bad_status).await, Some(DbFailure::Other), "CHECK constraints hold too");
     assert_eq!(active_count(h).await, 1);
 }
 
