@@ -197,11 +197,13 @@ where
     row.try_get::<Option<i64>, _>(i).map(|v| v.map(model::from_unix_ms)).map_err(db_error)
 }
 
-/// Everything the shared code needs from a sqlx backend, spelled once and
-/// repeated (Rust cannot name a where-clause) on the two impl blocks below.
-macro_rules! sql_impl {
-    ($($item:tt)*) => {
-        impl<DB> SqlStore<DB>
+/// Everything the shared code needs from a sqlx backend, spelled once for
+/// both impl blocks below (Rust cannot name a where-clause):
+/// `sql_store_impl! { impl { ... } }` or `sql_store_impl! { #[attr] impl Trait for { ... } }`.
+macro_rules! sql_store_impl {
+    ($(#[$attr:meta])* impl $($trait_:ident for)? { $($item:tt)* }) => {
+        $(#[$attr])*
+        impl<DB> $($trait_ for)? SqlStore<DB>
         where
             DB: Dialect,
             for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -220,7 +222,8 @@ macro_rules! sql_impl {
     };
 }
 
-sql_impl! {
+sql_store_impl! {
+impl {
     /// Wraps a pool, runs the migrations, and returns the store.
     pub async fn from_pool(pool: Pool<DB>) -> Result<Self, StoreError> {
         DB::migrator()
@@ -387,6 +390,17 @@ sql_impl! {
         Ok(session)
     }
 
+    /// Runs `sql` with a time and a key bound, in that order; rows matched.
+    async fn update_at(&self, sql: &'static str, at: OffsetDateTime, key: String) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(model::to_unix_ms(at))
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(DB::rows_affected(&done))
+    }
+
     async fn fetch_user_where(&self, sql: &'static str, key: String) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await.map_err(db_error)?;
         row.map(|r| Self::user_from_row(&r, 0)).transpose()
@@ -396,6 +410,7 @@ sql_impl! {
         let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await.map_err(db_error)?;
         row.map(|r| Self::session_from_row(&r)).transpose()
     }
+}
 }
 
 /// Why one allocation attempt ended: a final answer, or a race to retry.
@@ -456,29 +471,9 @@ fn check_limit(page: &PageRequest) -> Result<i64, StoreError> {
     Ok(i64::from(page.limit) + 1)
 }
 
-macro_rules! store_impl {
-    ($($item:tt)*) => {
-        #[async_trait]
-        impl<DB> Store for SqlStore<DB>
-        where
-            DB: Dialect,
-            for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-            DB::Arguments: IntoArguments<DB>,
-            DB::Connection: Migrate,
-            usize: ColumnIndex<DB::Row>,
-            for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-            for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-            for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-            for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-            for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-            for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
-        {
-            $($item)*
-        }
-    };
-}
-
-store_impl! {
+sql_store_impl! {
+#[async_trait]
+impl Store for {
     async fn seed(&self, seed: &Seed) -> Result<SeedReport, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let now = model::to_unix_ms(model::now());
@@ -701,10 +696,12 @@ store_impl! {
     }
 
     async fn touch_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<(), StoreError> {
+        // `?2` would be neater, but MySQL has no numbered placeholders.
+        let ms = model::to_unix_ms(at);
         sqlx::query("UPDATE auth_sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?")
-            .bind(model::to_unix_ms(at))
+            .bind(ms)
             .bind(id.to_string())
-            .bind(model::to_unix_ms(at))
+            .bind(ms)
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
@@ -712,23 +709,13 @@ store_impl! {
     }
 
     async fn revoke_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE auth_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(model::to_unix_ms(at))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(DB::rows_affected(&done) == 1)
+        let sql = "UPDATE auth_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL";
+        Ok(self.update_at(sql, at, id.to_string()).await? == 1)
     }
 
     async fn revoke_user_auth_sessions(&self, user_id: UserId, at: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE auth_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
-            .bind(model::to_unix_ms(at))
-            .bind(user_id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(DB::rows_affected(&done))
+        let sql = "UPDATE auth_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL";
+        self.update_at(sql, at, user_id.to_string()).await
     }
 
     async fn pack(&self, id: PackId) -> Result<Option<Pack>, StoreError> {
@@ -918,6 +905,7 @@ store_impl! {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await.map_err(db_error)?;
         Ok(())
     }
+}
 }
 
 #[cfg(test)]
