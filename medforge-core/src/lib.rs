@@ -8,10 +8,14 @@
 //! - [`model`]: ids, enums and records.
 //! - [`store`]: the [`store::Store`] trait, SQLite and MySQL/MariaDB.
 //! - [`auth`]: passwords, session tokens, expiry, the Origin rule.
+//! - [`storage`]: the [`storage::Storage`] trait and [`storage::DirStorage`].
+//! - [`events`]: the structured JSON-lines event log.
 //! - `testing` (feature `testing`): contract suites for implementations.
 
 pub mod auth;
+pub mod events;
 pub mod model;
+pub mod storage;
 pub mod store;
 
 #[cfg(feature = "testing")]

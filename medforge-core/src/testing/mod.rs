@@ -10,6 +10,7 @@
 //! medforge_core::store_contract_tests!(harness);
 //! ```
 
+pub mod storage;
 pub mod store;
 
 use std::future::Future;

@@ -1,0 +1,267 @@
+//! The structured event log of API.md: one JSON object per line, with
+//! `event`, `timestamp` and the event's fields, plus `request_id` or
+//! `correlation_id` where there is one.
+//!
+//! Events are an audit trail for admins and log pipelines, separate from
+//! `tracing` diagnostics: their names and fields are a contract, so they are
+//! typed here rather than written ad hoc at each call site.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::model::{Exposure, GpuId, PackId, SessionId, Slug, UserId};
+
+/// Why a session stopped (`session.stop`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    User,
+    Admin,
+    ContainerDeath,
+    SnapshotFailed,
+    Reconcile,
+}
+
+/// Which loop made a recovery decision (`session.recovery.decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryMode {
+    Startup,
+    Poll,
+    Event,
+}
+
+/// One event, with the fields API.md lists for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event")]
+pub enum Event {
+    #[serde(rename = "user.signup")]
+    UserSignup { user_id: UserId, ip: Option<String> },
+    #[serde(rename = "user.login")]
+    UserLogin { user_id: UserId, ip: Option<String> },
+    #[serde(rename = "user.logout")]
+    UserLogout { user_id: UserId, ip: Option<String> },
+    /// Carries the email that was tried, never the password.
+    #[serde(rename = "user.login_failed")]
+    UserLoginFailed { email: String, ip: Option<String> },
+    #[serde(rename = "session.start")]
+    SessionStart {
+        session_id: SessionId,
+        user_id: UserId,
+        exposure: Exposure,
+        gpu_id: GpuId,
+        pack_id: PackId,
+        slug: Slug,
+    },
+    #[serde(rename = "session.start_failed")]
+    SessionStartFailed { session_id: SessionId, error: String },
+    #[serde(rename = "session.stop")]
+    SessionStop { session_id: SessionId, user_id: UserId, gpu_id: GpuId, slug: Slug, reason: StopReason },
+    #[serde(rename = "session.recovery.decision")]
+    SessionRecoveryDecision {
+        session_id: SessionId,
+        slug: Slug,
+        /// What the runtime reported: `running`, `exited`, `missing`, ...
+        state: String,
+        container_id: Option<String>,
+        recovery_mode: RecoveryMode,
+        /// What was done about it: `kept`, `marked_error`, `removed_orphan`, ...
+        decision: String,
+    },
+    #[serde(rename = "session.snapshot")]
+    SessionSnapshot { session_id: SessionId, snapshot: String },
+}
+
+impl Event {
+    /// The event's name as it appears in the log (`session.start`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::UserSignup { .. } => "user.signup",
+            Event::UserLogin { .. } => "user.login",
+            Event::UserLogout { .. } => "user.logout",
+            Event::UserLoginFailed { .. } => "user.login_failed",
+            Event::SessionStart { .. } => "session.start",
+            Event::SessionStartFailed { .. } => "session.start_failed",
+            Event::SessionStop { .. } => "session.stop",
+            Event::SessionRecoveryDecision { .. } => "session.recovery.decision",
+            Event::SessionSnapshot { .. } => "session.snapshot",
+        }
+    }
+}
+
+/// What ties an event to the request or the background task that caused it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EventContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
+impl EventContext {
+    pub fn request(id: impl Into<String>) -> Self {
+        Self { request_id: Some(id.into()), correlation_id: None }
+    }
+
+    pub fn correlation(id: impl Into<String>) -> Self {
+        Self { request_id: None, correlation_id: Some(id.into()) }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    #[serde(with = "time::serde::rfc3339")]
+    timestamp: OffsetDateTime,
+    #[serde(flatten)]
+    context: &'a EventContext,
+}
+
+/// Renders one event as its JSON line (without the newline).
+pub fn to_json_line(event: &Event, at: OffsetDateTime, context: &EventContext) -> String {
+    // Serialising these plain types cannot fail; a failure would be a bug in
+    // a serde impl, and an event is not worth a panic.
+    serde_json::to_string(&Line { event, timestamp: at, context })
+        .unwrap_or_else(|e| format!(r#"{{"event":"{}","serialization_error":"{e}"}}"#, event.name()))
+}
+
+/// Where events go.
+pub trait EventSink: Send + Sync + fmt::Debug {
+    fn emit(&self, event: Event, context: &EventContext);
+}
+
+/// Writes events as JSON lines to a writer (stdout in the server).
+pub struct JsonLines<W: Write + Send> {
+    out: Mutex<W>,
+}
+
+impl<W: Write + Send> JsonLines<W> {
+    pub fn new(out: W) -> Self {
+        Self { out: Mutex::new(out) }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl JsonLines<std::io::Stdout> {
+    pub fn stdout() -> Self {
+        Self::new(std::io::stdout())
+    }
+}
+
+impl<W: Write + Send> fmt::Debug for JsonLines<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JsonLines")
+    }
+}
+
+impl<W: Write + Send> EventSink for JsonLines<W> {
+    fn emit(&self, event: Event, context: &EventContext) {
+        let line = to_json_line(&event, OffsetDateTime::now_utc(), context);
+        // A poisoned lock only means another writer panicked mid-line; keep logging.
+        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            tracing::warn!(event = event.name(), "could not write an event line");
+        }
+    }
+}
+
+/// Keeps events in memory, for tests and for embedders that forward them.
+#[derive(Debug, Default)]
+pub struct MemoryEvents {
+    events: Mutex<Vec<(Event, EventContext)>>,
+}
+
+impl MemoryEvents {
+    pub fn take(&self) -> Vec<(Event, EventContext)> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl EventSink for MemoryEvents {
+    fn emit(&self, event: Event, context: &EventContext) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push((event, context.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parse(line: &str) -> Value {
+        serde_json::from_str(line).expect("valid json")
+    }
+
+    #[test]
+    fn session_start_has_the_documented_fields() {
+        let e = Event::SessionStart {
+            session_id: SessionId::new_random(),
+            user_id: UserId::new_random(),
+            exposure: Exposure::External,
+            gpu_id: GpuId(3),
+            pack_id: crate::model::DEFAULT_PACK_ID,
+            slug: "abcdefgh".parse().expect("slug"),
+        };
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let v = parse(&to_json_line(&e, at, &EventContext::request("req-1")));
+        assert_eq!(v["event"], "session.start");
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["exposure"], "external");
+        assert_eq!(v["gpu_id"], 3);
+        assert_eq!(v["slug"], "abcdefgh");
+        assert_eq!(v["pack_id"], "00000000-0000-0000-0000-000000000100");
+        assert_eq!(v["request_id"], "req-1");
+        assert!(v.get("correlation_id").is_none());
+        assert_eq!(e.name(), "session.start");
+    }
+
+    #[test]
+    fn stop_reasons_and_recovery_modes_are_snake_case() {
+        let stop = Event::SessionStop {
+            session_id: SessionId::new_random(),
+            user_id: UserId::new_random(),
+            gpu_id: GpuId(0),
+            slug: "abcdefgh".parse().expect("slug"),
+            reason: StopReason::ContainerDeath,
+        };
+        let v = parse(&to_json_line(&stop, OffsetDateTime::now_utc(), &EventContext::default()));
+        assert_eq!((v["event"].as_str(), v["reason"].as_str()), (Some("session.stop"), Some("container_death")));
+        let rec = Event::SessionRecoveryDecision {
+            session_id: SessionId::new_random(),
+            slug: "abcdefgh".parse().expect("slug"),
+            state: "missing".into(),
+            container_id: None,
+            recovery_mode: RecoveryMode::Startup,
+            decision: "marked_error".into(),
+        };
+        let v = parse(&to_json_line(&rec, OffsetDateTime::now_utc(), &EventContext::correlation("boot")));
+        assert_eq!(v["event"], "session.recovery.decision");
+        assert_eq!(v["recovery_mode"], "startup");
+        assert_eq!(v["correlation_id"], "boot");
+        assert!(v["container_id"].is_null());
+    }
+
+    #[test]
+    fn json_lines_sink_writes_one_line_per_event() {
+        let sink = JsonLines::new(Vec::new());
+        for email in ["a@example.org", "b@example.org"] {
+            sink.emit(
+                Event::UserLoginFailed { email: email.into(), ip: Some("192.0.2.7".into()) },
+                &EventContext::default(),
+            );
+        }
+        let text = String::from_utf8(sink.into_inner()).expect("utf-8");
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(parse(lines[1])["email"], "b@example.org");
+        assert_eq!(parse(lines[0])["event"], "user.login_failed");
+    }
+}
