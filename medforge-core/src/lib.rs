@@ -8,6 +8,8 @@
 //! - [`model`]: ids, enums and records.
 //! - [`store`]: the [`store::Store`] trait, SQLite and MySQL/MariaDB.
 //! - [`auth`]: passwords, session tokens, expiry, the Origin rule.
+//! - [`runtime`]: the [`runtime::ContainerRuntime`] trait and the pure
+//!   function that builds a session's [`runtime::ContainerSpec`].
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::DirStorage`].
 //! - [`events`]: the structured JSON-lines event log.
 //! - `testing` (feature `testing`): contract suites for implementations.
@@ -15,6 +17,7 @@
 pub mod auth;
 pub mod events;
 pub mod model;
+pub mod runtime;
 pub mod storage;
 pub mod store;
 
