@@ -413,6 +413,27 @@ impl {
 }
 }
 
+/// Runs `op` again (up to 5 times, with a short backoff) while the database
+/// reports lock contention: a deadlock victim or a lock-wait timeout.
+async fn retry_contention<DB, T, F, Fut>(mut op: F) -> Result<T, sqlx::Error>
+where
+    DB: Dialect,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(e) if attempt < 5 && classify::<DB>(&e) == DbFailure::Retryable => {
+                tracing::debug!(backend = DB::BACKEND, attempt, error = %e, "retrying after lock contention");
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Why one allocation attempt ended: a final answer, or a race to retry.
 enum AttemptError {
     Final(AllocationError),
@@ -859,21 +880,26 @@ impl Store for {
         let at = model::to_unix_ms(t.at);
         let started_at = (t.to == SessionStatus::Running).then_some(at);
         let stopped_at = t.to.is_terminal().then_some(at);
-        let done = sqlx::query(
-            "UPDATE sessions SET status = ?, container_id = COALESCE(?, container_id), \
-             workspace_zfs = COALESCE(?, workspace_zfs), error_message = COALESCE(?, error_message), \
-             started_at = COALESCE(?, started_at), stopped_at = COALESCE(?, stopped_at) \
-             WHERE id = ? AND status = ?",
-        )
-        .bind(t.to.as_str().to_owned())
-        .bind(t.container_id)
-        .bind(t.workspace_zfs)
-        .bind(t.error_message)
-        .bind(started_at)
-        .bind(stopped_at)
-        .bind(id.to_string())
-        .bind(t.from.as_str().to_owned())
-        .execute(&self.pool)
+        // InnoDB may pick this statement as a deadlock victim against a
+        // concurrent allocation (gap locks on uq_sessions_gpu_active); the
+        // update is conditional, so running it again is always safe.
+        let done = retry_contention::<DB, _, _, _>(|| {
+            sqlx::query(
+                "UPDATE sessions SET status = ?, container_id = COALESCE(?, container_id), \
+                 workspace_zfs = COALESCE(?, workspace_zfs), error_message = COALESCE(?, error_message), \
+                 started_at = COALESCE(?, started_at), stopped_at = COALESCE(?, stopped_at) \
+                 WHERE id = ? AND status = ?",
+            )
+            .bind(t.to.as_str().to_owned())
+            .bind(t.container_id.clone())
+            .bind(t.workspace_zfs.clone())
+            .bind(t.error_message.clone())
+            .bind(started_at)
+            .bind(stopped_at)
+            .bind(id.to_string())
+            .bind(t.from.as_str().to_owned())
+            .execute(&self.pool)
+        })
         .await
         .map_err(db_error)?;
         Ok(DB::rows_affected(&done) == 1)

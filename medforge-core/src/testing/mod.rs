@@ -161,6 +161,7 @@ macro_rules! store_contract_tests {
             sessions_list_with_filters_and_cursors,
             gpu_board_shows_holders,
             runtime_details_are_recorded_only_while_active,
+            allocation_and_release_churn_leaves_nothing_held,
         );
     };
     (@cases $harness:path; $($case:ident),+ $(,)?) => {

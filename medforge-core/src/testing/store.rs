@@ -622,3 +622,42 @@ pub async fn runtime_details_are_recorded_only_while_active(h: &StoreHarness) {
     assert!(!store.set_session_runtime(s.id, Some("other"), None).await.expect("set"));
     assert!(!store.set_session_runtime(model::SessionId::new_random(), Some("x"), None).await.expect("set"));
 }
+
+/// Allocations and releases by many clients at once, as the benchmark runs
+/// them: no error but "No GPUs available", every release wins, and no GPU
+/// is left held. (On InnoDB a release can be chosen as a deadlock victim
+/// against an allocation; the store must retry it, not fail it.)
+pub async fn allocation_and_release_churn_leaves_nothing_held(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let mut users = Vec::new();
+    for i in 0..16 {
+        users.push(user_with_limit(store.as_ref(), &format!("churn{i}"), 1).await);
+    }
+    let tasks: Vec<_> = users
+        .into_iter()
+        .map(|u| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut cycles = 0;
+                for _ in 0..25 {
+                    match allocate(store.as_ref(), &u).await {
+                        Ok(s) => {
+                            release(store.as_ref(), &s).await;
+                            cycles += 1;
+                        }
+                        Err(AllocationError::NoGpusAvailable) => tokio::task::yield_now().await,
+                        Err(other) => panic!("unexpected allocation error: {other:?}"),
+                    }
+                }
+                cycles
+            })
+        })
+        .collect();
+    let mut cycles = 0;
+    for t in tasks {
+        cycles += t.await.expect("client task");
+    }
+    assert!(cycles >= 7, "only {cycles} cycles completed");
+    assert_eq!(active_count(h).await, 0);
+    assert!(store.list_gpus().await.expect("gpus").iter().all(|g| g.session_id.is_none()));
+}
