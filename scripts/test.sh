@@ -15,5 +15,9 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The benchmark must keep running (it once found an InnoDB deadlock the
+# tests had not): a short smoke run, which does not touch BENCHMARKS.md.
+log "benchmark smoke run (before the tests, so their summary closes the output)"
+cargo bench -p medforge-core --features testing --bench allocation -- --clients 8 --secs 1
 log "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
 cargo test --workspace --all-features

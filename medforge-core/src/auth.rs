@@ -162,6 +162,14 @@ impl ExpiryPolicy {
 /// The Origin rule of API.md: a state-changing request whose `Origin` header
 /// is present must come from `http(s)://<domain>` or a host under `.<domain>`
 /// (any port). A missing header is allowed (scripts); `null` is not.
+///
+/// ```
+/// use medforge_core::auth::origin_allowed;
+/// let domain = "medforge.example.org";
+/// assert!(origin_allowed(Some("https://s-abcdefgh.external.medforge.example.org"), domain));
+/// assert!(origin_allowed(None, domain));
+/// assert!(!origin_allowed(Some("https://medforge.example.org.evil.org"), domain));
+/// ```
 pub fn origin_allowed(origin: Option<&str>, base_domain: &str) -> bool {
     let Some(origin) = origin else {
         return true;

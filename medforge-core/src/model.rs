@@ -89,6 +89,13 @@ impl fmt::Display for GpuId {
 
 /// A session's public name: 8 characters of lowercase base32 (`a-z2-7`),
 /// used in `s-<slug>.<exposure>.<domain>` and `mf-session-<slug>`.
+///
+/// ```
+/// use medforge_core::model::Slug;
+/// let slug = Slug::generate();
+/// assert_eq!(slug.as_str().parse::<Slug>().ok(), Some(slug));
+/// assert!("ABCDEFGH".parse::<Slug>().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Slug(String);
