@@ -22,7 +22,6 @@ use medforge_core::store::{AllocationError, AllocationRequest, NewAuthSession, N
 use medforge_core::testing::{StoreHarness, mysql_harness, sqlite_file_harness};
 
 struct Figures {
-    ops: u64,
     refused: u64,
     per_sec: f64,
     p50_ms: f64,
@@ -40,7 +39,6 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn figures(mut latencies: Vec<Duration>, ops: u64, refused: u64, elapsed: Duration) -> Figures {
     latencies.sort_unstable();
     Figures {
-        ops,
         refused,
         per_sec: ops as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile(&latencies, 0.50),
@@ -202,6 +200,5 @@ async fn main() {
             cyc.p99_ms / base.p99_ms,
             cyc.refused,
         );
-        debug_assert!(base.ops > 0 && base.refused == 0);
     }
 }

@@ -26,7 +26,7 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 impl Dialect for MySql {
     const BACKEND: &'static str = "mysql";
     const BEGIN_ALLOCATION: &'static str = "BEGIN";
-    const LOCK_USER: &'static str = concat!("SELECT ", user_columns!("u"), " FROM users u WHERE u.id = ? FOR UPDATE");
+    const LOCK_USER: &'static str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ? FOR UPDATE");
     const LOCK_GPUS: Option<&'static str> = Some("SELECT id FROM gpu_devices ORDER BY id FOR UPDATE");
     const INSERT_GPU_IF_MISSING: &'static str = "INSERT IGNORE INTO gpu_devices (id, enabled) VALUES (?, TRUE)";
     const INSERT_PACK_IF_MISSING: &'static str = "INSERT IGNORE INTO packs \

@@ -6,7 +6,6 @@
 //! into SQL text.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -70,7 +69,6 @@ pub trait Dialect: Database + Send + Sync {
 /// A [`Store`] on a sqlx pool. See [`super::SqliteStore`] and [`super::MySqlStore`].
 pub struct SqlStore<DB: Database> {
     pub(super) pool: Pool<DB>,
-    _db: PhantomData<DB>,
 }
 
 impl<DB: Dialect> fmt::Debug for SqlStore<DB> {
@@ -86,21 +84,8 @@ const ALLOCATION_ATTEMPTS: u32 = 8;
 // Column lists, shared by every query that maps a row to a record. Records
 // are read by position, so joins can put two lists side by side.
 macro_rules! user_columns {
-    ($t:literal) => {
-        concat!(
-            $t,
-            ".id, ",
-            $t,
-            ".email, ",
-            $t,
-            ".role, ",
-            $t,
-            ".can_use_internal, ",
-            $t,
-            ".max_concurrent_sessions, ",
-            $t,
-            ".created_at"
-        )
+    () => {
+        "u.id, u.email, u.role, u.can_use_internal, u.max_concurrent_sessions, u.created_at"
     };
 }
 pub(super) use user_columns;
@@ -230,7 +215,7 @@ impl {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(Box::new(e)))?;
-        Ok(Self { pool, _db: PhantomData })
+        Ok(Self { pool })
     }
 
     pub fn pool(&self) -> &Pool<DB> {
@@ -434,10 +419,10 @@ where
     }
 }
 
-/// Why one allocation attempt ended: a final answer, or a race to retry.
+/// Why one allocation attempt ended: a final answer, or a database error
+/// that the caller classifies (a lost race is retried).
 enum AttemptError {
     Final(AllocationError),
-    Retry(sqlx::Error),
     Db(sqlx::Error),
 }
 
@@ -582,20 +567,20 @@ impl Store for {
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.fetch_user_where(concat!("SELECT ", user_columns!("u"), " FROM users u WHERE u.id = ?"), id.to_string())
+        self.fetch_user_where(concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ?"), id.to_string())
             .await
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
         self.fetch_user_where(
-            concat!("SELECT ", user_columns!("u"), " FROM users u WHERE u.email = ?"),
+            concat!("SELECT ", user_columns!(), " FROM users u WHERE u.email = ?"),
             email.to_string(),
         )
         .await
     }
 
     async fn user_credentials(&self, email: &Email) -> Result<Option<(User, String)>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!("u"), ", u.password_hash FROM users u WHERE u.email = ?"))
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), ", u.password_hash FROM users u WHERE u.email = ?"))
             .bind(email.to_string())
             .fetch_optional(&self.pool)
             .await
@@ -639,7 +624,7 @@ impl Store for {
         let fetch = check_limit(&page)?;
         let mut qb = QueryBuilder::<DB>::new(concat!(
             "SELECT ",
-            user_columns!("u"),
+            user_columns!(),
             ", (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.status IN ",
             active_statuses!(),
             ") FROM users u WHERE 1 = 1"
@@ -705,7 +690,7 @@ impl Store for {
             "SELECT ",
             auth_columns!(),
             ", ",
-            user_columns!("u"),
+            user_columns!(),
             " FROM auth_sessions a JOIN users u ON u.id = a.user_id WHERE a.token_hash = ?"
         ))
         .bind(token_hash.to_owned())
@@ -791,21 +776,16 @@ impl Store for {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match self.try_allocate(&request).await {
+            let lost_race = match self.try_allocate(&request).await {
                 Ok(session) => return Ok(session),
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::Db(e)) => match classify::<DB>(&e) {
-                    DbFailure::Unique(UniqueKey::Slug | UniqueKey::GpuActive) | DbFailure::Retryable => {
-                        AttemptError::Retry(e)
-                    }
+                    DbFailure::Unique(UniqueKey::Slug | UniqueKey::GpuActive) | DbFailure::Retryable => e,
                     _ => return Err(AllocationError::Store(db_error(e))),
                 },
-                Err(retry @ AttemptError::Retry(_)) => retry,
             };
             if attempt >= ALLOCATION_ATTEMPTS {
-                if let AttemptError::Retry(e) = error {
-                    tracing::warn!(backend = DB::BACKEND, attempts = attempt, error = %e, "allocation gave up after repeated conflicts");
-                }
+                tracing::warn!(backend = DB::BACKEND, attempts = attempt, error = %lost_race, "allocation gave up after repeated conflicts");
                 return Err(AllocationError::Contention);
             }
             // A short, growing, jittered pause so that racers spread out.

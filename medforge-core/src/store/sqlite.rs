@@ -24,7 +24,7 @@ const SQLITE_LOCKED: i64 = 6;
 impl Dialect for Sqlite {
     const BACKEND: &'static str = "sqlite";
     const BEGIN_ALLOCATION: &'static str = "BEGIN IMMEDIATE";
-    const LOCK_USER: &'static str = concat!("SELECT ", user_columns!("u"), " FROM users u WHERE u.id = ?");
+    const LOCK_USER: &'static str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ?");
     const LOCK_GPUS: Option<&'static str> = None;
     const INSERT_GPU_IF_MISSING: &'static str = "INSERT OR IGNORE INTO gpu_devices (id, enabled) VALUES (?, 1)";
     const INSERT_PACK_IF_MISSING: &'static str = "INSERT OR IGNORE INTO packs \

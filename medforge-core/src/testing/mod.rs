@@ -68,13 +68,35 @@ macro_rules! raw_sql_for {
 raw_sql_for!(Sqlite);
 raw_sql_for!(MySql);
 
-type Teardown = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Clean-up for a contract case, run by the harness's `finish` once the
+/// case has passed (a failed case leaves its state behind for inspection;
+/// the test scripts clear leftovers).
+#[derive(Default)]
+pub struct Teardown(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl std::fmt::Debug for Teardown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Teardown(pending)" } else { "Teardown(none)" })
+    }
+}
+
+impl Teardown {
+    pub fn new(f: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(Some(Box::pin(f)))
+    }
+
+    pub async fn run(self) {
+        if let Some(f) = self.0 {
+            f.await;
+        }
+    }
+}
 
 /// A fresh, empty, migrated store for one test case, and how to clean up.
 pub struct StoreHarness {
     pub store: Arc<dyn Store>,
     pub raw: Arc<dyn RawSql>,
-    teardown: Option<Teardown>,
+    teardown: Teardown,
 }
 
 impl std::fmt::Debug for StoreHarness {
@@ -86,20 +108,16 @@ impl std::fmt::Debug for StoreHarness {
 impl StoreHarness {
     pub fn new<S: Store + RawSql + 'static>(store: S) -> Self {
         let store = Arc::new(store);
-        Self { store: store.clone(), raw: store, teardown: None }
+        Self { store: store.clone(), raw: store, teardown: Teardown::default() }
     }
 
-    /// Runs `teardown` when the case has passed (a failed case leaves its
-    /// database behind for inspection; the test script clears leftovers).
     pub fn with_teardown(mut self, teardown: impl Future<Output = ()> + Send + 'static) -> Self {
-        self.teardown = Some(Box::pin(teardown));
+        self.teardown = Teardown::new(teardown);
         self
     }
 
-    pub async fn finish(mut self) {
-        if let Some(t) = self.teardown.take() {
-            t.await;
-        }
+    pub async fn finish(self) {
+        self.teardown.run().await;
     }
 }
 
@@ -138,12 +156,30 @@ pub async fn mysql_harness() -> StoreHarness {
     })
 }
 
+/// Turns contract cases `$crate::testing::<module>::<case>(&harness)` into
+/// `#[tokio::test]`s, each on a fresh harness that is finished after a pass.
+/// The public entry points are the `*_contract_tests!` macros.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_cases {
+    ($module:ident, $harness:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let harness = $harness().await;
+                $crate::testing::$module::$case(&harness).await;
+                harness.finish().await;
+            }
+        )+
+    };
+}
+
 /// Expands every case of [`store`] into a `#[tokio::test]` that runs it on a
 /// fresh harness from `$harness` (an async fn returning [`StoreHarness`]).
 #[macro_export]
 macro_rules! store_contract_tests {
     ($harness:path) => {
-        $crate::store_contract_tests!(@cases $harness;
+        $crate::__contract_cases!(store, $harness;
             seed_creates_default_pack_and_gpus,
             users_are_unique_by_email_and_updatable,
             users_list_newest_first_with_active_counts,
@@ -163,15 +199,5 @@ macro_rules! store_contract_tests {
             runtime_details_are_recorded_only_while_active,
             allocation_and_release_churn_leaves_nothing_held,
         );
-    };
-    (@cases $harness:path; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let harness = $harness().await;
-                $crate::testing::store::$case(&harness).await;
-                harness.finish().await;
-            }
-        )+
     };
 }

@@ -16,7 +16,7 @@ pub struct StorageHarness {
     /// Reads `file` (relative) as it was in a snapshot, the way the backend
     /// exposes snapshots (a copy's directory, `.zfs/snapshot/<name>`, ...).
     pub read_snapshot_file: Box<ReadSnapshotFile>,
-    teardown: Option<super::Teardown>,
+    teardown: super::Teardown,
 }
 
 impl std::fmt::Debug for StorageHarness {
@@ -30,18 +30,16 @@ impl StorageHarness {
         storage: Arc<dyn Storage>,
         read_snapshot_file: impl Fn(&Workspace, &SnapshotName, &str) -> std::io::Result<Vec<u8>> + Send + Sync + 'static,
     ) -> Self {
-        Self { storage, read_snapshot_file: Box::new(read_snapshot_file), teardown: None }
+        Self { storage, read_snapshot_file: Box::new(read_snapshot_file), teardown: super::Teardown::default() }
     }
 
     pub fn with_teardown(mut self, teardown: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
-        self.teardown = Some(Box::pin(teardown));
+        self.teardown = super::Teardown::new(teardown);
         self
     }
 
-    pub async fn finish(mut self) {
-        if let Some(t) = self.teardown.take() {
-            t.await;
-        }
+    pub async fn finish(self) {
+        self.teardown.run().await;
     }
 }
 
@@ -50,22 +48,12 @@ impl StorageHarness {
 #[macro_export]
 macro_rules! storage_contract_tests {
     ($harness:path) => {
-        $crate::storage_contract_tests!(@cases $harness;
+        $crate::__contract_cases!(storage, $harness;
             workspaces_are_per_user_idempotent_and_owned_by_the_session_user,
             snapshots_hold_the_workspace_as_it_was,
             snapshots_list_newest_first_per_user,
             snapshot_names_are_not_reused,
         );
-    };
-    (@cases $harness:path; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let harness = $harness().await;
-                $crate::testing::storage::$case(&harness).await;
-                harness.finish().await;
-            }
-        )+
     };
 }
 
