@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Runs every check MedForge has: formatting, clippy, and all tests against
-# the real services they need (MariaDB today), which it installs and starts
+# the real services they need (MariaDB, dockerd and a locally built test
+# pack image), which it installs and starts
 # when missing. Safe to run again and again. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
+. scripts/lib/docker.sh
 
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 ensure_packages cc gcc pkg-config pkg-config
 ensure_mariadb
+ensure_docker
+ensure_test_pack
+clean_docker_test_leftovers
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

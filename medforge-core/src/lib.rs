@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod events;
 pub mod model;
+pub mod probe;
 pub mod runtime;
 pub mod storage;
 pub mod store;

@@ -59,7 +59,16 @@ pub struct ResourceLimits {
 
 impl Default for ResourceLimits {
     fn default() -> Self {
-        Self { memory_bytes: Some(64 << 30), pids: Some(4096), shm_bytes: Some(8 << 30), nofile: 65536, nproc: 4096 }
+        Self {
+            memory_bytes: Some(64 << 30),
+            pids: Some(4096),
+            shm_bytes: Some(8 << 30),
+            // Must not exceed dockerd's own hard limit (runc cannot raise it:
+            // "error setting rlimit type 7"); 16384 fits common hosts and is
+            // plenty for code-server.
+            nofile: 16384,
+            nproc: 4096,
+        }
     }
 }
 

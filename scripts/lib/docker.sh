@@ -1,0 +1,53 @@
+# Docker Engine for the tests: installed and started when missing (no
+# systemd here: dockerd runs in the background), and the small test pack
+# image built locally (never pulled). Source after common.sh.
+
+TEST_PACK_IMAGE=${TEST_PACK_IMAGE:-medforge-test-pack:latest}
+
+ensure_docker() {
+  ensure_packages /usr/sbin/dockerd docker.io docker docker.io /bin/busybox busybox-static
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    nohup /usr/sbin/dockerd >/var/log/medforge-dockerd.log 2>&1 &
+    wait_for "docker info" 60 || die "dockerd did not start; see /var/log/medforge-dockerd.log"
+  fi
+}
+
+# The test pack: busybox's httpd serving /healthz on :8080 as uid 1000, in
+# a FROM-scratch image. It stands in for code-server wherever the test is
+# about the container, not the IDE. Rebuilt only when its inputs change.
+ensure_test_pack() {
+  local ctx hash
+  ctx=$(mktemp -d)
+  cp /bin/busybox "$ctx/busybox"
+  mkdir -p "$ctx/www"
+  echo '{"status":"alive"}' >"$ctx/www/healthz"
+  echo 'medforge test pack' >"$ctx/www/index.html"
+  cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY www /www
+USER 1000:1000
+EXPOSE 8080
+CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
+DOCKERFILE
+  hash=$(cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "medforge.build_hash" }}' "$TEST_PACK_IMAGE" 2>/dev/null)" != "$hash" ]; then
+    log "building $TEST_PACK_IMAGE"
+    docker build -q --label "medforge.build_hash=$hash" -t "$TEST_PACK_IMAGE" "$ctx" >/dev/null \
+      || die "could not build $TEST_PACK_IMAGE"
+  fi
+  rm -rf "$ctx"
+  export MEDFORGE_TEST_PACK_IMAGE=$TEST_PACK_IMAGE
+}
+
+# Containers and networks left by earlier test runs (a failed case keeps
+# its state for inspection).
+clean_docker_test_leftovers() {
+  local ids nets
+  ids=$(docker ps -aq --filter label=medforge.test_run)
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  nets=$(docker network ls -q --filter name=mftest-)
+  [ -z "$nets" ] || docker network rm $nets >/dev/null || true
+}
