@@ -11,11 +11,13 @@
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait and the pure
 //!   function that builds a session's [`runtime::ContainerSpec`].
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::DirStorage`].
+//! - [`lifecycle`]: [`lifecycle::Sessions`]: create, stop, watch, reconcile.
 //! - [`events`]: the structured JSON-lines event log.
 //! - `testing` (feature `testing`): contract suites for implementations.
 
 pub mod auth;
 pub mod events;
+pub mod lifecycle;
 pub mod model;
 pub mod probe;
 pub mod runtime;

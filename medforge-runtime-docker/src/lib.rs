@@ -93,6 +93,10 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Serialises network creation: dockerd 20.10 (API 1.41) happily creates
+    /// two networks with one name when asked at once, and every later
+    /// container start then fails with "network ... is ambiguous".
+    network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(DockerError) -> RuntimeError {
@@ -113,7 +117,7 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(|e| RuntimeError::Unavailable(format!("{socket}: {e}")))?;
-        Ok(Self { docker })
+        Ok(Self { docker, network_lock: Default::default() })
     }
 
     /// The underlying client, for tests and tools.
@@ -124,6 +128,7 @@ impl DockerRuntime {
     /// Creates the network if it does not exist. `internal` networks get no
     /// route off their bridge (Docker's `--internal`).
     pub async fn ensure_network(&self, name: &str, internal: bool) -> Result<(), RuntimeError> {
+        let _one_at_a_time = self.network_lock.lock().await;
         match self.docker.inspect_network(name, None::<InspectNetworkOptions>).await {
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 404) => {}

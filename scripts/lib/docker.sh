@@ -38,8 +38,14 @@ DOCKERFILE
     docker build -q --label "medforge.build_hash=$hash" -t "$TEST_PACK_IMAGE" "$ctx" >/dev/null \
       || die "could not build $TEST_PACK_IMAGE"
   fi
+  # A variant that never answers on its port, for start-up timeouts and for
+  # interrupting a create half-way.
+  printf 'FROM %s\nCMD ["/bin/sleep", "3600"]\n' "$TEST_PACK_IMAGE" >"$ctx/Dockerfile.silent"
+  docker build -q -f "$ctx/Dockerfile.silent" -t "${TEST_PACK_IMAGE%:*}:silent" "$ctx" >/dev/null \
+    || die "could not build ${TEST_PACK_IMAGE%:*}:silent"
   rm -rf "$ctx"
   export MEDFORGE_TEST_PACK_IMAGE=$TEST_PACK_IMAGE
+  export MEDFORGE_TEST_SILENT_PACK_IMAGE=${TEST_PACK_IMAGE%:*}:silent
 }
 
 # Containers and networks left by earlier test runs (a failed case keeps

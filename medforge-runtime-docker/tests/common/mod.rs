@@ -20,6 +20,12 @@ pub fn test_pack_image() -> String {
     })
 }
 
+/// The variant of the test pack that never answers on its port.
+pub fn silent_pack_image() -> String {
+    std::env::var("MEDFORGE_TEST_SILENT_PACK_IMAGE")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_SILENT_PACK_IMAGE is not set: run scripts/test.sh, which builds it"))
+}
+
 pub async fn runtime() -> DockerRuntime {
     DockerRuntime::connect(DEFAULT_SOCKET).await.expect("dockerd is not reachable: scripts/test.sh starts it")
 }

@@ -1,0 +1,484 @@
+//! The session lifecycle: [`Sessions`] creates, stops, watches and
+//! reconciles sessions over a [`Store`], a [`ContainerRuntime`] and a
+//! [`Storage`].
+//!
+//! The database is the source of truth. Every step is a conditional
+//! transition, so the request handler, the event watcher, the poller and
+//! the boot reconciler can race on one session without corrupting it:
+//! whoever loses a transition leaves the session to the winner.
+//!
+//! ```text
+//! create -> [starting] -> container up, port answers -> [running]
+//!              | failure: container removed, error_message -> [error]
+//! stop   -> [stopping] -> SIGTERM, grace, kill, remove -> snapshot -> [stopped]
+//! container dies while running -> [error] "container exited unexpectedly" (+ snapshot)
+//! ```
+//!
+//! Containers are addressed by name (`mf-session-<slug>`), not by the id
+//! recorded on the row, so a stop or a reconcile finds the container even
+//! when the process that created it died before recording its id.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::events::{Event, EventContext, EventSink, RecoveryMode, StopReason};
+use crate::model::{self, Session, SessionId, SessionStatus};
+use crate::probe;
+use crate::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerState, RuntimeError, RuntimeEvent, SESSION_PORT, SessionContainerConfig,
+    container_name, session_container_spec,
+};
+use crate::storage::{SnapshotKind, SnapshotName, Storage, StorageError};
+use crate::store::{AllocationError, AllocationRequest, Store, StoreError, Transition};
+
+/// The message a session gets when its container dies under it.
+pub const CONTAINER_EXITED: &str = "container exited unexpectedly";
+
+/// How the lifecycle behaves; the server fills it from config.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    pub containers: SessionContainerConfig,
+    /// SIGTERM, then this long, then SIGKILL.
+    pub stop_grace: Duration,
+    /// How long a new container has to answer on its port.
+    pub ready_timeout: Duration,
+    /// The backstop poll of running sessions, beside the event stream.
+    pub poll_interval: Duration,
+    /// Workspace quota, where the storage has quotas.
+    pub quota_bytes: Option<u64>,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            containers: SessionContainerConfig::default(),
+            stop_grace: Duration::from_secs(30),
+            ready_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(30),
+            quota_bytes: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Allocation(#[from] AllocationError),
+    /// The session was allocated but could not be started; it is now
+    /// `error`, its container removed and its GPU free.
+    #[error("session {session_id} failed to start: {message}")]
+    StartFailed { session_id: SessionId, message: String },
+    #[error("session not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// What a stop request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// This call stopped it; the session as it ended (`stopped`, or `error`
+    /// when the snapshot failed).
+    Stopped(Session),
+    /// Someone else is stopping it, or it had already ended.
+    AlreadyTerminal(Session),
+}
+
+/// What boot reconciliation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub kept: Vec<SessionId>,
+    pub failed: Vec<SessionId>,
+    pub finished_stops: Vec<SessionId>,
+    /// Containers with no active session row, removed.
+    pub orphans_removed: Vec<String>,
+}
+
+/// The lifecycle. Cheap to share: hold it in an `Arc`.
+#[derive(Debug)]
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn ContainerRuntime>,
+    storage: Arc<dyn Storage>,
+    events: Arc<dyn EventSink>,
+    config: LifecycleConfig,
+}
+
+impl Sessions {
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn ContainerRuntime>,
+        storage: Arc<dyn Storage>,
+        events: Arc<dyn EventSink>,
+        config: LifecycleConfig,
+    ) -> Self {
+        Self { store, runtime, storage, events, config }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Allocates a GPU and starts the session's container; returns once
+    /// code-server (or whatever the pack serves) answers on its port.
+    pub async fn create(&self, request: AllocationRequest, ctx: &EventContext) -> Result<Session, LifecycleError> {
+        let session = self.store.allocate_session(request).await?;
+        tracing::info!(session_id = %session.id, gpu_id = %session.gpu_id, slug = %session.slug, "session allocated");
+        match self.start(&session).await {
+            Ok(()) => self.finish_start(session, ctx).await,
+            Err(message) => {
+                self.fail_start(&session, &message, ctx).await;
+                Err(LifecycleError::StartFailed { session_id: session.id, message })
+            }
+        }
+    }
+
+    /// Workspace, container, readiness. Errors are the message the row gets.
+    async fn start(&self, session: &Session) -> Result<(), String> {
+        let pack = self
+            .store
+            .pack(session.pack_id)
+            .await
+            .map_err(|e| format!("reading the pack: {e}"))?
+            .ok_or("the session's pack is gone")?;
+        let workspace = self
+            .storage
+            .ensure_workspace(session.user_id, self.config.quota_bytes)
+            .await
+            .map_err(|e| format!("preparing the workspace: {e}"))?;
+        self.store
+            .set_session_runtime(session.id, None, Some(&workspace.name))
+            .await
+            .map_err(|e| format!("recording the workspace: {e}"))?;
+        let spec = session_container_spec(session, &pack.image_ref, &workspace, &self.config.containers);
+        let info = self.runtime.create_and_start(&spec).await.map_err(|e| format!("starting the container: {e}"))?;
+        let still_ours = self
+            .store
+            .set_session_runtime(session.id, Some(&info.id), None)
+            .await
+            .map_err(|e| format!("recording the container: {e}"))?;
+        if !still_ours {
+            return Err("the session was ended while it started".into());
+        }
+        let ip = info.ip.ok_or("the container has no address on its network")?;
+        probe::wait_until_http(SocketAddr::new(ip, SESSION_PORT), self.config.ready_timeout)
+            .await
+            .ok_or_else(|| format!("port {SESSION_PORT} did not answer within {:?}", self.config.ready_timeout))?;
+        Ok(())
+    }
+
+    async fn finish_start(&self, session: Session, ctx: &EventContext) -> Result<Session, LifecycleError> {
+        let now = model::now();
+        let won = self
+            .store
+            .transition_session(session.id, Transition::new(SessionStatus::Starting, SessionStatus::Running, now))
+            .await?;
+        let current = self.store.session(session.id).await?.ok_or(LifecycleError::NotFound)?;
+        if won {
+            self.events.emit(
+                Event::SessionStart {
+                    session_id: current.id,
+                    user_id: current.user_id,
+                    exposure: current.exposure,
+                    gpu_id: current.gpu_id,
+                    pack_id: current.pack_id,
+                    slug: current.slug.clone(),
+                },
+                ctx,
+            );
+        }
+        // Lost: a stop came in while it started; the stopper finishes it.
+        Ok(current)
+    }
+
+    async fn fail_start(&self, session: &Session, message: &str, ctx: &EventContext) {
+        tracing::warn!(session_id = %session.id, error = message, "session failed to start");
+        if let Err(e) = self.runtime.remove(&container_name(&session.slug)).await {
+            tracing::warn!(session_id = %session.id, error = %e, "could not remove the failed container");
+        }
+        let failed = Transition::new(SessionStatus::Starting, SessionStatus::Error, model::now()).error(message);
+        match self.store.transition_session(session.id, failed).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(session_id = %session.id, "a failed start was already ended by someone else"),
+            Err(e) => tracing::error!(session_id = %session.id, error = %e, "could not mark a failed start"),
+        }
+        self.events.emit(Event::SessionStartFailed { session_id: session.id, error: message.to_owned() }, ctx);
+    }
+
+    /// Stops a session: `stopping`, SIGTERM, kill after the grace period,
+    /// remove, snapshot, `stopped`. A snapshot failure ends it as `error`
+    /// (the GPU is freed either way; the workspace itself is untouched).
+    pub async fn stop(
+        &self,
+        id: SessionId,
+        reason: StopReason,
+        ctx: &EventContext,
+    ) -> Result<StopOutcome, LifecycleError> {
+        let mut session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
+        // Starting or running: claim the stop. Two tries, since a starting
+        // session may become running between our read and our update.
+        let mut claimed = false;
+        for _ in 0..2 {
+            if !matches!(session.status, SessionStatus::Starting | SessionStatus::Running) {
+                break;
+            }
+            let t = Transition::new(session.status, SessionStatus::Stopping, model::now());
+            if self.store.transition_session(id, t).await? {
+                claimed = true;
+                break;
+            }
+            session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
+        }
+        if !claimed {
+            return Ok(StopOutcome::AlreadyTerminal(session));
+        }
+        let ended = self.finish_stop(&session, reason, ctx).await?;
+        Ok(StopOutcome::Stopped(ended))
+    }
+
+    /// The part of a stop after `stopping` was claimed; also used by the
+    /// reconciler for stops that a crash interrupted.
+    async fn finish_stop(
+        &self,
+        session: &Session,
+        reason: StopReason,
+        ctx: &EventContext,
+    ) -> Result<Session, LifecycleError> {
+        let name = container_name(&session.slug);
+        self.runtime.stop(&name, self.config.stop_grace).await?;
+        self.runtime.remove(&name).await?;
+        let (to, message, reason) = match self.snapshot(session, SnapshotKind::Stop, ctx).await {
+            Ok(()) => (SessionStatus::Stopped, None, reason),
+            Err(e) => (SessionStatus::Error, Some(format!("snapshot failed: {e}")), StopReason::SnapshotFailed),
+        };
+        let mut t = Transition::new(SessionStatus::Stopping, to, model::now());
+        t.error_message = message;
+        self.store.transition_session(session.id, t).await?;
+        self.emit_stop(session, reason, ctx);
+        self.store.session(session.id).await?.ok_or(LifecycleError::NotFound)
+    }
+
+    async fn snapshot(&self, session: &Session, kind: SnapshotKind, ctx: &EventContext) -> Result<(), StorageError> {
+        let name = SnapshotName::new(kind, model::now(), &session.slug);
+        self.storage.snapshot(session.user_id, &name).await?;
+        self.events.emit(Event::SessionSnapshot { session_id: session.id, snapshot: name.to_string() }, ctx);
+        Ok(())
+    }
+
+    fn emit_stop(&self, session: &Session, reason: StopReason, ctx: &EventContext) {
+        self.events.emit(
+            Event::SessionStop {
+                session_id: session.id,
+                user_id: session.user_id,
+                gpu_id: session.gpu_id,
+                slug: session.slug.clone(),
+                reason,
+            },
+            ctx,
+        );
+    }
+
+    /// A running session's container is gone or stopped: mark it `error`,
+    /// clear the container away, keep a `death-` snapshot. Does nothing if
+    /// the session is not `running` (a stop in progress makes its own
+    /// container die, and that is no death).
+    pub async fn handle_death(
+        &self,
+        session: &Session,
+        state: &str,
+        mode: RecoveryMode,
+    ) -> Result<bool, LifecycleError> {
+        let t = Transition::new(SessionStatus::Running, SessionStatus::Error, model::now()).error(CONTAINER_EXITED);
+        let won = self.store.transition_session(session.id, t).await?;
+        let ctx = EventContext::correlation(format!("{}:{}", recovery_label(mode), session.id));
+        self.events.emit(
+            Event::SessionRecoveryDecision {
+                session_id: session.id,
+                slug: session.slug.clone(),
+                state: state.to_owned(),
+                container_id: session.container_id.clone(),
+                recovery_mode: mode,
+                decision: if won { "marked_error" } else { "left_to_owner" }.into(),
+            },
+            &ctx,
+        );
+        if !won {
+            return Ok(false);
+        }
+        tracing::warn!(session_id = %session.id, slug = %session.slug, ?mode, "session container died");
+        self.emit_stop(session, StopReason::ContainerDeath, &ctx);
+        if let Err(e) = self.runtime.remove(&container_name(&session.slug)).await {
+            tracing::warn!(session_id = %session.id, error = %e, "could not remove a dead container");
+        }
+        if let Err(e) = self.snapshot(session, SnapshotKind::Death, &ctx).await {
+            tracing::warn!(session_id = %session.id, error = %e, "could not snapshot after a death");
+        }
+        Ok(true)
+    }
+
+    /// One pass of the backstop poller: every running session whose
+    /// container is missing or not running is handled as a death.
+    pub async fn poll_once(&self) -> Result<usize, LifecycleError> {
+        let mut deaths = 0;
+        for session in self.store.active_sessions().await? {
+            if session.status != SessionStatus::Running {
+                continue;
+            }
+            let info = self.runtime.inspect(&container_name(&session.slug)).await?;
+            if let Some(state) = dead_state(info.as_ref()) {
+                deaths += usize::from(self.handle_death(&session, &state, RecoveryMode::Poll).await?);
+            }
+        }
+        Ok(deaths)
+    }
+
+    /// Follows the runtime's event stream (reconnecting when it drops) and
+    /// polls every `poll_interval`, until `shutdown` resolves.
+    pub async fn watch(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let events = {
+            let this = self.clone();
+            async move {
+                loop {
+                    match this.runtime.events().await {
+                        Ok(mut stream) => {
+                            while let Some(event) = stream.next().await {
+                                match event {
+                                    Ok(RuntimeEvent::Died { session_id: Some(id), .. }) => this.on_died(id).await,
+                                    Ok(RuntimeEvent::Died { session_id: None, .. }) => {}
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "runtime event stream failed");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not subscribe to runtime events"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let poll = {
+            let this = self.clone();
+            async move {
+                let mut tick = tokio::time::interval(this.config.poll_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = this.poll_once().await {
+                        tracing::warn!(error = %e, "session poll failed");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = events => {}
+            () = poll => {}
+            () = shutdown => {}
+        }
+    }
+
+    async fn on_died(&self, id: SessionId) {
+        let session = match self.store.session(id).await {
+            Ok(Some(s)) if s.status == SessionStatus::Running => s,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(session_id = %id, error = %e, "could not read a session after its container died");
+                return;
+            }
+        };
+        if let Err(e) = self.handle_death(&session, "exited", RecoveryMode::Event).await {
+            tracing::warn!(session_id = %id, error = %e, "could not handle a container death");
+        }
+    }
+
+    /// At boot: bring every active row in line with the runtime, then
+    /// remove managed containers that no active row owns. Afterwards no
+    /// active row lacks a running container and no container lacks a row.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, LifecycleError> {
+        let mut report = ReconcileReport::default();
+        let ctx = EventContext::correlation("reconcile");
+        let mut owned = HashSet::new();
+        for session in self.store.active_sessions().await? {
+            let name = container_name(&session.slug);
+            let info = self.runtime.inspect(&name).await?;
+            let state = info.as_ref().map_or("missing".to_owned(), |i| i.state.to_string());
+            let decision = match session.status {
+                // The process that was starting it is gone; nobody will
+                // finish the start, so undo it.
+                SessionStatus::Starting => {
+                    self.runtime.remove(&name).await?;
+                    let t = Transition::new(SessionStatus::Starting, SessionStatus::Error, model::now())
+                        .error("interrupted by a server restart while starting");
+                    if self.store.transition_session(session.id, t).await? {
+                        self.emit_stop(&session, StopReason::Reconcile, &ctx);
+                    }
+                    report.failed.push(session.id);
+                    "marked_error"
+                }
+                SessionStatus::Running if dead_state(info.as_ref()).is_none() => {
+                    owned.insert(name);
+                    report.kept.push(session.id);
+                    "kept"
+                }
+                SessionStatus::Running => {
+                    self.handle_death(&session, &state, RecoveryMode::Startup).await?;
+                    report.failed.push(session.id);
+                    continue; // handle_death emitted its own decision
+                }
+                SessionStatus::Stopping => {
+                    self.finish_stop(&session, StopReason::Reconcile, &ctx).await?;
+                    report.finished_stops.push(session.id);
+                    "finished_stop"
+                }
+                SessionStatus::Stopped | SessionStatus::Error => continue,
+            };
+            self.events.emit(
+                Event::SessionRecoveryDecision {
+                    session_id: session.id,
+                    slug: session.slug.clone(),
+                    state,
+                    container_id: info.map(|i| i.id),
+                    recovery_mode: RecoveryMode::Startup,
+                    decision: decision.into(),
+                },
+                &ctx,
+            );
+        }
+        // Only this deployment's containers: the configured extra labels
+        // tell them apart from another MedForge's on the same engine.
+        let extra = &self.config.containers.extra_labels;
+        for container in self.runtime.list_managed().await? {
+            let ours = extra.iter().all(|(k, v)| container.labels.get(k) == Some(v));
+            if ours && !owned.contains(&container.name) {
+                tracing::warn!(container = %container.name, "removing a session container that no active session owns");
+                self.runtime.remove(&container.id).await?;
+                report.orphans_removed.push(container.name);
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn recovery_label(mode: RecoveryMode) -> &'static str {
+    match mode {
+        RecoveryMode::Startup => "startup",
+        RecoveryMode::Poll => "poll",
+        RecoveryMode::Event => "event",
+    }
+}
+
+/// `Some(state)` when a running session's container is not running.
+fn dead_state(info: Option<&ContainerInfo>) -> Option<String> {
+    match info {
+        None => Some("missing".into()),
+        Some(i) if i.state == ContainerState::Running => None,
+        Some(i) => Some(i.state.to_string()),
+    }
+}
