@@ -5,7 +5,7 @@
 TEST_PACK_IMAGE=${TEST_PACK_IMAGE:-medforge-test-pack:latest}
 
 ensure_docker() {
-  ensure_packages /usr/sbin/dockerd docker.io docker docker.io /bin/busybox busybox-static
+  ensure_packages /usr/sbin/dockerd docker.io docker docker.io /bin/busybox busybox-static ip iproute2
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd"
     nohup /usr/sbin/dockerd >/var/log/medforge-dockerd.log 2>&1 &
