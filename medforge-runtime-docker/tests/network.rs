@@ -10,7 +10,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use medforge_core::model::Exposure;
-use medforge_core::runtime::ContainerRuntime;
 use medforge_core::storage::DirStorage;
 use medforge_core::testing::runtime::RuntimeHarness;
 
