@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Runs MedForge's benchmarks and writes their figures into BENCHMARKS.md,
 # each section with the command that produced it. Starts MariaDB when
-# missing, like the tests. Usage: scripts/bench.sh [--secs S] [--clients N]
+# missing, like the tests. Usage: scripts/bench.sh [--secs S] [--clients N] [--starts N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
+. scripts/lib/docker.sh
 
 secs=10
 clients=32
+starts=20
 while [ $# -gt 0 ]; do
   case $1 in
     --secs) secs=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
-    *) die "unknown argument $1 (usage: scripts/bench.sh [--secs S] [--clients N])" ;;
+    --starts) starts=$2; shift 2 ;;
+    *) die "unknown argument $1 (usage: scripts/bench.sh [--secs S] [--clients N] [--starts N])" ;;
   esac
 done
 
 ensure_mariadb
+ensure_docker
+ensure_test_pack
+clean_docker_test_leftovers
 
 # Replaces the part of BENCHMARKS.md between <!-- NAME:begin --> and
 # <!-- NAME:end --> (appending it when absent) with stdin.
@@ -54,6 +60,26 @@ and count in the latency percentiles. The baseline is a single-row \`UPDATE\` th
 
 Command: \`scripts/bench.sh --clients $clients --secs $secs\`, which runs \`$cmd\`
 with MariaDB $(mariadb -N -e 'SELECT VERSION()' 2>/dev/null || echo '?') on 127.0.0.1 and SQLite on a WAL file.
+Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores ($cpu).
+
+$table
+EOF
+
+cmd="cargo bench -p medforge-runtime-docker --bench session_start -- --starts $starts"
+log "$cmd"
+table=$($cmd)
+write_section session-start <<EOF
+## Session start: create until the port answers, against docker run
+
+$starts starts of each, interleaved in one run, after one untimed warm-up of each, on the test pack
+(busybox httpd, FROM scratch) with \`gpu_mode = "none"\`, on dockerd $(docker version -f '{{.Server.Version}}' 2>/dev/null || echo '?').
+- docker run: \`docker run -d\` on the sessions network, \`docker inspect\` for its address, then HTTP polling
+  until the port answers (the CLI way a person would script it; two CLI processes included).
+- engine API: the same runtime's create, start and inspect through the Engine API, then the same polling.
+- medforge: \`Sessions::create\`: allocation transaction, workspace (DirStorage), two row updates,
+  container create and start, polling, the \`running\` transition.
+
+Command: \`scripts/bench.sh --starts $starts\`, which runs \`$cmd\`.
 Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores ($cpu).
 
 $table
