@@ -23,6 +23,8 @@ struct Stack {
     events: Arc<MemoryEvents>,
     config: LifecycleConfig,
     run: String,
+    db: std::path::PathBuf,
+    workspaces: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -30,10 +32,11 @@ impl Stack {
     async fn new(image: &str, tune: impl FnOnce(&mut LifecycleConfig)) -> Self {
         let (run, containers) = common::run_config();
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path().join("medforge.db").to_str().expect("path")).await.expect("store"));
+        let db = dir.path().join("medforge.db");
+        let workspaces = dir.path().join("workspaces");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db.to_str().expect("path")).await.expect("store"));
         store.seed(&Seed { default_pack_image: image.into(), ..Seed::default() }).await.expect("seed");
-        let storage = DirStorage::new(dir.path().join("workspaces")).expect("storage");
+        let storage = DirStorage::new(&workspaces).expect("storage");
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(common::runtime().await);
         let events = Arc::new(MemoryEvents::default());
         let mut config = LifecycleConfig {
@@ -50,7 +53,7 @@ impl Stack {
             events.clone(),
             config.clone(),
         ));
-        Self { sessions, store, storage, runtime, events, config, run, _dir: dir }
+        Self { sessions, store, storage, runtime, events, config, run, db, workspaces, _dir: dir }
     }
 
     /// A second `Sessions` over the same store and runtime, as after a restart.
@@ -301,21 +304,31 @@ async fn failed_starts_end_as_error_and_hold_no_gpu() {
 async fn reconciliation_after_a_crash_leaves_nothing_stranded() {
     let stack = Stack::new(&common::silent_pack_image(), |c| c.ready_timeout = Duration::from_secs(120)).await;
 
-    // 1. A create killed half-way: its container runs, its row is `starting`.
-    let halfway = stack.user("halfway").await;
-    let creating = {
-        let sessions = stack.sessions.clone();
-        let req =
-            AllocationRequest { user_id: halfway.id, exposure: Exposure::External, pack_id: None, now: model::now() };
-        tokio::spawn(async move { sessions.create(req, &EventContext::default()).await })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // 1. A create killed half-way: a real process (the `one_session`
+    //    example, which embeds the lifecycle) is SIGKILLed while its
+    //    container runs and its row is still `starting`.
+    let example = std::env::current_exe()
+        .expect("test binary")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("examples/one_session");
+    let mut child = std::process::Command::new(&example)
+        .args(["--db", stack.db.to_str().expect("path"), "--workspaces", stack.workspaces.to_str().expect("path")])
+        .args(["--image", &common::silent_pack_image(), "--email", "halfway@example.org", "--ready-timeout", "120"])
+        .args(["--label", &format!("{}={}", common::RUN_LABEL, stack.run)])
+        .args(["--network-prefix", &format!("mftest-{}", stack.run)])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} (built by cargo test): {e}", example.display()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while stack.containers().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the container never appeared");
+        assert!(tokio::time::Instant::now() < deadline, "the example never started its container");
+        assert!(child.try_wait().expect("child").is_none(), "the example exited early");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    creating.abort(); // the process dies here, mid-create
-    let _ = creating.await;
+    child.kill().expect("SIGKILL the example"); // the process dies here, mid-create
+    child.wait().expect("reap");
     let rows = stack.active().await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, SessionStatus::Starting);
