@@ -35,6 +35,13 @@ pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 /// The GPU device request for exactly one GPU, the way `docker run
 /// --gpus device=<index>` asks for it: the NVIDIA driver, capability `gpu`,
 /// and that device alone (so `nvidia-smi -L` inside lists one device).
+///
+/// ```
+/// use medforge_core::model::GpuId;
+/// let requests = medforge_runtime_docker::device_requests(Some(GpuId(4))).unwrap_or_default();
+/// assert_eq!(requests[0].device_ids, Some(vec!["4".to_owned()]));
+/// assert!(medforge_runtime_docker::device_requests(None).is_none());
+/// ```
 pub fn device_requests(gpu: Option<GpuId>) -> Option<Vec<DeviceRequest>> {
     gpu.map(|gpu| {
         vec![DeviceRequest {
