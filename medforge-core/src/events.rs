@@ -35,6 +35,17 @@ pub enum RecoveryMode {
     Event,
 }
 
+impl RecoveryMode {
+    /// As it appears in events (`startup`, `poll`, `event`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryMode::Startup => "startup",
+            RecoveryMode::Poll => "poll",
+            RecoveryMode::Event => "event",
+        }
+    }
+}
+
 /// One event, with the fields API.md lists for it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event")]
@@ -245,6 +256,9 @@ mod tests {
         let v = parse(&to_json_line(&rec, OffsetDateTime::now_utc(), &EventContext::correlation("boot")));
         assert_eq!(v["event"], "session.recovery.decision");
         assert_eq!(v["recovery_mode"], "startup");
+        for mode in [RecoveryMode::Startup, RecoveryMode::Poll, RecoveryMode::Event] {
+            assert_eq!(serde_json::to_value(mode).ok(), Some(Value::from(mode.as_str())));
+        }
         assert_eq!(v["correlation_id"], "boot");
         assert!(v["container_id"].is_null());
     }

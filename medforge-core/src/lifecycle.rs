@@ -38,6 +38,8 @@ use crate::store::{AllocationError, AllocationRequest, Store, StoreError, Transi
 /// The message a session gets when its container dies under it.
 pub const CONTAINER_EXITED: &str = "container exited unexpectedly";
 
+const ENDED_WHILE_STARTING: &str = "the session was ended while it started";
+
 /// How the lifecycle behaves; the server fills it from config.
 #[derive(Debug, Clone)]
 pub struct LifecycleConfig {
@@ -164,13 +166,32 @@ impl Sessions {
             .await
             .map_err(|e| format!("recording the container: {e}"))?;
         if !still_ours {
-            return Err("the session was ended while it started".into());
+            return Err(ENDED_WHILE_STARTING.into());
         }
         let ip = info.ip.ok_or("the container has no address on its network")?;
-        probe::wait_until_http(SocketAddr::new(ip, SESSION_PORT), self.config.ready_timeout)
-            .await
-            .ok_or_else(|| format!("port {SESSION_PORT} did not answer within {:?}", self.config.ready_timeout))?;
-        Ok(())
+        self.wait_ready(session.id, SocketAddr::new(ip, SESSION_PORT)).await
+    }
+
+    /// Waits for the port to answer, giving up early when the session stops
+    /// being `starting` (a stop claimed it): a start nobody wants any more
+    /// should not hold on for the whole ready timeout.
+    async fn wait_ready(&self, id: SessionId, addr: SocketAddr) -> Result<(), String> {
+        const CHECK_ROW_EVERY: Duration = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + self.config.ready_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(format!("port {SESSION_PORT} did not answer within {:?}", self.config.ready_timeout));
+            }
+            if probe::wait_until_http(addr, left.min(CHECK_ROW_EVERY)).await.is_some() {
+                return Ok(());
+            }
+            match self.store.session(id).await {
+                Ok(Some(s)) if s.status == SessionStatus::Starting => {}
+                Ok(_) => return Err(ENDED_WHILE_STARTING.into()),
+                Err(e) => return Err(format!("reading the session: {e}")),
+            }
+        }
     }
 
     async fn finish_start(&self, session: Session, ctx: &EventContext) -> Result<Session, LifecycleError> {
@@ -193,7 +214,12 @@ impl Sessions {
                 ctx,
             );
         }
-        // Lost: a stop came in while it started; the stopper finishes it.
+        if !won {
+            // A stop claimed the session while it started, and may have
+            // removed the container before we created it: make sure none
+            // is left running for a session that is over.
+            self.runtime.remove(&container_name(&current.slug)).await?;
+        }
         Ok(current)
     }
 
@@ -204,11 +230,13 @@ impl Sessions {
         }
         let failed = Transition::new(SessionStatus::Starting, SessionStatus::Error, model::now()).error(message);
         match self.store.transition_session(session.id, failed).await {
-            Ok(true) => {}
-            Ok(false) => tracing::info!(session_id = %session.id, "a failed start was already ended by someone else"),
+            Ok(true) => {
+                self.events.emit(Event::SessionStartFailed { session_id: session.id, error: message.to_owned() }, ctx)
+            }
+            // A stop claimed it first; the stopper reports how it ended.
+            Ok(false) => tracing::info!(session_id = %session.id, "a start was ended by a stop"),
             Err(e) => tracing::error!(session_id = %session.id, error = %e, "could not mark a failed start"),
         }
-        self.events.emit(Event::SessionStartFailed { session_id: session.id, error: message.to_owned() }, ctx);
     }
 
     /// Stops a session: `stopping`, SIGTERM, kill after the grace period,
@@ -296,7 +324,7 @@ impl Sessions {
     ) -> Result<bool, LifecycleError> {
         let t = Transition::new(SessionStatus::Running, SessionStatus::Error, model::now()).error(CONTAINER_EXITED);
         let won = self.store.transition_session(session.id, t).await?;
-        let ctx = EventContext::correlation(format!("{}:{}", recovery_label(mode), session.id));
+        let ctx = EventContext::correlation(format!("{}:{}", mode.as_str(), session.id));
         self.events.emit(
             Event::SessionRecoveryDecision {
                 session_id: session.id,
@@ -463,14 +491,6 @@ impl Sessions {
             }
         }
         Ok(report)
-    }
-}
-
-fn recovery_label(mode: RecoveryMode) -> &'static str {
-    match mode {
-        RecoveryMode::Startup => "startup",
-        RecoveryMode::Poll => "poll",
-        RecoveryMode::Event => "event",
     }
 }
 

@@ -301,6 +301,42 @@ async fn failed_starts_end_as_error_and_hold_no_gpu() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_during_start_wins_and_leaves_nothing_running() {
+    let stack = Arc::new(Stack::new(&common::silent_pack_image(), |c| c.ready_timeout = Duration::from_secs(60)).await);
+    let user = stack.user("impatient").await;
+    let creating = {
+        let stack = stack.clone();
+        let user = user.clone();
+        tokio::spawn(async move { stack.create(&user).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let active = stack.active().await;
+        if let Some(row) = active.into_iter().next().filter(|_| !stack.containers().is_empty()) {
+            break row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the start never got as far as a container");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let outcome = stack.sessions.stop(row.id, StopReason::User, &EventContext::default()).await.expect("stop");
+    assert!(matches!(&outcome, StopOutcome::Stopped(s) if s.status == SessionStatus::Stopped), "{outcome:?}");
+    // The start gives up promptly (not after its 60 s), and says why.
+    let started = tokio::time::timeout(Duration::from_secs(10), creating).await.expect("create gave up").expect("task");
+    assert!(
+        matches!(&started, Err(LifecycleError::StartFailed { message, .. }) if message.contains("ended while it started")),
+        "{started:?}"
+    );
+    let row = stack.store.session(row.id).await.expect("read").expect("row");
+    assert_eq!(row.status, SessionStatus::Stopped, "the stop's outcome stands");
+    assert!(stack.active().await.is_empty());
+    assert!(stack.containers().is_empty(), "{:?}", stack.containers());
+    let names = event_names(&stack.events);
+    assert!(!names.contains(&"session.start_failed"), "{names:?}");
+    assert!(names.contains(&"session.stop"), "{names:?}");
+    Arc::try_unwrap(stack).ok().expect("sole owner").finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconciliation_after_a_crash_leaves_nothing_stranded() {
     let stack = Stack::new(&common::silent_pack_image(), |c| c.ready_timeout = Duration::from_secs(120)).await;
 
