@@ -411,6 +411,34 @@ pub struct Session {
     pub error_message: Option<String>,
 }
 
+impl Session {
+    /// A session as allocation creates it: `starting`, with a fresh id and
+    /// slug, and nothing recorded about its container or workspace yet.
+    pub fn new_starting(
+        user_id: UserId,
+        exposure: Exposure,
+        pack_id: PackId,
+        gpu_id: GpuId,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: SessionId::new_random(),
+            user_id,
+            exposure,
+            pack_id,
+            status: SessionStatus::Starting,
+            container_id: None,
+            gpu_id,
+            slug: Slug::generate(),
+            workspace_zfs: None,
+            created_at,
+            started_at: None,
+            stopped_at: None,
+            error_message: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

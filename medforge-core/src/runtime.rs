@@ -245,23 +245,12 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{self, PackId, SessionStatus, UserId};
+    use crate::model::{self, PackId, UserId};
 
     fn session(exposure: Exposure, gpu: u32) -> Session {
         Session {
-            id: SessionId::new_random(),
-            user_id: UserId::new_random(),
-            exposure,
-            pack_id: PackId::new_random(),
-            status: SessionStatus::Starting,
-            container_id: None,
-            gpu_id: GpuId(gpu),
             slug: "abcdefgh".parse().expect("slug"),
-            workspace_zfs: None,
-            created_at: model::now(),
-            started_at: None,
-            stopped_at: None,
-            error_message: None,
+            ..Session::new_starting(UserId::new_random(), exposure, PackId::new_random(), GpuId(gpu), model::now())
         }
     }
 

@@ -97,21 +97,13 @@ async fn main() {
     let network = containers.external_network.clone();
     // A spec for a session that exists only here, for the engine-API column.
     let raw_spec = {
-        let session = medforge_core::model::Session {
-            id: medforge_core::model::SessionId::new_random(),
-            user_id: medforge_core::model::UserId::new_random(),
-            exposure: Exposure::External,
-            pack_id: medforge_core::model::DEFAULT_PACK_ID,
-            status: medforge_core::model::SessionStatus::Starting,
-            container_id: None,
-            gpu_id: medforge_core::model::GpuId(0),
-            slug: medforge_core::model::Slug::generate(),
-            workspace_zfs: None,
-            created_at: model::now(),
-            started_at: None,
-            stopped_at: None,
-            error_message: None,
-        };
+        let session = medforge_core::model::Session::new_starting(
+            medforge_core::model::UserId::new_random(),
+            Exposure::External,
+            medforge_core::model::DEFAULT_PACK_ID,
+            medforge_core::model::GpuId(0),
+            model::now(),
+        );
         let raw_storage = DirStorage::new(dir.path().join("raw-ws")).expect("storage");
         let ws = raw_storage.ensure_workspace(session.user_id, None).await.expect("ws");
         session_container_spec(&session, &image, &ws, &containers)

@@ -342,21 +342,7 @@ impl {
 
         // 5. The row. The unique indexes on slug and (gpu_id, gpu_active) are
         //    the last word: a collision rolls back and the caller retries.
-        let session = Session {
-            id: SessionId::new_random(),
-            user_id: user.id,
-            exposure: req.exposure,
-            pack_id,
-            status: SessionStatus::Starting,
-            container_id: None,
-            gpu_id: GpuId(to_u32(gpu, "gpu_devices")?),
-            slug: Slug::generate(),
-            workspace_zfs: None,
-            created_at: req.now,
-            started_at: None,
-            stopped_at: None,
-            error_message: None,
-        };
+        let session = Session::new_starting(user.id, req.exposure, pack_id, GpuId(to_u32(gpu, "gpu_devices")?), req.now);
         sqlx::query(
             "INSERT INTO sessions (id, user_id, exposure, pack_id, status, gpu_id, slug, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

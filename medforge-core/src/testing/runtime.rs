@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::model::{self, Exposure, GpuId, PackId, Session, SessionId, SessionStatus, Slug, UserId};
+use crate::model::{self, Exposure, GpuId, PackId, Session, UserId};
 use crate::probe;
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, GpuMode, LABEL_SESSION_ID, ResourceLimits,
@@ -79,21 +79,7 @@ impl RuntimeHarness {
 
     /// A session row as the allocator would make it (not stored anywhere).
     pub fn session(&self, exposure: Exposure, gpu: u32) -> Session {
-        Session {
-            id: SessionId::new_random(),
-            user_id: UserId::new_random(),
-            exposure,
-            pack_id: PackId::new_random(),
-            status: SessionStatus::Starting,
-            container_id: None,
-            gpu_id: GpuId(gpu),
-            slug: Slug::generate(),
-            workspace_zfs: None,
-            created_at: model::now(),
-            started_at: None,
-            stopped_at: None,
-            error_message: None,
-        }
+        Session::new_starting(UserId::new_random(), exposure, PackId::new_random(), GpuId(gpu), model::now())
     }
 
     /// The spec the lifecycle would build for `session`, with its workspace ensured.
