@@ -12,11 +12,13 @@
 //!   function that builds a session's [`runtime::ContainerSpec`].
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::DirStorage`].
 //! - [`lifecycle`]: [`lifecycle::Sessions`]: create, stop, watch, reconcile.
+//! - [`gate`]: the session-proxy decision, shared by the endpoint and the proxy.
 //! - [`events`]: the structured JSON-lines event log.
 //! - `testing` (feature `testing`): contract suites for implementations.
 
 pub mod auth;
 pub mod events;
+pub mod gate;
 pub mod lifecycle;
 pub mod model;
 pub mod probe;

@@ -130,8 +130,22 @@ impl Sessions {
     /// Allocates a GPU and starts the session's container; returns once
     /// code-server (or whatever the pack serves) answers on its port.
     pub async fn create(&self, request: AllocationRequest, ctx: &EventContext) -> Result<Session, LifecycleError> {
+        let session = self.allocate(request).await?;
+        self.launch(session, ctx).await
+    }
+
+    /// The first half of [`Sessions::create`]: the row, `starting`, with its
+    /// GPU. An API answers with it at once and runs [`Sessions::launch`] in
+    /// the background.
+    pub async fn allocate(&self, request: AllocationRequest) -> Result<Session, LifecycleError> {
         let session = self.store.allocate_session(request).await?;
         tracing::info!(session_id = %session.id, gpu_id = %session.gpu_id, slug = %session.slug, "session allocated");
+        Ok(session)
+    }
+
+    /// The second half of [`Sessions::create`]: workspace, container,
+    /// readiness, `running` (or `error`, with the GPU freed).
+    pub async fn launch(&self, session: Session, ctx: &EventContext) -> Result<Session, LifecycleError> {
         match self.start(&session).await {
             Ok(()) => self.finish_start(session, ctx).await,
             Err(message) => {

@@ -1,0 +1,472 @@
+//! Configuration: built-in defaults, then a TOML file, then `MEDFORGE_*`
+//! environment variables (`__` between levels), merged with figment.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use medforge_core::model::GpuId;
+use medforge_core::runtime::GpuMode;
+use serde::{Deserialize, Serialize};
+
+/// The top-level keys, so that unrelated `MEDFORGE_*` variables (the test
+/// scripts' `MEDFORGE_TEST_*`, say) are not taken for misspelt settings.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "base_domain",
+    "listen",
+    "data_dir",
+    "database_url",
+    "cookie_secure",
+    "routing",
+    "gate_upstream",
+    "secret",
+    "runtime",
+    "pack",
+    "gpus",
+    "storage",
+    "firewall",
+    "limits",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// UI at `<base_domain>`, sessions at `s-<slug>.<exposure>.<base_domain>`.
+    pub base_domain: String,
+    /// API, UI and built-in proxy.
+    pub listen: SocketAddr,
+    /// SQLite file, secret and dir workspaces by default.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `mysql://user:pass@host:3306/db`; default: a SQLite file in `data_dir`.
+    pub database_url: Option<String>,
+    /// `true` behind TLS.
+    pub cookie_secure: bool,
+    pub routing: Routing,
+    pub gate_upstream: GateUpstream,
+    /// The token-hashing key (32+ bytes). Default: `<data_dir>/secret`, created on first start.
+    pub secret: Option<String>,
+    pub runtime: RuntimeConfig,
+    pub pack: PackConfig,
+    pub gpus: GpusConfig,
+    pub storage: StorageConfig,
+    pub firewall: FirewallConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    Builtin,
+    Caddy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateUpstream {
+    /// `mf-session-<slug>:8080`, for a proxy on the sessions network.
+    Name,
+    /// The container's `ip:8080`.
+    Address,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub kind: RuntimeKind,
+    pub socket: String,
+    pub gpu_mode: GpuMode,
+    pub external_network: String,
+    pub internal_network: String,
+    pub stop_timeout_secs: u64,
+    pub poll_interval_secs: u64,
+    pub ready_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    Docker,
+    Podman,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackConfig {
+    pub image: String,
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpusConfig {
+    pub ids: GpuIds,
+}
+
+/// A list of GPU indexes, or `"auto"`: whatever `nvidia-smi` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GpuIds {
+    List(Vec<u32>),
+    Auto(AutoKeyword),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoKeyword {
+    Auto,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    /// A directory (`dir`) or a dataset (`zfs`); default `<data_dir>/workspaces`.
+    pub root: Option<String>,
+    pub quota_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    Dir,
+    Zfs,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirewallConfig {
+    pub kind: FirewallKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallKind {
+    None,
+    Nftables,
+    Iptables,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Login and signup attempts per client IP per minute.
+    pub auth_per_minute: u32,
+    /// Request bodies larger than this get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            base_domain: "medforge.localhost".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./medforge-data"),
+            database_url: None,
+            cookie_secure: false,
+            routing: Routing::Builtin,
+            gate_upstream: GateUpstream::Name,
+            secret: None,
+            runtime: RuntimeConfig::default(),
+            pack: PackConfig::default(),
+            gpus: GpusConfig::default(),
+            storage: StorageConfig::default(),
+            firewall: FirewallConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            kind: RuntimeKind::Docker,
+            socket: medforge_runtime_docker::DEFAULT_SOCKET.into(),
+            gpu_mode: GpuMode::Nvidia,
+            external_network: "medforge-external-sessions".into(),
+            internal_network: "medforge-internal-sessions".into(),
+            stop_timeout_secs: 30,
+            poll_interval_secs: 30,
+            ready_timeout_secs: 120,
+        }
+    }
+}
+
+impl Default for PackConfig {
+    fn default() -> Self {
+        Self { image: "medforge-pack-default:latest".into(), digest: None }
+    }
+}
+
+impl Default for GpusConfig {
+    fn default() -> Self {
+        Self { ids: GpuIds::List((0..7).collect()) }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { kind: StorageKind::Dir, root: None, quota_bytes: None }
+    }
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        Self { kind: FirewallKind::None }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { auth_per_minute: 10, max_body_bytes: 1 << 20 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(Box<figment::Error>),
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+impl Config {
+    /// Defaults, then `file` (or `./medforge.toml` when present and no file
+    /// is named), then the environment; validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(invalid("--config", format!("{} does not exist", path.display())));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None if Path::new("medforge.toml").exists() => figment = figment.merge(Toml::file("medforge.toml")),
+            None => {}
+        }
+        let env = Env::prefixed("MEDFORGE_")
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                let top = key.split("__").next().unwrap_or_default().to_owned();
+                TOP_LEVEL_KEYS.contains(&top.as_str())
+            })
+            .split("__");
+        let config: Config = figment.merge(env).extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let domain = &self.base_domain;
+        let label_ok = |l: &str| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if domain.is_empty() || !domain.split('.').all(label_ok) {
+            return Err(invalid("base_domain", format!("{domain:?} is not a lower-case DNS name")));
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("mysql://") || url.starts_with("mariadb://")) {
+            return Err(invalid("database_url", "must start with sqlite: or mysql://"));
+        }
+        if self.pack.image.trim().is_empty() || self.pack.image.contains(char::is_whitespace) {
+            return Err(invalid("pack.image", format!("{:?} is not an image reference", self.pack.image)));
+        }
+        if let Some(secret) = &self.secret
+            && secret.len() < 32
+        {
+            return Err(invalid("secret", "must be at least 32 characters"));
+        }
+        if self.runtime.kind == RuntimeKind::Podman {
+            return Err(invalid("runtime.kind", "podman is not available in this build yet; use docker"));
+        }
+        if self.storage.kind == StorageKind::Zfs {
+            return Err(invalid("storage.kind", "zfs is not available in this build yet; use dir"));
+        }
+        if self.firewall.kind != FirewallKind::None {
+            return Err(invalid("firewall.kind", "firewalls are not available in this build yet; use none"));
+        }
+        if self.limits.auth_per_minute == 0 {
+            return Err(invalid("limits.auth_per_minute", "must be at least 1"));
+        }
+        if let GpuIds::List(ids) = &self.gpus.ids
+            && ids.is_empty()
+        {
+            return Err(invalid("gpus.ids", "must list at least one GPU, or be \"auto\""));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("medforge.db").display()))
+    }
+
+    pub fn storage_root(&self) -> String {
+        self.storage.root.clone().unwrap_or_else(|| self.data_dir.join("workspaces").display().to_string())
+    }
+
+    /// The effective config as TOML with secrets masked: the secret itself
+    /// and any password in the database URL.
+    pub fn masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.secret = shown.secret.as_ref().map(|_| "********".into());
+        shown.database_url = Some(mask_url_password(&self.database_url()));
+        let value = serde_json::to_value(&shown).unwrap_or_default();
+        to_toml(&value)
+    }
+}
+
+/// `mysql://user:pass@host/db` -> `mysql://user:********@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A small TOML writer for the config's shape (tables of scalars and lists).
+fn to_toml(value: &serde_json::Value) -> String {
+    fn scalar(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            serde_json::Value::Array(items) => format!("[{}]", items.iter().map(scalar).collect::<Vec<_>>().join(", ")),
+            other => other.to_string(),
+        }
+    }
+    let mut top = String::new();
+    let mut tables = String::new();
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Null => {}
+                serde_json::Value::Object(inner) => {
+                    tables.push_str(&format!("\n[{k}]\n"));
+                    for (ik, iv) in inner {
+                        if !iv.is_null() {
+                            tables.push_str(&format!("{ik} = {}\n", scalar(iv)));
+                        }
+                    }
+                }
+                other => top.push_str(&format!("{k} = {}\n", scalar(other))),
+            }
+        }
+    }
+    top + &tables
+}
+
+impl GpuIds {
+    /// The configured list, or the GPUs `nvidia-smi` reports.
+    pub fn resolve(&self) -> Result<Vec<GpuId>, String> {
+        match self {
+            GpuIds::List(ids) => Ok(ids.iter().copied().map(GpuId).collect()),
+            GpuIds::Auto(_) => discover_gpus(),
+        }
+    }
+}
+
+/// `nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader`.
+fn discover_gpus() -> Result<Vec<GpuId>, String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=index,uuid,name", "--format=csv,noheader"])
+        .output()
+        .map_err(|e| format!("gpus = \"auto\" needs nvidia-smi: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("nvidia-smi failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses `index, uuid, name` lines.
+pub fn parse_nvidia_smi(text: &str) -> Result<Vec<GpuId>, String> {
+    let ids = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let index = l.split(',').next().unwrap_or_default().trim();
+            index.parse::<u32>().map(GpuId).map_err(|_| format!("unexpected nvidia-smi line {l:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Err("nvidia-smi lists no GPUs".into());
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("medforge.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn defaults_run_on_one_machine() {
+        let c = load_toml("").expect("defaults");
+        assert_eq!(c.base_domain, "medforge.localhost");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(!c.cookie_secure);
+        assert_eq!(c.database_url(), "sqlite://./medforge-data/medforge.db");
+        assert_eq!(c.gpus.ids.resolve().expect("ids").len(), 7);
+        assert_eq!(c.storage.kind, StorageKind::Dir);
+        assert_eq!(c.firewall.kind, FirewallKind::None);
+    }
+
+    #[test]
+    fn files_override_and_unknown_keys_are_errors() {
+        let c = load_toml("base_domain = \"lab.example.org\"\n[runtime]\ngpu_mode = \"none\"\n[gpus]\nids = [0, 2]\n")
+            .expect("valid");
+        assert_eq!(c.base_domain, "lab.example.org");
+        assert_eq!(c.runtime.gpu_mode, GpuMode::None);
+        assert_eq!(c.gpus.ids, GpuIds::List(vec![0, 2]));
+        let auto = load_toml("[gpus]\nids = \"auto\"\n").expect("auto");
+        assert_eq!(auto.gpus.ids, GpuIds::Auto(AutoKeyword::Auto));
+        for bad in [
+            "base_dommain = \"x\"",
+            "[runtime]\ngpu_moed = \"none\"",
+            "base_domain = \"Not A Domain\"",
+            "database_url = \"postgres://x\"",
+            "[pack]\nimage = \"\"",
+            "[gpus]\nids = []",
+            "[gpus]\nids = \"some\"",
+            "secret = \"short\"",
+            "listen = \"nowhere\"",
+        ] {
+            let r = load_toml(bad);
+            assert!(r.is_err(), "{bad:?} accepted");
+        }
+        let missing = Config::load(Some(Path::new("/nonexistent/medforge.toml")));
+        assert!(missing.is_err());
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let c = load_toml(&format!(
+            "secret = \"{}\"\ndatabase_url = \"mysql://mf:hunter2hunter2@db:3306/medforge\"\n",
+            "s".repeat(40)
+        ))
+        .expect("valid");
+        let shown = c.masked_toml();
+        assert!(!shown.contains("hunter2") && !shown.contains(&"s".repeat(40)), "{shown}");
+        assert!(shown.contains("mysql://mf:********@db:3306/medforge"), "{shown}");
+        assert!(shown.contains("[runtime]"), "{shown}");
+    }
+
+    #[test]
+    fn nvidia_smi_output_parses() {
+        let out = "0, GPU-aaaa, NVIDIA GeForce RTX 5090\n1, GPU-bbbb, NVIDIA GeForce RTX 5090\n";
+        assert_eq!(parse_nvidia_smi(out), Ok(vec![GpuId(0), GpuId(1)]));
+        assert!(parse_nvidia_smi("").is_err());
+        assert!(parse_nvidia_smi("index, uuid\n").is_err());
+    }
+}
