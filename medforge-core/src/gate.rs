@@ -45,7 +45,8 @@ pub fn parse_session_host(host: &str, base_domain: &str) -> Option<(Slug, Exposu
 pub fn decide(user: Option<&User>, host: Option<(Slug, Exposure)>, session: Option<&Session>) -> Decision {
     let Some(user) = user else { return Decision::Unauthenticated };
     let Some((slug, exposure)) = host else { return Decision::NotFound };
-    let Some(session) = session.filter(|s| s.slug == slug && s.status == SessionStatus::Running && s.exposure == exposure)
+    let Some(session) =
+        session.filter(|s| s.slug == slug && s.status == SessionStatus::Running && s.exposure == exposure)
     else {
         return Decision::NotFound;
     };

@@ -82,6 +82,9 @@ pub struct RuntimeConfig {
     pub stop_timeout_secs: u64,
     pub poll_interval_secs: u64,
     pub ready_timeout_secs: u64,
+    /// Extra labels on every session container; boot reconciliation only
+    /// touches containers that carry them (two deployments on one engine).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +192,7 @@ impl Default for RuntimeConfig {
             stop_timeout_secs: 30,
             poll_interval_secs: 30,
             ready_timeout_secs: 120,
+            labels: Default::default(),
         }
     }
 }
@@ -265,7 +269,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let domain = &self.base_domain;
         let label_ok = |l: &str| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         };
         if domain.is_empty() || !domain.split('.').all(label_ok) {
             return Err(invalid("base_domain", format!("{domain:?} is not a lower-case DNS name")));

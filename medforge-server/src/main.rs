@@ -1,1 +1,190 @@
-fn main() {}
+//! `medforge`: serve the API, or administer a deployment from the shell.
+
+mod api;
+mod config;
+mod stack;
+mod state;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medforge_core::model::Role;
+use medforge_core::store::{NewUser, UserUpdate};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "medforge", version, about = "Browser IDEs with one GPU each, for a lab's GPU server")]
+struct Cli {
+    /// TOML config file (default: ./medforge.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and run the session watchers.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets masked); non-zero exit when invalid.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Make an existing user an admin.
+    Promote {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEDFORGE_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("medforge: {message}");
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| format!("invalid configuration: {e}"))?;
+    match cli.command {
+        Command::Config { command: ConfigCommand::Check } => {
+            print!("{}", config.masked_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            stack::open_store(&config).await?;
+            eprintln!("medforge: database is up to date");
+            Ok(())
+        }
+        Command::User { command } => user_command(&config, command).await,
+        Command::Serve => serve(config).await,
+    }
+}
+
+async fn user_command(config: &Config, command: UserCommand) -> Result<(), String> {
+    let store = stack::open_store(config).await?;
+    match command {
+        UserCommand::Add { email, admin } => {
+            let email = email.parse().map_err(|e: medforge_core::model::ParseError| e.to_string())?;
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).map_err(|e| format!("reading the password: {e}"))?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            medforge_core::auth::check_password_policy(password).map_err(|e| e.to_string())?;
+            let hash = medforge_core::auth::hash_password(password).map_err(|e| e.to_string())?;
+            let mut new = NewUser::new(email, hash);
+            if admin {
+                new.role = Role::Admin;
+                new.can_use_internal = true;
+            }
+            let user = store.create_user(new).await.map_err(|e| e.to_string())?;
+            eprintln!("medforge: created {} ({}) as {}", user.email, user.id, user.role);
+            Ok(())
+        }
+        UserCommand::Promote { email } => {
+            let email = email.parse().map_err(|e: medforge_core::model::ParseError| e.to_string())?;
+            let user = store.user_by_email(&email).await.map_err(|e| e.to_string())?.ok_or("no such user")?;
+            store
+                .update_user(user.id, UserUpdate { role: Some(Role::Admin), ..Default::default() })
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("medforge: {} is now an admin", user.email);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let listen = config.listen;
+    let state = stack::build(config).await?;
+    let report = state.sessions.reconcile().await.map_err(|e| format!("boot reconciliation: {e}"))?;
+    tracing::info!(
+        kept = report.kept.len(),
+        failed = report.failed.len(),
+        orphans = report.orphans_removed.len(),
+        "reconciled sessions"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(state.sessions.clone().watch(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(address = %bound, "serving");
+    // The line scripts and tests wait for.
+    eprintln!("medforge: listening on http://{bound}");
+    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests; sessions keep running");
+        })
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -136,6 +136,18 @@ pub async fn sqlite_file_harness() -> StoreHarness {
 /// databases). Fails loudly when the variable is unset: the test script
 /// starts the server, and a missing server is a failure, not a skip.
 pub async fn mysql_harness() -> StoreHarness {
+    let (url, teardown) = mysql_test_database().await;
+    let store = SqlStore::<MySql>::connect(&url).await.expect("open MySQL store");
+    let pool = store.pool().clone();
+    StoreHarness::new(store).with_teardown(async move {
+        pool.close().await;
+        teardown.run().await;
+    })
+}
+
+/// A fresh, empty database on the server of `MEDFORGE_TEST_MYSQL_URL`: its
+/// URL, and the teardown that drops it. Panics when the variable is unset.
+pub async fn mysql_test_database() -> (String, Teardown) {
     let url = std::env::var("MEDFORGE_TEST_MYSQL_URL").unwrap_or_else(|_| {
         panic!("MEDFORGE_TEST_MYSQL_URL is not set: run scripts/test.sh, which starts MariaDB and sets it")
     });
@@ -148,13 +160,12 @@ pub async fn mysql_harness() -> StoreHarness {
         .execute(&admin)
         .await
         .expect("create a test database");
-    let store = SqlStore::<MySql>::connect(&format!("{server}/{name}")).await.expect("open MySQL store");
-    let pool = store.pool().clone();
-    StoreHarness::new(store).with_teardown(async move {
-        pool.close().await;
+    let url = format!("{server}/{name}");
+    let teardown = Teardown::new(async move {
         let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&admin).await;
         admin.close().await;
-    })
+    });
+    (url, teardown)
 }
 
 /// Turns contract cases `$crate::testing::<module>::<case>(&harness)` into

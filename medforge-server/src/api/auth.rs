@@ -1,0 +1,188 @@
+//! Sign-up, log-in, log-out and `me`, with the session cookie of API.md.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use medforge_core::auth::{AuthError, ClientInfo, SessionToken};
+use medforge_core::events::{Event, EventContext};
+use medforge_core::model::{self, AuthSession, Email, User};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiJson, ApiResult, Envelope, RequestId};
+use crate::state::AppState;
+
+pub const COOKIE: &str = "medforge_session";
+const COOKIE_MAX_AGE: u32 = 30 * 24 * 3600;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v2/auth/signup", post(signup))
+        .route("/api/v2/auth/login", post(login))
+        .route("/api/v2/auth/logout", post(logout))
+        .route("/api/v2/me", get(me))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// What `me`, signup and login answer.
+#[derive(Debug, Serialize)]
+pub struct Me {
+    user_id: String,
+    email: String,
+    role: String,
+    can_use_internal: bool,
+}
+
+impl From<&User> for Me {
+    fn from(u: &User) -> Self {
+        Self {
+            user_id: u.id.to_string(),
+            email: u.email.to_string(),
+            role: u.role.to_string(),
+            can_use_internal: u.can_use_internal,
+        }
+    }
+}
+
+/// `medforge_session=<token>; HttpOnly; [Secure;] SameSite=Lax; Domain=.<domain>; Path=/; Max-Age=...`
+fn session_cookie(state: &AppState, token: &str, max_age: u32) -> HeaderValue {
+    let secure = if state.config.cookie_secure { " Secure;" } else { "" };
+    let value = format!(
+        "{COOKIE}={token}; HttpOnly;{secure} SameSite=Lax; Domain=.{}; Path=/; Max-Age={max_age}",
+        state.config.base_domain
+    );
+    // Tokens are base64url and the domain was validated: always a valid header.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The session token from the `Cookie` header, if any.
+pub fn token_from(headers: &HeaderMap) -> Option<SessionToken> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| SessionToken::from_client(value))
+}
+
+/// The caller's live login, or 401.
+pub async fn current_user(state: &AppState, headers: &HeaderMap) -> Result<(User, AuthSession), ApiError> {
+    let token = token_from(headers).ok_or_else(ApiError::unauthorized)?;
+    state.auth.authenticate(&token, model::now()).await?.ok_or_else(ApiError::unauthorized)
+}
+
+fn client(peer: &ConnectInfo<SocketAddr>, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: Some(peer.0.ip().to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+    }
+}
+
+fn parse_email(text: &str) -> Result<Email, ApiError> {
+    text.parse().map_err(|e: model::ParseError| ApiError::field("email", e.reason))
+}
+
+async fn signup(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult {
+    state.auth_limiter.check(peer.ip()).map_err(ApiError::rate_limited)?;
+    let email = parse_email(&body.email)?;
+    let info = client(&ConnectInfo(peer), &headers);
+    let (user, token) = state.auth.signup(email, &body.password, info).await.map_err(|e| match e {
+        AuthError::PasswordPolicy => ApiError::field("password", e.to_string()),
+        AuthError::Store(s) => s.into(),
+        other => ApiError::internal(other),
+    })?;
+    state
+        .events
+        .emit(Event::UserSignup { user_id: user.id, ip: Some(peer.ip().to_string()) }, &EventContext::request(rid));
+    Ok(Envelope::with_status(StatusCode::CREATED, Me::from(&user))
+        .header(header::SET_COOKIE, session_cookie(&state, token.expose(), COOKIE_MAX_AGE)))
+}
+
+async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult {
+    state.auth_limiter.check(peer.ip()).map_err(ApiError::rate_limited)?;
+    let ctx = EventContext::request(rid);
+    let ip = Some(peer.ip().to_string());
+    let failed = |state: &AppState| {
+        state.events.emit(Event::UserLoginFailed { email: body.email.trim().to_lowercase(), ip: ip.clone() }, &ctx);
+        ApiError::http(StatusCode::UNAUTHORIZED, "Invalid email or password.")
+    };
+    // A malformed email cannot have an account: the same answer as a wrong password.
+    let Ok(email) = body.email.parse::<Email>() else { return Err(failed(&state)) };
+    let info = client(&ConnectInfo(peer), &headers);
+    match state.auth.login(&email, &body.password, info).await {
+        Ok((user, token)) => {
+            state.events.emit(Event::UserLogin { user_id: user.id, ip: ip.clone() }, &ctx);
+            Ok(Envelope::ok(Me::from(&user))
+                .header(header::SET_COOKIE, session_cookie(&state, token.expose(), COOKIE_MAX_AGE)))
+        }
+        Err(AuthError::InvalidCredentials) => Err(failed(&state)),
+        Err(AuthError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    if let Some(token) = token_from(&headers) {
+        if let Some((user, _)) = state.auth.authenticate(&token, model::now()).await? {
+            state.events.emit(
+                Event::UserLogout { user_id: user.id, ip: Some(peer.ip().to_string()) },
+                &EventContext::request(rid),
+            );
+        }
+        state.auth.logout(&token).await?;
+        state.gate_cache.forget_token(&state.auth.key().hash(&token));
+    }
+    Ok(Envelope::ok(serde_json::json!({ "message": "Signed out." }))
+        .header(header::SET_COOKIE, session_cookie(&state, "", 0)))
+}
+
+async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    let (user, _) = current_user(&state, &headers).await?;
+    Ok(Envelope::ok(Me::from(&user)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_found_among_other_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; medforge_session=tok-en_1; b=2"));
+        assert_eq!(token_from(&h).map(|t| t.expose().to_owned()), Some("tok-en_1".to_owned()));
+        let mut none = HeaderMap::new();
+        none.append(header::COOKIE, HeaderValue::from_static("medforge_sessionx=1"));
+        assert!(token_from(&none).is_none());
+    }
+}

@@ -1,0 +1,73 @@
+//! `GET /api/v2/auth/session-proxy`: the forward_auth gate of API.md. The
+//! decision itself is `medforge_core::gate`; this adds the cookie, the
+//! cache and the `X-Upstream` answer.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use medforge_core::gate::{self, Decision};
+use medforge_core::model;
+use medforge_core::runtime::{SESSION_PORT, container_name};
+
+use super::auth::token_from;
+use super::{ApiError, Envelope};
+use crate::config::GateUpstream;
+use crate::state::AppState;
+
+pub const PATH: &str = "/api/v2/auth/session-proxy";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route(PATH, get(session_proxy))
+}
+
+/// The decision for `host` and the caller's cookie, from the cache when it can.
+pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, Option<String>), ApiError> {
+    let Some(token) = token_from(headers) else { return Ok((Decision::Unauthenticated, None)) };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let token_hash = state.auth.key().hash(&token);
+    if let Some(hit) = state.gate_cache.get(&token_hash, &host) {
+        return Ok(hit);
+    }
+    let user = state.auth.authenticate(&token, model::now()).await?.map(|(u, _)| u);
+    let parsed = gate::parse_session_host(&host, &state.config.base_domain);
+    let session = match (&user, &parsed) {
+        (Some(_), Some((slug, _))) => state.store.session_by_slug(slug).await?,
+        _ => None,
+    };
+    let decision = gate::decide(user.as_ref(), parsed, session.as_ref());
+    let upstream = match (&decision, state.config.gate_upstream) {
+        (Decision::Allow { slug }, GateUpstream::Name) => Some(format!("{}:{SESSION_PORT}", container_name(slug))),
+        (Decision::Allow { slug }, GateUpstream::Address) => state
+            .runtime
+            .inspect(&container_name(slug))
+            .await
+            .map_err(ApiError::internal)?
+            .and_then(|c| c.ip)
+            .map(|ip| std::net::SocketAddr::new(ip, SESSION_PORT).to_string()),
+        _ => None,
+    };
+    // No upstream for an allowed session: its container has no address; fail closed.
+    let decision =
+        if matches!(decision, Decision::Allow { .. }) && upstream.is_none() { Decision::NotFound } else { decision };
+    state.gate_cache.put(&token_hash, &host, decision.clone(), upstream.clone());
+    Ok((decision, upstream))
+}
+
+async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match decide(&state, &headers).await {
+        Ok((Decision::Allow { .. }, Some(upstream))) => {
+            let value = HeaderValue::from_str(&upstream).unwrap_or_else(|_| HeaderValue::from_static(""));
+            Envelope::ok(serde_json::json!({ "message": "Session proxy authorized." }))
+                .header(header::HeaderName::from_static("x-upstream"), value)
+                .into_response()
+        }
+        Ok((Decision::Unauthenticated, _)) => ApiError::unauthorized().into_response(),
+        Ok((Decision::Forbidden { reason }, _)) => ApiError::forbidden(reason).into_response(),
+        Ok(_) => ApiError::not_found("No running session at this host.").into_response(),
+        Err(e) => e.into_response(),
+    }
+}

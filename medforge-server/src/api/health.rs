@@ -1,0 +1,26 @@
+//! `GET /healthz`: the database and the container runtime answer.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use super::{ApiResult, Envelope};
+use crate::state::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/healthz", get(healthz))
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult {
+    let database = state.store.ping().await.is_ok();
+    let runtime = state.runtime.list_managed().await.is_ok();
+    let ok = database && runtime;
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "checks": { "database": database, "runtime": runtime },
+    });
+    Ok(Envelope::with_status(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body))
+}

@@ -1,0 +1,227 @@
+//! Sessions per exposure: `/api/v2/{external|internal}/sessions...`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use medforge_core::events::{EventContext, StopReason};
+use medforge_core::lifecycle::LifecycleError;
+use medforge_core::model::{self, Exposure, PackId, Session, SessionId, SessionStatus, User};
+use medforge_core::store::{AllocationError, AllocationRequest, Cursor, PageRequest, SessionFilter};
+use serde::{Deserialize, Serialize};
+
+use super::auth::current_user;
+use super::{ApiError, ApiResult, Envelope, FieldError, PageMeta, RequestId};
+use crate::state::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v2/{exposure}/sessions", post(create).get(list))
+        .route("/api/v2/{exposure}/sessions/current", get(current))
+        .route("/api/v2/{exposure}/sessions/{id}", get(get_one))
+        .route("/api/v2/{exposure}/sessions/{id}/stop", post(stop))
+        .route("/api/v2/{exposure}/sessions/{id}/snapshots", get(snapshots))
+}
+
+fn exposure(path: &str) -> Result<Exposure, ApiError> {
+    path.parse().map_err(|_| ApiError::not_found("No such route."))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    pack_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Created {
+    message: &'static str,
+    session: Session,
+}
+
+fn allocation_error(e: AllocationError) -> ApiError {
+    let text = e.to_string();
+    match e {
+        AllocationError::NotEntitled => ApiError::forbidden(text),
+        AllocationError::LimitReached { .. } | AllocationError::NoGpusAvailable | AllocationError::Contention => {
+            ApiError::conflict(text)
+        }
+        AllocationError::PackNotFound => ApiError::not_found(text),
+        AllocationError::PackDeprecated => ApiError::conflict(text),
+        AllocationError::PackExposureMismatch { .. } => ApiError::field("pack_id", text),
+        AllocationError::UserNotFound => ApiError::unauthorized(),
+        AllocationError::Store(s) => s.into(),
+    }
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    Path(exposure_path): Path<String>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let exposure = exposure(&exposure_path)?;
+    let (user, _) = current_user(&state, &headers).await?;
+    // An empty body is `{}`; anything else must be exactly the documented fields.
+    let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::field("body", e.to_string()))?
+    };
+    let pack_id = body
+        .pack_id
+        .map(|p| p.parse::<PackId>().map_err(|_| ApiError::field("pack_id", "must be a uuid")))
+        .transpose()?;
+    if !user.may_use(exposure) {
+        return Err(ApiError::forbidden("Internal sessions need the internal entitlement."));
+    }
+    let request = AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
+    let session = state.sessions.allocate(request).await.map_err(|e| match e {
+        LifecycleError::Allocation(a) => allocation_error(a),
+        other => ApiError::internal(other),
+    })?;
+    // The container starts in the background; the client follows progress
+    // by polling the session (or its event stream).
+    let sessions = state.sessions.clone();
+    let started = session.clone();
+    tokio::spawn(async move {
+        if let Err(e) = sessions.launch(started, &EventContext::request(rid)).await {
+            tracing::warn!(error = %e, "session start failed");
+        }
+    });
+    Ok(Envelope::with_status(StatusCode::CREATED, Created { message: "Session started.", session }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    status: Option<String>,
+}
+
+fn parse_list_query(q: ListQuery) -> Result<(PageRequest, Vec<SessionStatus>), ApiError> {
+    let mut errors = Vec::new();
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => 50,
+        Some(Ok(n)) if (1..=PageRequest::MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError { field: "limit".into(), message: "must be an integer from 1 to 500".into() });
+            0
+        }
+    };
+    let mut statuses = Vec::new();
+    for part in q.status.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<SessionStatus>() {
+            Ok(s) => statuses.push(s),
+            Err(_) => errors.push(FieldError {
+                field: "status".into(),
+                message: format!("unknown status {part:?}; use starting, running, stopping, stopped, error"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let after = q.cursor.map(|c| Cursor::decode(&c).map_err(|_| ApiError::invalid_cursor())).transpose()?;
+    Ok((PageRequest { limit, after }, statuses))
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(exposure_path): Path<String>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let exposure = exposure(&exposure_path)?;
+    let (user, _) = current_user(&state, &headers).await?;
+    let (page, statuses) = parse_list_query(q)?;
+    let limit = page.limit;
+    let filter = SessionFilter { user_id: Some(user.id), exposure: Some(exposure), statuses };
+    let found = state.store.list_sessions(&filter, page).await?;
+    Ok(Envelope::ok(found.items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
+}
+
+async fn current(
+    State(state): State<Arc<AppState>>,
+    Path(exposure_path): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let exposure = exposure(&exposure_path)?;
+    let (user, _) = current_user(&state, &headers).await?;
+    let filter =
+        SessionFilter { user_id: Some(user.id), exposure: Some(exposure), statuses: SessionStatus::ACTIVE.to_vec() };
+    let found = state.store.list_sessions(&filter, PageRequest::first(1)).await?;
+    Ok(Envelope::ok(serde_json::json!({ "session": found.items.into_iter().next() })))
+}
+
+/// The session at `{exposure}/sessions/{id}`, if the caller may see it.
+async fn visible_session(state: &AppState, exposure_path: &str, id: &str, user: &User) -> Result<Session, ApiError> {
+    let exposure = exposure(exposure_path)?;
+    let not_found = || ApiError::not_found("Session not found.");
+    let id: SessionId = id.parse().map_err(|_| not_found())?;
+    let session = state.store.session(id).await?.filter(|s| s.exposure == exposure).ok_or_else(not_found)?;
+    if session.user_id != user.id && !user.is_admin() {
+        return Err(ApiError::forbidden("Session access denied."));
+    }
+    Ok(session)
+}
+
+async fn get_one(
+    State(state): State<Arc<AppState>>,
+    Path((exposure_path, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (user, _) = current_user(&state, &headers).await?;
+    Ok(Envelope::ok(visible_session(&state, &exposure_path, &id, &user).await?))
+}
+
+async fn stop(
+    State(state): State<Arc<AppState>>,
+    Path((exposure_path, id)): Path<(String, String)>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (user, _) = current_user(&state, &headers).await?;
+    let session = visible_session(&state, &exposure_path, &id, &user).await?;
+    if session.status.is_terminal() {
+        return Ok(Envelope::with_status(
+            StatusCode::ACCEPTED,
+            serde_json::json!({ "message": "Session already terminal." }),
+        ));
+    }
+    let reason = if session.user_id == user.id { StopReason::User } else { StopReason::Admin };
+    state.gate_cache.forget_slug(session.slug.as_str());
+    // Stopping takes up to the grace period plus a snapshot: answer now.
+    let sessions = state.sessions.clone();
+    let cache_state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = sessions.stop(session.id, reason, &EventContext::request(rid)).await {
+            tracing::warn!(session_id = %session.id, error = %e, "session stop failed");
+        }
+        cache_state.gate_cache.forget_slug(session.slug.as_str());
+    });
+    Ok(Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." })))
+}
+
+async fn snapshots(
+    State(state): State<Arc<AppState>>,
+    Path((exposure_path, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (user, _) = current_user(&state, &headers).await?;
+    let session = visible_session(&state, &exposure_path, &id, &user).await?;
+    let list = state.storage.list_snapshots(session.user_id).await.map_err(ApiError::internal)?;
+    let items: Vec<_> = list
+        .into_iter()
+        .map(|s| serde_json::json!({ "name": s.name.to_string(), "created_at": model_time(s.created_at) }))
+        .collect();
+    Ok(Envelope::ok(items))
+}
+
+fn model_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,108 @@
+//! Builds the plugin set the config names: store, runtime, storage, and
+//! the services over them. The only place that knows every plugin.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
+use medforge_core::events::{EventSink, JsonLines};
+use medforge_core::lifecycle::{LifecycleConfig, Sessions};
+use medforge_core::runtime::{ContainerRuntime, SessionContainerConfig};
+use medforge_core::storage::{DirStorage, Storage};
+use medforge_core::store::{MySqlStore, Seed, SqliteStore, Store};
+use medforge_runtime_docker::DockerRuntime;
+
+use crate::config::Config;
+use crate::state::{AppState, GateCache, RateLimiter};
+
+/// Opens the configured database and runs its migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    let url = config.database_url();
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::open(&url).await.map_err(|e| format!("database {url}: {e}"))?)
+    } else {
+        let masked = crate::config::mask_url_password(&url);
+        Arc::new(MySqlStore::connect(&url).await.map_err(|e| format!("database {masked}: {e}"))?)
+    };
+    Ok(store)
+}
+
+/// The token key: `secret` from config (or `MEDFORGE_SECRET`), else
+/// `<data_dir>/secret`, created with 48 random bytes on first start.
+pub fn token_key(config: &Config) -> Result<TokenKey, String> {
+    if let Some(secret) = &config.secret {
+        return TokenKey::new(secret.as_bytes()).map_err(|e| e.to_string());
+    }
+    let path = config.data_dir.join("secret");
+    if !path.exists() {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+        let mut bytes = [0u8; 48];
+        rand::fill(&mut bytes);
+        write_private(&path, data_encoding::BASE64URL_NOPAD.encode(&bytes).as_bytes())?;
+    }
+    let secret = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    TokenKey::new(secret.trim_ascii()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Everything `serve` runs on.
+pub async fn build(config: Config) -> Result<Arc<AppState>, String> {
+    let store = open_store(&config).await?;
+    let gpu_ids = config.gpus.ids.resolve()?;
+    let report = store
+        .seed(&Seed {
+            default_pack_image: config.pack.image.clone(),
+            default_pack_digest: config.pack.digest.clone(),
+            gpu_ids,
+        })
+        .await
+        .map_err(|e| format!("seeding: {e}"))?;
+    if !report.gpus_added.is_empty() || !report.gpus_disabled.is_empty() {
+        tracing::info!(added = ?report.gpus_added, disabled = ?report.gpus_disabled, "GPU table follows the config");
+    }
+    let runtime: Arc<dyn ContainerRuntime> =
+        Arc::new(DockerRuntime::connect(&config.runtime.socket).await.map_err(|e| format!("container runtime: {e}"))?);
+    let storage: Arc<dyn Storage> = Arc::new(
+        DirStorage::new(config.storage_root()).map_err(|e| format!("storage {}: {e}", config.storage_root()))?,
+    );
+    let events: Arc<dyn EventSink> = Arc::new(JsonLines::stdout());
+    let lifecycle = LifecycleConfig {
+        containers: SessionContainerConfig {
+            external_network: config.runtime.external_network.clone(),
+            internal_network: config.runtime.internal_network.clone(),
+            gpu_mode: config.runtime.gpu_mode,
+            extra_labels: config.runtime.labels.clone(),
+            ..Default::default()
+        },
+        stop_grace: Duration::from_secs(config.runtime.stop_timeout_secs),
+        ready_timeout: Duration::from_secs(config.runtime.ready_timeout_secs),
+        poll_interval: Duration::from_secs(config.runtime.poll_interval_secs.max(1)),
+        quota_bytes: config.storage.quota_bytes,
+    };
+    let sessions = Arc::new(Sessions::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle));
+    let auth = Authenticator::new(store.clone(), token_key(&config)?, ExpiryPolicy::default());
+    let auth_limiter = RateLimiter::new(config.limits.auth_per_minute);
+    Ok(Arc::new(AppState {
+        config,
+        store,
+        storage,
+        runtime,
+        sessions,
+        auth,
+        events,
+        gate_cache: GateCache::new(Duration::from_secs(5)),
+        auth_limiter,
+    }))
+}

@@ -1,0 +1,349 @@
+//! The HTTP API of API.md against the real `medforge` process on a loopback
+//! port, a real dockerd, and each database backend.
+
+mod common;
+
+use common::{Db, Options, Server, assert_envelope, assert_problem, session_cookie};
+use serde_json::json;
+
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::Sqlite).await;
+                }
+            )+
+        }
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::MariaDb).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_databases!(
+    auth_routes_envelopes_problems_and_cookies,
+    sessions_routes_walk_the_lifecycle,
+    the_gate_matrix,
+    guards_origin_rate_limit_body_size_and_unknown_routes,
+);
+
+async fn auth_routes_envelopes_problems_and_cookies(db: Db) {
+    let s = Server::start(db, Options::default()).await;
+    let r = s
+        .http
+        .post(s.url("/api/v2/auth/signup"))
+        .json(&json!({ "email": "Ada@Example.org", "password": "a long passphrase" }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(r.status(), 201);
+    let set_cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("set-cookie").to_owned();
+    for attr in ["HttpOnly", "SameSite=Lax", "Domain=.medforge.localhost", "Path=/", "Max-Age=2592000"] {
+        assert!(set_cookie.contains(attr), "{attr} missing from {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "cookie_secure is off by default: {set_cookie}");
+    let cookie = session_cookie(r.headers()).expect("cookie");
+    let (_, headers, body) = common::read(r).await;
+    let me = assert_envelope(&headers, &body);
+    assert_eq!(me["email"], "ada@example.org");
+    assert_eq!((me["role"].as_str(), me["can_use_internal"].as_bool()), (Some("user"), Some(false)));
+    assert!(body["meta"]["limit"].is_null() && body["meta"]["has_more"].is_null());
+
+    let (st, h, b) = s.get("/api/v2/me", Some(&cookie)).await;
+    assert_eq!(st, 200);
+    assert_eq!(assert_envelope(&h, &b)["user_id"], me["user_id"]);
+    let (st, h, b) = s.get("/api/v2/me", None).await;
+    assert_problem(st, &h, &b, 401, "/api/v2/me");
+    assert_eq!(b["type"], "https://medforge.dev/problems/http/401");
+    assert_eq!(b["code"], "401");
+    let (st, h, b) = s.get("/api/v2/me", Some("medforge_session=forged")).await;
+    assert_problem(st, &h, &b, 401, "/api/v2/me");
+
+    // Sign-up errors.
+    let signup = |body| s.post("/api/v2/auth/signup", None, Some(body));
+    let (st, h, b) = signup(json!({ "email": "ADA@example.org", "password": "another passphrase" })).await;
+    assert_problem(st, &h, &b, 409, "/api/v2/auth/signup");
+    let (st, h, b) = signup(json!({ "email": "not-an-email", "password": "a long passphrase" })).await;
+    assert_problem(st, &h, &b, 422, "/api/v2/auth/signup");
+    assert_eq!(b["type"], "https://medforge.dev/problems/validation/request");
+    assert_eq!(b["code"], "request_validation_failed");
+    assert_eq!(b["errors"][0]["field"], "email");
+    let (st, _, b) = signup(json!({ "email": "b@example.org", "password": "short" })).await;
+    assert_eq!((st, b["errors"][0]["field"].as_str()), (422, Some("password")));
+    let (st, _, _) =
+        signup(json!({ "email": "c@example.org", "password": "a long passphrase", "role": "admin" })).await;
+    assert_eq!(st, 422, "unknown fields are refused");
+    let (st, _, _) = signup(json!({ "email": "d@example.org" })).await;
+    assert_eq!(st, 422);
+
+    // Log-in.
+    let login =
+        |pw: &str| s.post("/api/v2/auth/login", None, Some(json!({ "email": "ada@example.org", "password": pw })));
+    let (st, h, b) = login("wrong passphrase").await;
+    assert_problem(st, &h, &b, 401, "/api/v2/auth/login");
+    assert_eq!(b["detail"], "Invalid email or password.");
+    let (st, h, b) =
+        s.post("/api/v2/auth/login", None, Some(json!({ "email": "nobody@example.org", "password": "x" }))).await;
+    assert_eq!((st, b["detail"].as_str()), (401, Some("Invalid email or password.")), "{h:?}");
+    let (st, h, b) = login("a long passphrase").await;
+    assert_eq!(st, 200, "{b}");
+    let second = session_cookie(&h).expect("cookie");
+    assert_ne!(second, cookie, "each login gets its own token");
+
+    // Log-out ends that login only, and clears the cookie.
+    let (st, h, b) = s.post("/api/v2/auth/logout", Some(&second), None).await;
+    assert_eq!((st, assert_envelope(&h, &b)["message"].as_str()), (200, Some("Signed out.")));
+    let cleared = h.get("set-cookie").and_then(|v| v.to_str().ok()).expect("set-cookie");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(s.get("/api/v2/me", Some(&second)).await.0, 401);
+    assert_eq!(s.get("/api/v2/me", Some(&cookie)).await.0, 200);
+    let (st, _, _) = s.post("/api/v2/auth/logout", None, None).await;
+    assert_eq!(st, 200, "logging out without a login is harmless");
+    s.stop().await;
+}
+
+async fn sessions_routes_walk_the_lifecycle(db: Db) {
+    let s = Server::start(db, Options::default()).await;
+    let (alice, _) = s.signup("alice@example.org").await;
+    let (bob, _) = s.signup("bob@example.org").await;
+    let base = "/api/v2/external/sessions";
+
+    let (st, h, b) = s.post(base, None, None).await;
+    assert_problem(st, &h, &b, 401, base);
+    let (st, h, b) = s.post("/api/v2/internal/sessions", Some(&alice), None).await;
+    assert_problem(st, &h, &b, 403, "/api/v2/internal/sessions");
+    let (st, _, b) = s.post(base, Some(&alice), Some(json!({ "gpu": 3 }))).await;
+    assert_eq!(st, 422, "{b}");
+    let (st, _, b) = s.post(base, Some(&alice), Some(json!({ "pack_id": "not-a-uuid" }))).await;
+    assert_eq!(st, 422, "{b}");
+    let (st, _, b) = s.post(base, Some(&alice), Some(json!({ "pack_id": uuid::Uuid::new_v4().to_string() }))).await;
+    assert_eq!(st, 404, "{b}");
+    let (st, _, _) = s.post("/api/v2/public/sessions", Some(&alice), None).await;
+    assert_eq!(st, 404);
+
+    let (st, h, b) = s.post(base, Some(&alice), None).await;
+    assert_eq!(st, 201, "{b}");
+    let created = assert_envelope(&h, &b);
+    assert_eq!(created["message"], "Session started.");
+    let session = &created["session"];
+    assert_eq!((session["status"].as_str(), session["exposure"].as_str()), (Some("starting"), Some("external")));
+    let id = session["id"].as_str().expect("id").to_owned();
+    let path = format!("{base}/{id}");
+    let running = s.wait_status(&path, &alice, "running").await;
+    assert!(running["container_id"].is_string() && running["started_at"].is_string(), "{running}");
+    for key in [
+        "id",
+        "user_id",
+        "exposure",
+        "pack_id",
+        "status",
+        "container_id",
+        "gpu_id",
+        "slug",
+        "workspace_zfs",
+        "created_at",
+        "started_at",
+        "stopped_at",
+        "error_message",
+    ] {
+        assert!(running.get(key).is_some(), "session field {key} missing: {running}");
+    }
+
+    // The limit of one.
+    let (st, _, b) = s.post(base, Some(&alice), None).await;
+    assert_eq!((st, b["detail"].as_str()), (409, Some("Concurrent session limit reached (1).")));
+    // Two GPUs: bob takes the other, a third user finds none.
+    let (st, _, _) = s.post(base, Some(&bob), None).await;
+    assert_eq!(st, 201);
+    let (carol, _) = s.signup("carol@example.org").await;
+    let (st, _, b) = s.post(base, Some(&carol), None).await;
+    assert_eq!((st, b["detail"].as_str()), (409, Some("No GPUs available.")));
+
+    // Reading: owner yes, others no, wrong exposure and garbage ids 404.
+    assert_eq!(s.get(&path, Some(&bob)).await.0, 403);
+    assert_eq!(s.get(&path, None).await.0, 401);
+    assert_eq!(s.get(&format!("/api/v2/internal/sessions/{id}"), Some(&alice)).await.0, 404);
+    assert_eq!(s.get(&format!("{base}/not-a-uuid"), Some(&alice)).await.0, 404);
+    assert_eq!(s.get(&format!("{base}/{}", uuid::Uuid::new_v4()), Some(&alice)).await.0, 404);
+
+    let (st, h, b) = s.get(&format!("{base}/current"), Some(&alice)).await;
+    assert_eq!(st, 200);
+    assert_eq!(assert_envelope(&h, &b)["session"]["id"], id.as_str());
+    let (_, _, b) = s.get(&format!("{base}/current"), Some(&carol)).await;
+    assert!(b["data"]["session"].is_null());
+
+    let (st, h, b) = s.get(&format!("{base}?limit=1"), Some(&alice)).await;
+    assert_eq!(st, 200);
+    let items = assert_envelope(&h, &b);
+    assert_eq!(items.as_array().map(Vec::len), Some(1));
+    assert_eq!((b["meta"]["limit"].as_u64(), b["meta"]["has_more"].as_bool()), (Some(1), Some(false)));
+    assert!(b["meta"]["next_cursor"].is_null());
+    let (_, _, b) = s.get(&format!("{base}?status=stopped,error"), Some(&alice)).await;
+    assert_eq!(b["data"].as_array().map(Vec::len), Some(0));
+    for bad in ["limit=0", "limit=501", "limit=x", "status=paused"] {
+        let (st, h, b) = s.get(&format!("{base}?{bad}"), Some(&alice)).await;
+        assert_problem(st, &h, &b, 422, base);
+    }
+    let (st, h, b) = s.get(&format!("{base}?cursor=!!!"), Some(&alice)).await;
+    assert_problem(st, &h, &b, 400, base);
+    assert_eq!(b["type"], "https://medforge.dev/problems/pagination/invalid-cursor");
+
+    // Stop: someone else may not; the owner may; then it is terminal.
+    assert_eq!(s.post(&format!("{path}/stop"), Some(&bob), None).await.0, 403);
+    let (st, _, b) = s.post(&format!("{path}/stop"), Some(&alice), None).await;
+    assert_eq!((st, b["data"]["message"].as_str()), (202, Some("Session stop requested.")));
+    let stopped = s.wait_status(&path, &alice, "stopped").await;
+    assert!(stopped["stopped_at"].is_string());
+    let (st, _, b) = s.post(&format!("{path}/stop"), Some(&alice), None).await;
+    assert_eq!((st, b["data"]["message"].as_str()), (202, Some("Session already terminal.")));
+    let (st, _, b) = s.get(&format!("{path}/snapshots"), Some(&alice)).await;
+    assert_eq!(st, 200);
+    let snaps = b["data"].as_array().expect("list");
+    assert_eq!(snaps.len(), 1, "{b}");
+    assert!(snaps[0]["name"].as_str().is_some_and(|n| n.starts_with("stop-")), "{b}");
+    assert_eq!(s.get(&format!("{path}/snapshots"), Some(&bob)).await.0, 403);
+    // Carol gets the freed GPU.
+    let (st, _, _) = s.post(base, Some(&carol), None).await;
+    assert_eq!(st, 201);
+    s.stop().await;
+}
+
+async fn gate(s: &Server, host: &str, cookie: Option<&str>) -> (u16, reqwest::header::HeaderMap) {
+    let mut req = s.http.get(s.url("/api/v2/auth/session-proxy")).header("host", host).header("x-upstream", "evil:1");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.expect("gate");
+    (r.status().as_u16(), r.headers().clone())
+}
+
+async fn the_gate_matrix(db: Db) {
+    let s = Server::start(db, Options::default()).await;
+    let (owner, _) = s.signup("owner@example.org").await;
+    let (other, _) = s.signup("other@example.org").await;
+    let admin = s.admin("root@example.org").await;
+    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
+    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v2/external/sessions/{id}");
+    let session = s.wait_status(&path, &owner, "running").await;
+    let slug = session["slug"].as_str().expect("slug").to_owned();
+    let host = format!("s-{slug}.external.medforge.localhost");
+    let upstream = format!("mf-session-{slug}:8080");
+
+    let (st, _) = gate(&s, &host, None).await;
+    assert_eq!(st, 401, "no cookie");
+    let (st, h) = gate(&s, &host, Some(&owner)).await;
+    assert_eq!(st, 200);
+    assert_eq!(h.get("x-upstream").and_then(|v| v.to_str().ok()), Some(upstream.as_str()), "never the client's");
+    let (st, h) = gate(&s, &host, Some(&admin)).await;
+    assert_eq!((st, h.get("x-upstream").and_then(|v| v.to_str().ok())), (200, Some(upstream.as_str())));
+    let (st, h) = gate(&s, &host, Some(&other)).await;
+    assert_eq!(st, 403);
+    assert!(h.get("x-upstream").is_none());
+    for (variant, want) in [
+        (format!("S-{}.External.MedForge.Localhost", slug.to_uppercase()), 200),
+        (format!("{host}:8443"), 200),
+        (format!("s-{slug}.internal.medforge.localhost"), 404),
+        (format!("s-{slug}.external.evil.org"), 404),
+        (format!("s-{slug}x.external.medforge.localhost"), 404),
+        ("medforge.localhost".to_owned(), 404),
+        ("s-aaaaaaaa.external.medforge.localhost".to_owned(), 404),
+    ] {
+        let (st, h) = gate(&s, &variant, Some(&owner)).await;
+        assert_eq!(st, want, "{variant}");
+        assert_eq!(h.get("x-upstream").is_some(), want == 200, "{variant}");
+    }
+    // Anonymous callers learn nothing about hosts either.
+    assert_eq!(gate(&s, "medforge.localhost", None).await.0, 401);
+
+    // Logout is immediate, cache or not.
+    let (_, h, _) = s
+        .post("/api/v2/auth/login", None, Some(json!({"email": "owner@example.org", "password": "a long passphrase"})))
+        .await;
+    let second = session_cookie(&h).expect("cookie");
+    assert_eq!(gate(&s, &host, Some(&second)).await.0, 200);
+    s.post("/api/v2/auth/logout", Some(&second), None).await;
+    assert_eq!(gate(&s, &host, Some(&second)).await.0, 401);
+
+    // A stopped session is gone from the gate at once.
+    s.post(&format!("{path}/stop"), Some(&owner), None).await;
+    assert_eq!(gate(&s, &host, Some(&owner)).await.0, 404);
+    s.wait_status(&path, &owner, "stopped").await;
+    assert_eq!(gate(&s, &host, Some(&owner)).await.0, 404);
+    s.stop().await;
+}
+
+async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
+    let s = Server::start(db, Options { auth_per_minute: 10, ..Options::default() }).await;
+    // Cross-origin POSTs are refused; same-site ones pass.
+    let r = s
+        .http
+        .post(s.url("/api/v2/auth/login"))
+        .header("origin", "https://evil.example.org")
+        .json(&json!({ "email": "x@example.org", "password": "whatever" }))
+        .send()
+        .await
+        .expect("post");
+    let (st, h, b) = common::read(r).await;
+    assert_problem(st, &h, &b, 403, "/api/v2/auth/login");
+    let r = s
+        .http
+        .post(s.url("/api/v2/auth/login"))
+        .header("origin", "http://medforge.localhost:8080")
+        .json(&json!({ "email": "x@example.org", "password": "whatever" }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401, "same-site origin passes the guard (and fails the login)");
+    // That was attempt 1 of 10 from this address; 9 more, then 429.
+    for _ in 0..9 {
+        let (st, _, _) =
+            s.post("/api/v2/auth/login", None, Some(json!({ "email": "x@example.org", "password": "no" }))).await;
+        assert_eq!(st, 401);
+    }
+    let (st, h, b) =
+        s.post("/api/v2/auth/login", None, Some(json!({ "email": "x@example.org", "password": "no" }))).await;
+    assert_problem(st, &h, &b, 429, "/api/v2/auth/login");
+    assert_eq!(b["type"], "https://medforge.dev/problems/rate-limit/exceeded");
+    let retry: u64 =
+        h.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=60).contains(&retry));
+
+    // A 10 MB body is 413, and the server carries on.
+    let big = vec![b'x'; 10 << 20];
+    let r = s
+        .http
+        .post(s.url("/api/v2/external/sessions"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    let (st, h, b) = common::read(r).await;
+    assert_problem(st, &h, &b, 413, "/api/v2/external/sessions");
+    let (st, h, b) = s.get("/healthz", None).await;
+    assert_eq!((st, assert_envelope(&h, &b)["status"].as_str()), (200, Some("ok")));
+
+    let (st, h, b) = s.get("/api/v2/no/such/route", None).await;
+    assert_problem(st, &h, &b, 404, "/api/v2/no/such/route");
+    let r = s.http.delete(s.url("/api/v2/me")).send().await.expect("delete");
+    let (st, h, b) = common::read(r).await;
+    assert_problem(st, &h, &b, 405, "/api/v2/me");
+    let r = s
+        .http
+        .post(s.url("/api/v2/auth/login"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await;
+    let (st, h, b) = common::read(r.expect("post")).await;
+    assert_problem(st, &h, &b, 422, "/api/v2/auth/login");
+    s.stop().await;
+}

@@ -1,0 +1,265 @@
+//! The real `medforge` binary on a loopback port, for API tests.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use medforge_core::testing::Teardown;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+pub const DOMAIN: &str = "medforge.localhost";
+
+/// Which database a server runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    Sqlite,
+    MariaDb,
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: std::path::PathBuf,
+    pub run: String,
+    teardown: Option<Teardown>,
+    pub http: reqwest::Client,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_medforge")
+}
+
+/// Knobs a test may turn before the server starts.
+pub struct Options {
+    pub gpus: Vec<u32>,
+    pub auth_per_minute: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { gpus: vec![0, 1], auth_per_minute: 1000 }
+    }
+}
+
+impl Server {
+    pub async fn start(db: Db, options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = medforge_core::model::Slug::generate().to_string();
+        let (db_url, teardown) = match db {
+            Db::Sqlite => (format!("sqlite://{}/medforge.db", dir.path().display()), None),
+            Db::MariaDb => {
+                let (url, t) = medforge_core::testing::mysql_test_database().await;
+                (url, Some(t))
+            }
+        };
+        let image = std::env::var("MEDFORGE_TEST_PACK_IMAGE")
+            .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PACK_IMAGE is not set: run scripts/test.sh"));
+        let config = format!(
+            r#"base_domain = "{DOMAIN}"
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+database_url = "{db_url}"
+
+[runtime]
+gpu_mode = "none"
+external_network = "mftest-{run}-ext"
+internal_network = "mftest-{run}-int"
+stop_timeout_secs = 2
+poll_interval_secs = 5
+ready_timeout_secs = 30
+labels = {{ "medforge.test_run" = "{run}" }}
+
+[pack]
+image = "{image}"
+
+[gpus]
+ids = {gpus:?}
+
+[limits]
+auth_per_minute = {per_minute}
+"#,
+            data = dir.path().display(),
+            gpus = options.gpus,
+            per_minute = options.auth_per_minute,
+        );
+        let config_path = dir.path().join("medforge.toml");
+        std::fs::write(&config_path, config).expect("config");
+        let mut child = Command::new(binary())
+            .args(["--config", config_path.to_str().expect("path"), "serve"])
+            .env("MEDFORGE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start medforge");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut sent = false;
+            for line in lines.by_ref().map_while(Result::ok) {
+                if !sent && let Some(addr) = line.strip_prefix("medforge: listening on ") {
+                    let _ = tx.send(Ok(addr.to_owned()));
+                    sent = true;
+                } else if !sent {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        let base = loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok(addr)) => break addr,
+                Ok(Err(line)) => eprintln!("medforge: {line}"),
+                Err(e) => panic!("medforge did not start: {e}"),
+            }
+        };
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { child, base, dir, config_path, run, teardown, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs up and returns the cookie header value and the user id.
+    pub async fn signup(&self, email: &str) -> (String, String) {
+        let r = self
+            .http
+            .post(self.url("/api/v2/auth/signup"))
+            .json(&serde_json::json!({ "email": email, "password": "a long passphrase" }))
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(r.status(), 201, "signup {email}");
+        let cookie = session_cookie(r.headers()).expect("cookie");
+        let body: Value = r.json().await.expect("json");
+        (cookie, body["data"]["user_id"].as_str().expect("user_id").to_owned())
+    }
+
+    /// `medforge user add --admin` through the CLI, then a login.
+    pub async fn admin(&self, email: &str) -> String {
+        let mut child = Command::new(binary())
+            .args(["--config", self.config_path.to_str().expect("path"), "user", "add", "--email", email, "--admin"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("medforge user add");
+        child.stdin.take().expect("stdin").write_all(b"admin passphrase\n").expect("password");
+        let out = child.wait_with_output().expect("user add");
+        assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+        let r = self
+            .http
+            .post(self.url("/api/v2/auth/login"))
+            .json(&serde_json::json!({ "email": email, "password": "admin passphrase" }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 200);
+        session_cookie(r.headers()).expect("cookie")
+    }
+
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> (u16, HeaderMap, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        read(req.send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, cookie: Option<&str>, body: Option<Value>) -> (u16, HeaderMap, Value) {
+        let mut req = self.http.post(self.url(path));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        read(req.send().await.expect("request")).await
+    }
+
+    /// Polls a session until its status is `want` (or panics after 30 s).
+    pub async fn wait_status(&self, path: &str, cookie: &str, want: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, _, body) = self.get(path, Some(cookie)).await;
+            assert_eq!(status, 200, "{body}");
+            if body["data"]["status"] == want {
+                return body["data"].clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "session never became {want}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let ids = docker(&["ps", "-aq", "--filter", &format!("label=medforge.test_run={}", self.run)]);
+        for id in ids.split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        for net in ["ext", "int"] {
+            docker(&["network", "rm", &format!("mftest-{}-{net}", self.run)]);
+        }
+        if let Some(t) = self.teardown.take() {
+            t.run().await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub async fn read(r: reqwest::Response) -> (u16, HeaderMap, Value) {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.expect("body");
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, headers, body)
+}
+
+/// `medforge_session=...` from a Set-Cookie header, as a Cookie header value.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("medforge_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+/// Checks a problem document against API.md and returns it.
+pub fn assert_problem(status: u16, headers: &HeaderMap, body: &Value, want: u16, path: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(headers.get("content-type"), Some(&HeaderValue::from_static("application/problem+json")), "{body}");
+    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("https://medforge.dev/problems/")), "{body}");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert_eq!(body["status"], want, "{body}");
+    assert_eq!(body["instance"], path, "{body}");
+    assert!(body["code"].is_string(), "{body}");
+    let rid = headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id");
+    assert_eq!(body["request_id"], rid, "{body}");
+}
+
+/// Checks the success envelope and returns `data`.
+pub fn assert_envelope(headers: &HeaderMap, body: &Value) -> Value {
+    let meta = &body["meta"];
+    let rid = headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id");
+    assert_eq!(meta["request_id"], rid, "{body}");
+    assert!(uuid::Uuid::parse_str(rid).is_ok());
+    assert_eq!(meta["api_version"], "v2.0");
+    assert!(meta["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
+    body["data"].clone()
+}
