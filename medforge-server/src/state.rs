@@ -83,6 +83,10 @@ impl GateCache {
         self.lock().retain(|(t, _), _| t != token_hash);
     }
 
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     pub fn forget_slug(&self, slug: &str) {
         let label = format!("s-{slug}.");
         self.lock().retain(|(_, host), _| !host.starts_with(&label));

@@ -32,6 +32,8 @@ on_both_databases!(
     sessions_routes_walk_the_lifecycle,
     the_gate_matrix,
     guards_origin_rate_limit_body_size_and_unknown_routes,
+    admin_routes_and_their_guards,
+    me_can_change_email_and_password,
 );
 
 async fn auth_routes_envelopes_problems_and_cookies(db: Db) {
@@ -345,5 +347,136 @@ async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
         .await;
     let (st, h, b) = common::read(r.expect("post")).await;
     assert_problem(st, &h, &b, 422, "/api/v2/auth/login");
+    s.stop().await;
+}
+
+async fn admin_routes_and_their_guards(db: Db) {
+    let s = Server::start(db, Options::default()).await;
+    let (user, user_id) = s.signup("member@example.org").await;
+    let admin = s.admin("boss@example.org").await;
+    for path in ["/api/v2/admin/users", "/api/v2/admin/sessions", "/api/v2/admin/gpus"] {
+        let (st, h, b) = s.get(path, None).await;
+        assert_problem(st, &h, &b, 401, path);
+        let (st, h, b) = s.get(path, Some(&user)).await;
+        assert_problem(st, &h, &b, 403, path);
+    }
+
+    // Users: listed newest first with their counts; patched with checks.
+    let (st, h, b) = s.get("/api/v2/admin/users?limit=1", Some(&admin)).await;
+    assert_eq!(st, 200);
+    let page = assert_envelope(&h, &b);
+    assert_eq!(page.as_array().map(Vec::len), Some(1));
+    assert_eq!(page[0]["email"], "boss@example.org");
+    assert_eq!(b["meta"]["has_more"], true);
+    let cursor = b["meta"]["next_cursor"].as_str().expect("cursor").to_owned();
+    let (_, _, b) = s.get(&format!("/api/v2/admin/users?limit=1&cursor={cursor}"), Some(&admin)).await;
+    assert_eq!(b["data"][0]["user_id"], user_id.as_str());
+    for key in [
+        "user_id",
+        "email",
+        "role",
+        "can_use_internal",
+        "max_concurrent_sessions",
+        "created_at",
+        "active_session_count",
+    ] {
+        assert!(b["data"][0].get(key).is_some(), "{key} missing: {b}");
+    }
+    let patch = |body: serde_json::Value, id: &str| {
+        let req = s.http.patch(s.url(&format!("/api/v2/admin/users/{id}"))).header("cookie", admin.clone()).json(&body);
+        async move { common::read(req.send().await.expect("patch")).await }
+    };
+    let (st, _, b) = patch(json!({ "can_use_internal": true, "max_concurrent_sessions": 2 }), &user_id).await;
+    assert_eq!(
+        (st, b["data"]["can_use_internal"].as_bool(), b["data"]["max_concurrent_sessions"].as_u64()),
+        (200, Some(true), Some(2))
+    );
+    let (st, _, b) = patch(json!({ "role": "owner" }), &user_id).await;
+    assert_eq!((st, b["errors"][0]["field"].as_str()), (422, Some("role")));
+    let (st, _, _) = patch(json!({ "max_concurrent_sessions": -1 }), &user_id).await;
+    assert_eq!(st, 422);
+    let (st, _, _) = patch(json!({ "password_hash": "x" }), &user_id).await;
+    assert_eq!(st, 422, "unknown fields are refused");
+    let (st, _, _) = patch(json!({ "role": "admin" }), &uuid::Uuid::new_v4().to_string()).await;
+    assert_eq!(st, 404);
+    // The entitlement took effect: the member may now start internal sessions, two at once.
+    let (st, _, b) = s.post("/api/v2/internal/sessions", Some(&user), None).await;
+    assert_eq!(st, 201, "{b}");
+    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+    let (st, _, _) = s.post("/api/v2/external/sessions", Some(&user), None).await;
+    assert_eq!(st, 201);
+
+    // Sessions: every user's, filterable.
+    let (st, _, b) = s.get("/api/v2/admin/sessions?exposure=internal", Some(&admin)).await;
+    assert_eq!(st, 200);
+    assert_eq!(b["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(b["data"][0]["id"], id.as_str());
+    assert_eq!(s.get("/api/v2/admin/sessions?exposure=public", Some(&admin)).await.0, 422);
+    assert_eq!(s.get("/api/v2/admin/sessions", Some(&admin)).await.2["data"].as_array().map(Vec::len), Some(2));
+
+    // GPUs: who holds what; disable one.
+    let (st, _, b) = s.get("/api/v2/admin/gpus", Some(&admin)).await;
+    assert_eq!(st, 200);
+    let gpus = b["data"].as_array().expect("gpus");
+    assert_eq!(gpus.len(), 2);
+    assert!(gpus.iter().all(|g| g["user_id"] == user_id.as_str()), "{b}");
+    let gpu_patch = |id: &str, body: serde_json::Value| {
+        let req = s.http.patch(s.url(&format!("/api/v2/admin/gpus/{id}"))).header("cookie", admin.clone()).json(&body);
+        async move { common::read(req.send().await.expect("patch")).await }
+    };
+    let (st, _, b) = gpu_patch("1", json!({ "enabled": false })).await;
+    assert_eq!((st, b["data"]["enabled"].as_bool()), (200, Some(false)));
+    assert_eq!(gpu_patch("9", json!({ "enabled": false })).await.0, 404);
+    assert_eq!(gpu_patch("x", json!({ "enabled": false })).await.0, 404);
+    assert_eq!(gpu_patch("0", json!({ "enabled": "no" })).await.0, 422);
+
+    // Admins stop anyone's session.
+    let (st, _, b) = s.post(&format!("/api/v2/admin/sessions/{id}/stop"), Some(&admin), None).await;
+    assert_eq!((st, b["data"]["message"].as_str()), (202, Some("Session stop requested.")));
+    s.wait_status(&format!("/api/v2/internal/sessions/{id}"), &user, "stopped").await;
+    assert_eq!(s.post(&format!("/api/v2/admin/sessions/{id}/stop"), Some(&user), None).await.0, 403);
+    assert_eq!(
+        s.post(&format!("/api/v2/admin/sessions/{}/stop", uuid::Uuid::new_v4()), Some(&admin), None).await.0,
+        404
+    );
+    s.stop().await;
+}
+
+async fn me_can_change_email_and_password(db: Db) {
+    let s = Server::start(db, Options::default()).await;
+    let (cookie, _) = s.signup("old@example.org").await;
+    let (other_login, _, _) = s
+        .post("/api/v2/auth/login", None, Some(json!({"email": "old@example.org", "password": "a long passphrase"})))
+        .await;
+    assert_eq!(other_login, 200);
+    let (_, h, _) = s
+        .post("/api/v2/auth/login", None, Some(json!({"email": "old@example.org", "password": "a long passphrase"})))
+        .await;
+    let other = session_cookie(&h).expect("cookie");
+    s.signup("taken@example.org").await;
+    let patch = |body: serde_json::Value| {
+        let req = s.http.patch(s.url("/api/v2/me")).header("cookie", cookie.clone()).json(&body);
+        async move { common::read(req.send().await.expect("patch")).await }
+    };
+    let (st, _, _) = patch(json!({ "email": "new@example.org" })).await;
+    assert_eq!(st, 422, "the current password is required");
+    let (st, h, b) = patch(json!({ "email": "new@example.org", "current_password": "wrong one" })).await;
+    assert_problem(st, &h, &b, 403, "/api/v2/me");
+    let (st, _, _) = patch(json!({ "email": "taken@example.org", "current_password": "a long passphrase" })).await;
+    assert_eq!(st, 409);
+    let (st, _, b) = patch(json!({ "email": "New@Example.org", "current_password": "a long passphrase" })).await;
+    assert_eq!((st, b["data"]["email"].as_str()), (200, Some("new@example.org")));
+    let (st, _, _) = patch(json!({ "new_password": "short", "current_password": "a long passphrase" })).await;
+    assert_eq!(st, 422);
+    let (st, h, _) =
+        patch(json!({ "new_password": "a brand new passphrase", "current_password": "a long passphrase" })).await;
+    assert_eq!(st, 200);
+    let fresh = session_cookie(&h).expect("a new cookie for this login");
+    assert_eq!(s.get("/api/v2/me", Some(&other)).await.0, 401, "other logins end with a password change");
+    assert_eq!(s.get("/api/v2/me", Some(&fresh)).await.0, 200);
+    let login =
+        |pw: &str| s.post("/api/v2/auth/login", None, Some(json!({"email": "new@example.org", "password": pw})));
+    assert_eq!(login("a long passphrase").await.0, 401);
+    assert_eq!(login("a brand new passphrase").await.0, 200);
     s.stop().await;
 }

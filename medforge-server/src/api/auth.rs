@@ -7,9 +7,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use medforge_core::auth::{AuthError, ClientInfo, SessionToken};
+use medforge_core::auth::{AuthError, ClientInfo, SessionToken, check_password_policy, hash_password, verify_password};
 use medforge_core::events::{Event, EventContext};
 use medforge_core::model::{self, AuthSession, Email, User};
+use medforge_core::store::UserUpdate;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiJson, ApiResult, Envelope, RequestId};
@@ -23,7 +24,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v2/auth/signup", post(signup))
         .route("/api/v2/auth/login", post(login))
         .route("/api/v2/auth/logout", post(logout))
-        .route("/api/v2/me", get(me))
+        .route("/api/v2/me", get(me).patch(update_me))
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +171,59 @@ async fn logout(
 async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
     let (user, _) = current_user(&state, &headers).await?;
     Ok(Envelope::ok(Me::from(&user)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MePatch {
+    email: Option<String>,
+    current_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// Changes the caller's email or password; both need the current password.
+/// A new password ends every other login of the account and issues a new
+/// cookie for this one.
+async fn update_me(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<MePatch>,
+) -> ApiResult {
+    let (user, _) = current_user(&state, &headers).await?;
+    let email = patch.email.as_deref().map(parse_email).transpose()?;
+    if let Some(pw) = &patch.new_password {
+        check_password_policy(pw).map_err(|e| ApiError::field("new_password", e.to_string()))?;
+    }
+    if email.is_none() && patch.new_password.is_none() {
+        return Ok(Envelope::ok(Me::from(&user)));
+    }
+    let current =
+        patch.current_password.as_deref().ok_or_else(|| ApiError::field("current_password", "is required"))?;
+    let hash = state.store.password_hash(user.id).await?.ok_or_else(ApiError::unauthorized)?;
+    if !verify_password(current, &hash) {
+        return Err(ApiError::forbidden("The current password is wrong."));
+    }
+    let password_hash = patch.new_password.as_deref().map(hash_password).transpose().map_err(ApiError::internal)?;
+    let changed_password = password_hash.is_some();
+    let updated = state
+        .store
+        .update_user(user.id, UserUpdate { email, password_hash, ..Default::default() })
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
+    let mut envelope = Envelope::ok(Me::from(&updated));
+    if changed_password {
+        state.store.revoke_user_auth_sessions(user.id, model::now()).await?;
+        state.gate_cache.clear();
+        let pw = patch.new_password.as_deref().unwrap_or_default();
+        let (_, token) = state
+            .auth
+            .login(&updated.email, pw, client(&ConnectInfo(peer), &headers))
+            .await
+            .map_err(ApiError::internal)?;
+        envelope = envelope.header(header::SET_COOKIE, session_cookie(&state, token.expose(), COOKIE_MAX_AGE));
+    }
+    Ok(envelope)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! `request_id` into problem documents, and turns any bare error response
 //! (axum's own 404/405/413, say) into a problem document too.
 
+pub mod admin;
 pub mod auth;
 pub mod gate;
 pub mod health;
@@ -334,6 +335,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.config.limits.max_body_bytes;
     Router::new()
         .merge(auth::routes())
+        .merge(admin::routes())
         .merge(sessions::routes())
         .merge(gate::routes())
         .merge(health::routes())

@@ -97,13 +97,21 @@ async fn create(
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-    status: Option<String>,
+pub(crate) struct ListQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+    pub status: Option<String>,
+    pub exposure: Option<String>,
 }
 
-fn parse_list_query(q: ListQuery) -> Result<(PageRequest, Vec<SessionStatus>), ApiError> {
+/// A listing's query, checked: the page, and the status and exposure filters.
+pub(crate) struct ListParams {
+    pub page: PageRequest,
+    pub statuses: Vec<SessionStatus>,
+    pub exposure: Option<Exposure>,
+}
+
+pub(crate) fn parse_list_query(q: ListQuery) -> Result<ListParams, ApiError> {
     let mut errors = Vec::new();
     let limit = match q.limit.as_deref().map(str::parse::<u32>) {
         None => 50,
@@ -123,11 +131,26 @@ fn parse_list_query(q: ListQuery) -> Result<(PageRequest, Vec<SessionStatus>), A
             }),
         }
     }
+    let exposure = match q.exposure.as_deref().map(str::parse::<Exposure>) {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(_)) => {
+            errors.push(FieldError { field: "exposure".into(), message: "must be external or internal".into() });
+            None
+        }
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let after = q.cursor.map(|c| Cursor::decode(&c).map_err(|_| ApiError::invalid_cursor())).transpose()?;
-    Ok((PageRequest { limit, after }, statuses))
+    Ok(ListParams { page: PageRequest { limit, after }, statuses, exposure })
+}
+
+/// A page of sessions as the list routes answer it.
+pub(crate) async fn session_page(state: &AppState, filter: SessionFilter, page: PageRequest) -> ApiResult {
+    let limit = page.limit;
+    let found = state.store.list_sessions(&filter, page).await?;
+    Ok(Envelope::ok(found.items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
 }
 
 async fn list(
@@ -138,11 +161,9 @@ async fn list(
 ) -> ApiResult {
     let exposure = exposure(&exposure_path)?;
     let (user, _) = current_user(&state, &headers).await?;
-    let (page, statuses) = parse_list_query(q)?;
-    let limit = page.limit;
-    let filter = SessionFilter { user_id: Some(user.id), exposure: Some(exposure), statuses };
-    let found = state.store.list_sessions(&filter, page).await?;
-    Ok(Envelope::ok(found.items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
+    let params = parse_list_query(q)?;
+    let filter = SessionFilter { user_id: Some(user.id), exposure: Some(exposure), statuses: params.statuses };
+    session_page(&state, filter, params.page).await
 }
 
 async fn current(
@@ -187,24 +208,28 @@ async fn stop(
 ) -> ApiResult {
     let (user, _) = current_user(&state, &headers).await?;
     let session = visible_session(&state, &exposure_path, &id, &user).await?;
+    let reason = if session.user_id == user.id { StopReason::User } else { StopReason::Admin };
+    Ok(request_stop(&state, session, reason, rid))
+}
+
+/// Answers a stop request at once (202) and stops in the background: a
+/// stop takes up to the grace period plus a snapshot.
+pub(crate) fn request_stop(state: &Arc<AppState>, session: Session, reason: StopReason, rid: String) -> Envelope {
     if session.status.is_terminal() {
-        return Ok(Envelope::with_status(
+        return Envelope::with_status(
             StatusCode::ACCEPTED,
             serde_json::json!({ "message": "Session already terminal." }),
-        ));
+        );
     }
-    let reason = if session.user_id == user.id { StopReason::User } else { StopReason::Admin };
     state.gate_cache.forget_slug(session.slug.as_str());
-    // Stopping takes up to the grace period plus a snapshot: answer now.
-    let sessions = state.sessions.clone();
-    let cache_state = state.clone();
+    let state = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = sessions.stop(session.id, reason, &EventContext::request(rid)).await {
+        if let Err(e) = state.sessions.stop(session.id, reason, &EventContext::request(rid)).await {
             tracing::warn!(session_id = %session.id, error = %e, "session stop failed");
         }
-        cache_state.gate_cache.forget_slug(session.slug.as_str());
+        state.gate_cache.forget_slug(session.slug.as_str());
     });
-    Ok(Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." })))
+    Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." }))
 }
 
 async fn snapshots(
@@ -217,11 +242,11 @@ async fn snapshots(
     let list = state.storage.list_snapshots(session.user_id).await.map_err(ApiError::internal)?;
     let items: Vec<_> = list
         .into_iter()
-        .map(|s| serde_json::json!({ "name": s.name.to_string(), "created_at": model_time(s.created_at) }))
+        .map(|s| serde_json::json!({ "name": s.name.to_string(), "created_at": rfc3339(s.created_at) }))
         .collect();
     Ok(Envelope::ok(items))
 }
 
-fn model_time(t: time::OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -1,0 +1,175 @@
+//! Admin routes: users, all sessions, GPUs. Every route needs the admin role.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, patch, post};
+use axum::{Extension, Router};
+use medforge_core::events::StopReason;
+use medforge_core::model::{GpuId, Role, SessionId, User, UserId, UserSummary};
+use medforge_core::store::{SessionFilter, UserUpdate};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::current_user;
+use super::sessions::{ListQuery, parse_list_query, request_stop, session_page};
+use super::{ApiError, ApiJson, ApiResult, Envelope, FieldError, PageMeta, RequestId};
+use crate::state::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v2/admin/users", get(list_users))
+        .route("/api/v2/admin/users/{id}", patch(update_user))
+        .route("/api/v2/admin/sessions", get(list_sessions))
+        .route("/api/v2/admin/sessions/{id}/stop", post(stop_session))
+        .route("/api/v2/admin/gpus", get(list_gpus))
+        .route("/api/v2/admin/gpus/{id}", patch(update_gpu))
+}
+
+async fn admin(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
+    let (user, _) = current_user(state, headers).await?;
+    if !user.is_admin() {
+        return Err(ApiError::forbidden("Admins only."));
+    }
+    Ok(user)
+}
+
+fn user_json(s: &UserSummary) -> serde_json::Value {
+    let u = &s.user;
+    json!({
+        "user_id": u.id,
+        "email": u.email,
+        "role": u.role,
+        "can_use_internal": u.can_use_internal,
+        "max_concurrent_sessions": u.max_concurrent_sessions,
+        "created_at": super::sessions::rfc3339(u.created_at),
+        "active_session_count": s.active_session_count,
+    })
+}
+
+async fn list_users(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>, headers: HeaderMap) -> ApiResult {
+    admin(&state, &headers).await?;
+    let params = parse_list_query(q)?;
+    let limit = params.page.limit;
+    let found = state.store.list_users(params.page).await?;
+    let items: Vec<_> = found.items.iter().map(user_json).collect();
+    Ok(Envelope::ok(items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    role: Option<String>,
+    can_use_internal: Option<bool>,
+    max_concurrent_sessions: Option<i64>,
+}
+
+async fn update_user(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> ApiResult {
+    admin(&state, &headers).await?;
+    let not_found = || ApiError::not_found("User not found.");
+    let id: UserId = id.parse().map_err(|_| not_found())?;
+    let mut errors = Vec::new();
+    let role = match patch.role.as_deref().map(str::parse::<Role>) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(_)) => {
+            errors.push(FieldError { field: "role".into(), message: "must be user or admin".into() });
+            None
+        }
+    };
+    let limit = match patch.max_concurrent_sessions {
+        None => None,
+        Some(n) if (0..=64).contains(&n) => u32::try_from(n).ok(),
+        Some(_) => {
+            errors.push(FieldError { field: "max_concurrent_sessions".into(), message: "must be 0 to 64".into() });
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let update = UserUpdate {
+        role,
+        can_use_internal: patch.can_use_internal,
+        max_concurrent_sessions: limit,
+        ..Default::default()
+    };
+    let user = state.store.update_user(id, update).await?.ok_or_else(not_found)?;
+    // Who may open which session may have changed: no cached gate answer survives.
+    state.gate_cache.clear();
+    Ok(Envelope::ok(json!({
+        "user_id": user.id,
+        "email": user.email,
+        "role": user.role,
+        "can_use_internal": user.can_use_internal,
+        "max_concurrent_sessions": user.max_concurrent_sessions,
+    })))
+}
+
+async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    admin(&state, &headers).await?;
+    let params = parse_list_query(q)?;
+    let filter = SessionFilter { user_id: None, exposure: params.exposure, statuses: params.statuses };
+    session_page(&state, filter, params.page).await
+}
+
+async fn stop_session(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+) -> ApiResult {
+    admin(&state, &headers).await?;
+    let not_found = || ApiError::not_found("Session not found.");
+    let id: SessionId = id.parse().map_err(|_| not_found())?;
+    let session = state.store.session(id).await?.ok_or_else(not_found)?;
+    Ok(request_stop(&state, session, StopReason::Admin, rid))
+}
+
+fn gpu_json(g: &medforge_core::model::GpuDevice) -> serde_json::Value {
+    json!({
+        "id": g.id,
+        "enabled": g.enabled,
+        "session_id": g.session_id,
+        "user_id": g.user_id,
+        "held_since": g.held_since.map(super::sessions::rfc3339),
+    })
+}
+
+async fn list_gpus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+    admin(&state, &headers).await?;
+    let gpus = state.store.list_gpus().await?;
+    Ok(Envelope::ok(gpus.iter().map(gpu_json).collect::<Vec<_>>()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuPatch {
+    enabled: bool,
+}
+
+async fn update_gpu(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<GpuPatch>,
+) -> ApiResult {
+    admin(&state, &headers).await?;
+    let not_found = || ApiError::not_found("GPU not found.");
+    let id = GpuId(id.parse().map_err(|_| not_found())?);
+    if !state.store.set_gpu_enabled(id, patch.enabled).await? {
+        return Err(not_found());
+    }
+    let gpu = state.store.list_gpus().await?.into_iter().find(|g| g.id == id).ok_or_else(not_found)?;
+    Ok(Envelope::ok(gpu_json(&gpu)))
+}
