@@ -88,6 +88,30 @@ pub enum Event {
 }
 
 impl Event {
+    /// The user the event is about, where there is one.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Event::UserSignup { user_id, .. }
+            | Event::UserLogin { user_id, .. }
+            | Event::UserLogout { user_id, .. }
+            | Event::SessionStart { user_id, .. }
+            | Event::SessionStop { user_id, .. } => Some(*user_id),
+            _ => None,
+        }
+    }
+
+    /// The session the event is about, where there is one.
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self {
+            Event::SessionStart { session_id, .. }
+            | Event::SessionStartFailed { session_id, .. }
+            | Event::SessionStop { session_id, .. }
+            | Event::SessionRecoveryDecision { session_id, .. }
+            | Event::SessionSnapshot { session_id, .. } => Some(*session_id),
+            _ => None,
+        }
+    }
+
     /// The event's name as it appears in the log (`session.start`, ...).
     pub fn name(&self) -> &'static str {
         match self {
@@ -180,6 +204,48 @@ impl<W: Write + Send> EventSink for JsonLines<W> {
         let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
             tracing::warn!(event = event.name(), "could not write an event line");
+        }
+    }
+}
+
+/// Passes every event on to `next` and also keeps it in the store's event
+/// log (`Store::record_event`), without making the caller wait for the
+/// database: the write runs on the current tokio runtime.
+#[derive(Debug)]
+pub struct Recorded {
+    store: std::sync::Arc<dyn crate::store::Store>,
+    next: std::sync::Arc<dyn EventSink>,
+}
+
+impl Recorded {
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>, next: std::sync::Arc<dyn EventSink>) -> Self {
+        Self { store, next }
+    }
+}
+
+impl EventSink for Recorded {
+    fn emit(&self, event: Event, context: &EventContext) {
+        let at = crate::model::now();
+        let line = to_json_line(&event, at, context);
+        let record = crate::store::StoredEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            event: event.name().to_owned(),
+            user_id: event.user_id(),
+            session_id: event.session_id(),
+            created_at: at,
+            data: serde_json::from_str(&line).unwrap_or_default(),
+        };
+        self.next.emit(event, context);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let store = self.store.clone();
+                handle.spawn(async move {
+                    if let Err(e) = store.record_event(&record).await {
+                        tracing::warn!(event = record.event, error = %e, "could not record an event");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(event = record.event, "no async runtime: event not recorded"),
         }
     }
 }

@@ -127,6 +127,11 @@ impl Sessions {
         &self.store
     }
 
+    /// How long a start may take before it fails.
+    pub fn ready_timeout(&self) -> Duration {
+        self.config.ready_timeout
+    }
+
     /// Allocates a GPU and starts the session's container; returns once
     /// code-server (or whatever the pack serves) answers on its port.
     pub async fn create(&self, request: AllocationRequest, ctx: &EventContext) -> Result<Session, LifecycleError> {
@@ -262,31 +267,38 @@ impl Sessions {
         reason: StopReason,
         ctx: &EventContext,
     ) -> Result<StopOutcome, LifecycleError> {
+        match self.claim_stop(id).await? {
+            StopOutcome::Stopped(claimed) => Ok(StopOutcome::Stopped(self.finish_stop(&claimed, reason, ctx).await?)),
+            already => Ok(already),
+        }
+    }
+
+    /// The first, quick half of [`Sessions::stop`]: moves the session to
+    /// `stopping` (from then on the gate refuses it) and returns it, or says
+    /// it had already ended. An API answers after this and runs
+    /// [`Sessions::finish_stop`] in the background.
+    pub async fn claim_stop(&self, id: SessionId) -> Result<StopOutcome, LifecycleError> {
         let mut session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
-        // Starting or running: claim the stop. Two tries, since a starting
-        // session may become running between our read and our update.
-        let mut claimed = false;
+        // Two tries, since a starting session may become running between
+        // our read and our update.
         for _ in 0..2 {
             if !matches!(session.status, SessionStatus::Starting | SessionStatus::Running) {
                 break;
             }
             let t = Transition::new(session.status, SessionStatus::Stopping, model::now());
             if self.store.transition_session(id, t).await? {
-                claimed = true;
-                break;
+                session.status = SessionStatus::Stopping;
+                return Ok(StopOutcome::Stopped(session));
             }
             session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
         }
-        if !claimed {
-            return Ok(StopOutcome::AlreadyTerminal(session));
-        }
-        let ended = self.finish_stop(&session, reason, ctx).await?;
-        Ok(StopOutcome::Stopped(ended))
+        Ok(StopOutcome::AlreadyTerminal(session))
     }
 
-    /// The part of a stop after `stopping` was claimed; also used by the
-    /// reconciler for stops that a crash interrupted.
-    async fn finish_stop(
+    /// The part of a stop after `stopping` was claimed (by
+    /// [`Sessions::claim_stop`], or before a crash, for the reconciler):
+    /// SIGTERM, grace, kill, remove, snapshot, `stopped`.
+    pub async fn finish_stop(
         &self,
         session: &Session,
         reason: StopReason,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
-use medforge_core::events::{EventSink, JsonLines};
+use medforge_core::events::{EventSink, JsonLines, Recorded};
 use medforge_core::lifecycle::{LifecycleConfig, Sessions};
 use medforge_core::runtime::{ContainerRuntime, SessionContainerConfig};
 use medforge_core::storage::{DirStorage, Storage};
@@ -77,7 +77,8 @@ pub async fn build(config: Config) -> Result<Arc<AppState>, String> {
     let storage: Arc<dyn Storage> = Arc::new(
         DirStorage::new(config.storage_root()).map_err(|e| format!("storage {}: {e}", config.storage_root()))?,
     );
-    let events: Arc<dyn EventSink> = Arc::new(JsonLines::stdout());
+    // Every event goes to stdout as a JSON line and into the admin event log.
+    let events: Arc<dyn EventSink> = Arc::new(Recorded::new(store.clone(), Arc::new(JsonLines::stdout())));
     let lifecycle = LifecycleConfig {
         containers: SessionContainerConfig {
             external_network: config.runtime.external_network.clone(),

@@ -37,6 +37,10 @@ pub struct AppState {
 pub struct GateCache {
     ttl: Duration,
     entries: Mutex<HashMap<GateKey, GateEntry>>,
+    /// Bumped by every invalidation. A decision computed while an
+    /// invalidation happened is not cached: it may rest on what the
+    /// invalidation was about (a stop, a logout) not being visible yet.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// (token hash, lower-cased Host).
@@ -49,7 +53,7 @@ pub type CachedGate = (Decision, Option<String>);
 
 impl GateCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, entries: Mutex::new(HashMap::new()), generation: Default::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GateKey, GateEntry>> {
@@ -69,8 +73,22 @@ impl GateCache {
         }
     }
 
-    pub fn put(&self, token_hash: &str, host: &str, decision: Decision, upstream: Option<String>) {
+    /// Read before computing a decision; pass to [`GateCache::put`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn invalidated(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Caches a decision computed since `generation` was read, unless an
+    /// invalidation came in between.
+    pub fn put(&self, generation: u64, token_hash: &str, host: &str, decision: Decision, upstream: Option<String>) {
         let mut entries = self.lock();
+        if self.generation() != generation {
+            return;
+        }
         // Bounded: expired entries go whenever the map grows large.
         if entries.len() > 10_000 {
             let ttl = self.ttl;
@@ -80,16 +98,22 @@ impl GateCache {
     }
 
     pub fn forget_token(&self, token_hash: &str) {
-        self.lock().retain(|(t, _), _| t != token_hash);
+        let mut entries = self.lock();
+        self.invalidated();
+        entries.retain(|(t, _), _| t != token_hash);
     }
 
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut entries = self.lock();
+        self.invalidated();
+        entries.clear();
     }
 
     pub fn forget_slug(&self, slug: &str) {
         let label = format!("s-{slug}.");
-        self.lock().retain(|(_, host), _| !host.starts_with(&label));
+        let mut entries = self.lock();
+        self.invalidated();
+        entries.retain(|(_, host), _| !host.starts_with(&label));
     }
 }
 
@@ -147,8 +171,8 @@ mod tests {
     fn the_gate_cache_forgets_by_token_slug_and_time() {
         let c = GateCache::new(Duration::from_secs(60));
         let host = "s-abcdefgh.external.medforge.localhost";
-        c.put("t1", host, Decision::Unauthenticated, None);
-        c.put("t2", host, Decision::NotFound, None);
+        c.put(c.generation(), "t1", host, Decision::Unauthenticated, None);
+        c.put(c.generation(), "t2", host, Decision::NotFound, None);
         assert_eq!(c.get("t1", host), Some((Decision::Unauthenticated, None)));
         c.forget_token("t1");
         assert_eq!(c.get("t1", host), None);
@@ -156,7 +180,12 @@ mod tests {
         c.forget_slug("abcdefgh");
         assert_eq!(c.get("t2", host), None);
         let short = GateCache::new(Duration::from_millis(0));
-        short.put("t", host, Decision::NotFound, None);
+        short.put(short.generation(), "t", host, Decision::NotFound, None);
         assert_eq!(short.get("t", host), None, "expired");
+        // A decision begun before an invalidation is not cached after it.
+        let begun = c.generation();
+        c.forget_slug("zzzzzzzz");
+        c.put(begun, "t3", host, Decision::NotFound, None);
+        assert_eq!(c.get("t3", host), None);
     }
 }

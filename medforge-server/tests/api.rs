@@ -138,6 +138,30 @@ async fn sessions_routes_walk_the_lifecycle(db: Db) {
     assert_eq!((session["status"].as_str(), session["exposure"].as_str()), (Some("starting"), Some("external")));
     let id = session["id"].as_str().expect("id").to_owned();
     let path = format!("{base}/{id}");
+    // The progress stream follows the start until the session runs, then ends.
+    let r = s.http.get(s.url(&format!("{path}/events"))).header("cookie", alice.clone()).send().await.expect("events");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"))
+    );
+    let stream =
+        tokio::time::timeout(std::time::Duration::from_secs(40), r.text()).await.expect("stream ended").expect("body");
+    let events: Vec<serde_json::Value> = stream
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("json"))
+        .collect();
+    assert!(stream.contains("event: progress"), "{stream}");
+    let last = events.last().expect("at least one progress event");
+    assert_eq!(last["status"], "running", "{stream}");
+    assert_eq!(
+        last["steps"],
+        json!(["gpu_allocated", "workspace_ready", "container_started", "code_server_answering"])
+    );
+    assert_eq!(s.get(&format!("{path}/events"), Some(&bob)).await.0, 403);
     let running = s.wait_status(&path, &alice, "running").await;
     assert!(running["container_id"].is_string() && running["started_at"].is_string(), "{running}");
     for key in [
@@ -439,6 +463,32 @@ async fn admin_routes_and_their_guards(db: Db) {
         s.post(&format!("/api/v2/admin/sessions/{}/stop", uuid::Uuid::new_v4()), Some(&admin), None).await.0,
         404
     );
+
+    // The event log: what happened, by type and user, newest first.
+    assert_eq!(s.get("/api/v2/admin/events", Some(&user)).await.0, 403);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stops = loop {
+        let (st, _, b) =
+            s.get(&format!("/api/v2/admin/events?event=session.stop&user_id={user_id}"), Some(&admin)).await;
+        assert_eq!(st, 200, "{b}");
+        let items = b["data"].as_array().cloned().unwrap_or_default();
+        if !items.is_empty() || std::time::Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0]["data"]["reason"], "admin");
+    assert_eq!(stops[0]["session_id"], id.as_str());
+    let (_, _, b) = s.get("/api/v2/admin/events?event=user.signup", Some(&admin)).await;
+    assert!(
+        b["data"].as_array().is_some_and(|a| a.iter().all(|e| e["event"] == "user.signup") && !a.is_empty()),
+        "{b}"
+    );
+    let (_, _, b) = s.get("/api/v2/admin/events?limit=2", Some(&admin)).await;
+    assert_eq!((b["data"].as_array().map(Vec::len), b["meta"]["has_more"].as_bool()), (Some(2), Some(true)));
+    assert_eq!(s.get("/api/v2/admin/events?user_id=nope", Some(&admin)).await.0, 422);
+    assert_eq!(s.get("/api/v2/admin/events?event=DROP%20TABLE", Some(&admin)).await.0, 422);
     s.stop().await;
 }
 

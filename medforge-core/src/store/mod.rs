@@ -239,6 +239,26 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
+/// An event as the admin event log keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredEvent {
+    pub id: String,
+    pub event: String,
+    pub user_id: Option<UserId>,
+    pub session_id: Option<SessionId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The whole event line, as JSON.
+    pub data: serde_json::Value,
+}
+
+/// Which events a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event: Option<String>,
+    pub user_id: Option<UserId>,
+}
+
 /// Everything MedForge persists. Implementations must make
 /// [`Store::allocate_session`] race-safe and every [`Store::transition_session`]
 /// a conditional update; the contract suite (`testing::store_contract_tests!`)
@@ -300,6 +320,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         container_id: Option<&str>,
         workspace_zfs: Option<&str>,
     ) -> Result<bool, StoreError>;
+
+    // --- the event log ---
+    /// Keeps one event (a fresh id is chosen by the caller).
+    async fn record_event(&self, event: &StoredEvent) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_events(&self, filter: &EventFilter, page: PageRequest) -> Result<Page<StoredEvent>, StoreError>;
 
     /// Whether the database answers (for `/healthz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -15,8 +15,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use time::OffsetDateTime;
 
 use super::{
-    AllocationError, AllocationRequest, Cursor, NewAuthSession, NewUser, Page, PageRequest, Seed, SeedReport,
-    SessionFilter, Store, StoreError, Transition, UserUpdate,
+    AllocationError, AllocationRequest, Cursor, EventFilter, NewAuthSession, NewUser, Page, PageRequest, Seed,
+    SeedReport, SessionFilter, Store, StoreError, StoredEvent, Transition, UserUpdate,
 };
 use crate::model::{
     self, AuthSession, AuthSessionId, DEFAULT_PACK_ID, Email, GpuDevice, GpuId, Pack, PackId, Session, SessionId,
@@ -891,6 +891,51 @@ impl Store for {
         .await
         .map_err(db_error)?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn record_event(&self, e: &StoredEvent) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO events (id, event, user_id, session_id, created_at, body) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(e.id.clone())
+            .bind(e.event.clone())
+            .bind(e.user_id.map(|u| u.to_string()))
+            .bind(e.session_id.map(|s| s.to_string()))
+            .bind(model::to_unix_ms(e.created_at))
+            .bind(e.data.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_events(&self, filter: &EventFilter, page: PageRequest) -> Result<Page<StoredEvent>, StoreError> {
+        let fetch = check_limit(&page)?;
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT e.id, e.event, e.user_id, e.session_id, e.created_at, e.body FROM events e WHERE 1 = 1",
+        );
+        if let Some(event) = &filter.event {
+            qb.push(" AND e.event = ").push_bind(event.clone());
+        }
+        if let Some(user) = filter.user_id {
+            qb.push(" AND e.user_id = ").push_bind(user.to_string());
+        }
+        push_cursor(&mut qb, "e", &page.after);
+        qb.push(" ORDER BY e.created_at DESC, e.id DESC LIMIT ").push_bind(fetch);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(db_error)?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let body: String = r.try_get(5).map_err(db_error)?;
+                Ok(StoredEvent {
+                    id: r.try_get(0).map_err(db_error)?,
+                    event: r.try_get(1).map_err(db_error)?,
+                    user_id: opt_parse_col(r, 2, "events")?,
+                    session_id: opt_parse_col(r, 3, "events")?,
+                    created_at: time_col(r, 4)?,
+                    data: serde_json::from_str(&body).map_err(|e| corrupt("events", e))?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(page_of(items, page.limit, |e| Cursor { created_at_ms: model::to_unix_ms(e.created_at), id: e.id.clone() }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

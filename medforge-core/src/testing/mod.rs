@@ -210,6 +210,7 @@ macro_rules! store_contract_tests {
             gpu_board_shows_holders,
             runtime_details_are_recorded_only_while_active,
             allocation_and_release_churn_leaves_nothing_held,
+            events_are_kept_and_listed,
         );
     };
 }

@@ -661,3 +661,42 @@ pub async fn allocation_and_release_churn_leaves_nothing_held(h: &StoreHarness) 
     assert_eq!(active_count(h).await, 0);
     assert!(store.list_gpus().await.expect("gpus").iter().all(|g| g.session_id.is_none()));
 }
+
+/// The event log: kept whole, listed newest first, filtered by type and user.
+pub async fn events_are_kept_and_listed(h: &StoreHarness) {
+    use crate::store::{EventFilter, StoredEvent};
+    let store = seeded(h).await;
+    let (alice, bob) = (model::UserId::new_random(), model::UserId::new_random());
+    let t0 = model::now();
+    let mut ids = Vec::new();
+    for (i, (name, user)) in
+        [("user.login", alice), ("user.login", bob), ("session.start", alice), ("user.logout", alice)]
+            .into_iter()
+            .enumerate()
+    {
+        let e = StoredEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            event: name.into(),
+            user_id: Some(user),
+            session_id: None,
+            created_at: t0 + Duration::milliseconds(i64::try_from(i).unwrap_or_default()),
+            data: serde_json::json!({ "event": name, "n": i }),
+        };
+        store.record_event(&e).await.expect("record");
+        ids.push(e.id);
+    }
+    let all = store.list_events(&EventFilter::default(), PageRequest::first(3)).await.expect("list");
+    assert_eq!(
+        all.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]
+    );
+    assert_eq!(all.items[0].data["n"], 3);
+    let rest =
+        store.list_events(&EventFilter::default(), PageRequest { limit: 3, after: all.next }).await.expect("list");
+    assert_eq!(rest.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
+    let logins = EventFilter { event: Some("user.login".into()), user_id: None };
+    assert_eq!(store.list_events(&logins, PageRequest::first(10)).await.expect("list").items.len(), 2);
+    let alices_logins = EventFilter { event: Some("user.login".into()), user_id: Some(alice) };
+    let only = store.list_events(&alices_logins, PageRequest::first(10)).await.expect("list");
+    assert_eq!(only.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
+}

@@ -8,7 +8,7 @@ use axum::routing::{get, patch, post};
 use axum::{Extension, Router};
 use medforge_core::events::StopReason;
 use medforge_core::model::{GpuId, Role, SessionId, User, UserId, UserSummary};
-use medforge_core::store::{SessionFilter, UserUpdate};
+use medforge_core::store::{EventFilter, SessionFilter, UserUpdate};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v2/admin/sessions/{id}/stop", post(stop_session))
         .route("/api/v2/admin/gpus", get(list_gpus))
         .route("/api/v2/admin/gpus/{id}", patch(update_gpu))
+        .route("/api/v2/admin/events", get(list_events))
 }
 
 async fn admin(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
@@ -133,7 +134,7 @@ async fn stop_session(
     let not_found = || ApiError::not_found("Session not found.");
     let id: SessionId = id.parse().map_err(|_| not_found())?;
     let session = state.store.session(id).await?.ok_or_else(not_found)?;
-    Ok(request_stop(&state, session, StopReason::Admin, rid))
+    request_stop(&state, session, StopReason::Admin, rid).await
 }
 
 fn gpu_json(g: &medforge_core::model::GpuDevice) -> serde_json::Value {
@@ -172,4 +173,36 @@ async fn update_gpu(
     }
     let gpu = state.store.list_gpus().await?.into_iter().find(|g| g.id == id).ok_or_else(not_found)?;
     Ok(Envelope::ok(gpu_json(&gpu)))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    event: Option<String>,
+    user_id: Option<String>,
+}
+
+/// The event log, newest first, by type (`user.login`, ...) and user.
+async fn list_events(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    admin(&state, &headers).await?;
+    let user_id = q
+        .user_id
+        .as_deref()
+        .map(|u| u.parse::<UserId>().map_err(|_| ApiError::field("user_id", "must be a uuid")))
+        .transpose()?;
+    let event = q.event.filter(|e| !e.is_empty());
+    if let Some(e) = &event
+        && (e.len() > 64 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'))
+    {
+        return Err(ApiError::field("event", "must be an event name such as user.login"));
+    }
+    let params = parse_list_query(ListQuery { limit: q.limit, cursor: q.cursor, status: None, exposure: None })?;
+    let limit = params.page.limit;
+    let found = state.store.list_events(&EventFilter { event, user_id }, params.page).await?;
+    Ok(Envelope::ok(found.items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
 }

@@ -32,6 +32,7 @@ pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, 
     if let Some(hit) = state.gate_cache.get(&token_hash, &host) {
         return Ok(hit);
     }
+    let generation = state.gate_cache.generation();
     let user = state.auth.authenticate(&token, model::now()).await?.map(|(u, _)| u);
     let parsed = gate::parse_session_host(&host, &state.config.base_domain);
     let session = match (&user, &parsed) {
@@ -53,7 +54,7 @@ pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, 
     // No upstream for an allowed session: its container has no address; fail closed.
     let decision =
         if matches!(decision, Decision::Allow { .. }) && upstream.is_none() { Decision::NotFound } else { decision };
-    state.gate_cache.put(&token_hash, &host, decision.clone(), upstream.clone());
+    state.gate_cache.put(generation, &token_hash, &host, decision.clone(), upstream.clone());
     Ok((decision, upstream))
 }
 

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use medforge_core::events::{EventContext, StopReason};
-use medforge_core::lifecycle::LifecycleError;
+use medforge_core::lifecycle::{LifecycleError, StopOutcome};
 use medforge_core::model::{self, Exposure, PackId, Session, SessionId, SessionStatus, User};
 use medforge_core::store::{AllocationError, AllocationRequest, Cursor, PageRequest, SessionFilter};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v2/{exposure}/sessions/{id}", get(get_one))
         .route("/api/v2/{exposure}/sessions/{id}/stop", post(stop))
         .route("/api/v2/{exposure}/sessions/{id}/snapshots", get(snapshots))
+        .route("/api/v2/{exposure}/sessions/{id}/events", get(progress))
 }
 
 fn exposure(path: &str) -> Result<Exposure, ApiError> {
@@ -209,27 +210,35 @@ async fn stop(
     let (user, _) = current_user(&state, &headers).await?;
     let session = visible_session(&state, &exposure_path, &id, &user).await?;
     let reason = if session.user_id == user.id { StopReason::User } else { StopReason::Admin };
-    Ok(request_stop(&state, session, reason, rid))
+    request_stop(&state, session, reason, rid).await
 }
 
-/// Answers a stop request at once (202) and stops in the background: a
-/// stop takes up to the grace period plus a snapshot.
-pub(crate) fn request_stop(state: &Arc<AppState>, session: Session, reason: StopReason, rid: String) -> Envelope {
-    if session.status.is_terminal() {
-        return Envelope::with_status(
-            StatusCode::ACCEPTED,
-            serde_json::json!({ "message": "Session already terminal." }),
-        );
-    }
-    state.gate_cache.forget_slug(session.slug.as_str());
+/// Claims the stop at once, so that the gate refuses the session from this
+/// answer on, then stops it in the background (202): the rest takes up to
+/// the grace period plus a snapshot.
+pub(crate) async fn request_stop(
+    state: &Arc<AppState>,
+    session: Session,
+    reason: StopReason,
+    rid: String,
+) -> ApiResult {
+    let claimed = match state.sessions.claim_stop(session.id).await.map_err(ApiError::internal)? {
+        StopOutcome::Stopped(claimed) => claimed,
+        StopOutcome::AlreadyTerminal(_) => {
+            return Ok(Envelope::with_status(
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "message": "Session already terminal." }),
+            ));
+        }
+    };
+    state.gate_cache.forget_slug(claimed.slug.as_str());
     let state = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = state.sessions.stop(session.id, reason, &EventContext::request(rid)).await {
-            tracing::warn!(session_id = %session.id, error = %e, "session stop failed");
+        if let Err(e) = state.sessions.finish_stop(&claimed, reason, &EventContext::request(rid)).await {
+            tracing::warn!(session_id = %claimed.id, error = %e, "session stop failed");
         }
-        state.gate_cache.forget_slug(session.slug.as_str());
     });
-    Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." }))
+    Ok(Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." })))
 }
 
 async fn snapshots(
@@ -249,4 +258,53 @@ async fn snapshots(
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The start-up steps a client can show, derived from the row.
+fn steps(s: &Session) -> Vec<&'static str> {
+    let mut done = vec!["gpu_allocated"];
+    if s.workspace_zfs.is_some() {
+        done.push("workspace_ready");
+    }
+    if s.container_id.is_some() {
+        done.push("container_started");
+    }
+    if s.started_at.is_some() {
+        done.push("code_server_answering");
+    }
+    done
+}
+
+/// `text/event-stream` of a session's progress: a `progress` event whenever
+/// the row changes, until it is `running` or over, then the stream ends.
+async fn progress(
+    State(state): State<Arc<AppState>>,
+    Path((exposure_path, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let (user, _) = current_user(&state, &headers).await?;
+    let first = visible_session(&state, &exposure_path, &id, &user).await?;
+    let deadline = tokio::time::Instant::now() + state.sessions.ready_timeout() + std::time::Duration::from_secs(60);
+    // (state, last row sent, done)
+    let stream =
+        futures::stream::unfold((state, None::<Session>, Some(first)), move |(state, last, next)| async move {
+            let mut current = next?;
+            // Wait for a change (or the end of patience).
+            while last.as_ref() == Some(&current) {
+                if tokio::time::Instant::now() > deadline || current.status != SessionStatus::Starting {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                current = state.store.session(current.id).await.ok().flatten()?;
+            }
+            let payload =
+                serde_json::json!({ "status": current.status, "steps": steps(&current), "session": &current });
+            let event = SseEvent::default().event("progress").data(payload.to_string());
+            let finished = current.status != SessionStatus::Starting;
+            let next = if finished { None } else { Some(current.clone()) };
+            Some((Ok::<_, std::convert::Infallible>(event), (state, Some(current), next)))
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
