@@ -138,7 +138,7 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
 
 async fn serve(config: Config) -> Result<(), String> {
     let listen = config.listen;
-    let state = stack::build(config).await?;
+    let state = stack::build(config, api::metrics::install()?).await?;
     let report = state.sessions.reconcile().await.map_err(|e| format!("boot reconciliation: {e}"))?;
     tracing::info!(
         kept = report.kept.len(),

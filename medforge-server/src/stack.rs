@@ -58,7 +58,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Everything `serve` runs on.
-pub async fn build(config: Config) -> Result<Arc<AppState>, String> {
+pub async fn build(
+    config: Config,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<Arc<AppState>, String> {
     let store = open_store(&config).await?;
     let gpu_ids = config.gpus.ids.resolve()?;
     let report = store
@@ -105,5 +108,6 @@ pub async fn build(config: Config) -> Result<Arc<AppState>, String> {
         events,
         gate_cache: GateCache::new(Duration::from_secs(5)),
         auth_limiter,
+        metrics,
     }))
 }

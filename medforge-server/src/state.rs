@@ -27,6 +27,7 @@ pub struct AppState {
     pub events: Arc<dyn EventSink>,
     pub gate_cache: GateCache,
     pub auth_limiter: RateLimiter,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Gate decisions by (token hash, host), for a few seconds, so that the

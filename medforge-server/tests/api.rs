@@ -303,6 +303,23 @@ async fn the_gate_matrix(db: Db) {
     assert_eq!(gate(&s, &host, Some(&owner)).await.0, 404);
     s.wait_status(&path, &owner, "stopped").await;
     assert_eq!(gate(&s, &host, Some(&owner)).await.0, 404);
+
+    // What the gate and the sessions did shows in /metrics.
+    let r = s.http.get(s.url("/metrics")).send().await.expect("metrics");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("text");
+    for want in [
+        "medforge_sessions{status=\"stopped\"} 1",
+        "medforge_sessions{status=\"running\"} 0",
+        "medforge_gpus_enabled 2",
+        "medforge_gpus_in_use 0",
+        "medforge_gate_decisions_total{decision=\"allow\",cache=\"miss\"}",
+        "medforge_gate_decisions_total{decision=\"forbidden\"",
+        "medforge_session_spawn_seconds_bucket{outcome=\"started\",le=\"600\"} 1",
+        "medforge_http_request_duration_seconds_bucket{route=\"/api/v2/auth/session-proxy\",method=\"GET\"",
+    ] {
+        assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
+    }
     s.stop().await;
 }
 

@@ -307,6 +307,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn session_by_slug(&self, slug: &Slug) -> Result<Option<Session>, StoreError>;
     /// Newest first.
     async fn list_sessions(&self, filter: &SessionFilter, page: PageRequest) -> Result<Page<Session>, StoreError>;
+    /// How many sessions are in each status (statuses with none are left out).
+    async fn session_counts(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError>;
     /// Every session in `starting | running | stopping`, oldest first (reconciliation, polling).
     async fn active_sessions(&self) -> Result<Vec<Session>, StoreError>;
     /// Applies the transition if the session is still in `transition.from`;

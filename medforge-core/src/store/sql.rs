@@ -824,6 +824,19 @@ impl Store for {
         }))
     }
 
+    async fn session_counts(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM sessions GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get(1).map_err(db_error)?;
+                Ok((parse_col(r, 0, "sessions")?, n.unsigned_abs()))
+            })
+            .collect()
+    }
+
     async fn active_sessions(&self) -> Result<Vec<Session>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",

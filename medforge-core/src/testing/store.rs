@@ -587,6 +587,9 @@ pub async fn sessions_list_with_filters_and_cursors(h: &StoreHarness) {
 
     let everyone = store.list_sessions(&SessionFilter::default(), PageRequest::first(500)).await.expect("list");
     assert_eq!(everyone.items.len(), 6);
+    let mut counts = store.session_counts().await.expect("counts");
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(counts, vec![(SessionStatus::Starting, 4), (SessionStatus::Stopped, 2)]);
     let active = store.active_sessions().await.expect("active");
     assert_eq!(active.len(), 4);
     assert!(active.iter().all(|s| s.status.is_active()));

@@ -26,10 +26,14 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// The decision for `host` and the caller's cookie, from the cache when it can.
 pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, Option<String>), ApiError> {
-    let Some(token) = token_from(headers) else { return Ok((Decision::Unauthenticated, None)) };
+    let Some(token) = token_from(headers) else {
+        count(&Decision::Unauthenticated, "none");
+        return Ok((Decision::Unauthenticated, None));
+    };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     let token_hash = state.auth.key().hash(&token);
     if let Some(hit) = state.gate_cache.get(&token_hash, &host) {
+        count(&hit.0, "hit");
         return Ok(hit);
     }
     let generation = state.gate_cache.generation();
@@ -55,7 +59,18 @@ pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, 
     let decision =
         if matches!(decision, Decision::Allow { .. }) && upstream.is_none() { Decision::NotFound } else { decision };
     state.gate_cache.put(generation, &token_hash, &host, decision.clone(), upstream.clone());
+    count(&decision, "miss");
     Ok((decision, upstream))
+}
+
+fn count(decision: &Decision, cache: &'static str) {
+    let label = match decision {
+        Decision::Allow { .. } => "allow",
+        Decision::Unauthenticated => "unauthenticated",
+        Decision::NotFound => "not_found",
+        Decision::Forbidden { .. } => "forbidden",
+    };
+    metrics::counter!(super::metrics::GATE_DECISIONS, "decision" => label, "cache" => cache).increment(1);
 }
 
 async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod gate;
 pub mod health;
+pub mod metrics;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -339,6 +340,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(sessions::routes())
         .merge(gate::routes())
         .merge(health::routes())
+        .merge(metrics::routes())
+        .route_layer(middleware::from_fn(metrics::track_http))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), origin_guard))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

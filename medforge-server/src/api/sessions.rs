@@ -90,9 +90,15 @@ async fn create(
     let sessions = state.sessions.clone();
     let started = session.clone();
     tokio::spawn(async move {
-        if let Err(e) = sessions.launch(started, &EventContext::request(rid)).await {
-            tracing::warn!(error = %e, "session start failed");
-        }
+        let clock = std::time::Instant::now();
+        let outcome = match sessions.launch(started, &EventContext::request(rid)).await {
+            Ok(_) => "started",
+            Err(e) => {
+                tracing::warn!(error = %e, "session start failed");
+                "failed"
+            }
+        };
+        metrics::histogram!(super::metrics::SPAWN_SECONDS, "outcome" => outcome).record(clock.elapsed().as_secs_f64());
     });
     Ok(Envelope::with_status(StatusCode::CREATED, Created { message: "Session started.", session }))
 }
