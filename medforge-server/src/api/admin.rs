@@ -49,7 +49,12 @@ fn user_json(s: &UserSummary) -> serde_json::Value {
     })
 }
 
-async fn list_users(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>, headers: HeaderMap) -> ApiResult {
+#[utoipa::path(get, path = "/api/v2/admin/users", tag = "admin", params(("limit" = Option<u32>, Query, description = "1..500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "Users, newest first", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn list_users(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
     admin(&state, &headers).await?;
     let params = parse_list_query(q)?;
     let limit = params.page.limit;
@@ -58,15 +63,16 @@ async fn list_users(State(state): State<Arc<AppState>>, Query(q): Query<ListQuer
     Ok(Envelope::ok(items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UserPatch {
+pub(crate) struct UserPatch {
     role: Option<String>,
     can_use_internal: Option<bool>,
     max_concurrent_sessions: Option<i64>,
 }
 
-async fn update_user(
+#[utoipa::path(patch, path = "/api/v2/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "user id (uuid)")), request_body = UserPatch, responses((status = 200, description = "Updated", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn update_user(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -113,7 +119,8 @@ async fn update_user(
     })))
 }
 
-async fn list_sessions(
+#[utoipa::path(get, path = "/api/v2/admin/sessions", tag = "admin", params(("limit" = Option<u32>, Query, description = "1..500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("status" = Option<String>, Query, description = "comma list"), ("exposure" = Option<String>, Query, description = "external or internal")), responses((status = 200, description = "All sessions, newest first", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid query", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn list_sessions(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
@@ -124,7 +131,8 @@ async fn list_sessions(
     session_page(&state, filter, params.page).await
 }
 
-async fn stop_session(
+#[utoipa::path(post, path = "/api/v2/admin/sessions/{id}/stop", tag = "admin", params(("id" = String, Path, description = "session id (uuid)")), responses((status = 202, description = "Stop requested", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn stop_session(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Extension(RequestId(rid)): Extension<RequestId>,
@@ -147,19 +155,21 @@ fn gpu_json(g: &medforge_core::model::GpuDevice) -> serde_json::Value {
     })
 }
 
-async fn list_gpus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+#[utoipa::path(get, path = "/api/v2/admin/gpus", tag = "admin", responses((status = 200, description = "GPUs and their holders", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn list_gpus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
     admin(&state, &headers).await?;
     let gpus = state.store.list_gpus().await?;
     Ok(Envelope::ok(gpus.iter().map(gpu_json).collect::<Vec<_>>()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GpuPatch {
+pub(crate) struct GpuPatch {
     enabled: bool,
 }
 
-async fn update_gpu(
+#[utoipa::path(patch, path = "/api/v2/admin/gpus/{id}", tag = "admin", params(("id" = u32, Path, description = "GPU index")), request_body = GpuPatch, responses((status = 200, description = "Updated", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such GPU", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid body", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn update_gpu(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -176,7 +186,7 @@ async fn update_gpu(
 }
 
 #[derive(Debug, Deserialize)]
-struct EventsQuery {
+pub(crate) struct EventsQuery {
     limit: Option<String>,
     cursor: Option<String>,
     event: Option<String>,
@@ -184,7 +194,8 @@ struct EventsQuery {
 }
 
 /// The event log, newest first, by type (`user.login`, ...) and user.
-async fn list_events(
+#[utoipa::path(get, path = "/api/v2/admin/events", tag = "admin", params(("limit" = Option<u32>, Query, description = "1..500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("event" = Option<String>, Query, description = "event name"), ("user_id" = Option<String>, Query, description = "uuid")), responses((status = 200, description = "The event log, newest first", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid query", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn list_events(
     State(state): State<Arc<AppState>>,
     Query(q): Query<EventsQuery>,
     headers: HeaderMap,

@@ -27,7 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v2/me", get(me).patch(update_me))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     email: String,
@@ -97,7 +97,8 @@ fn parse_email(text: &str) -> Result<Email, ApiError> {
     text.parse().map_err(|e: model::ParseError| ApiError::field("email", e.reason))
 }
 
-async fn signup(
+#[utoipa::path(post, path = "/api/v2/auth/signup", tag = "auth", request_body = Credentials, responses((status = 201, description = "Account created and signed in", body = super::openapi::EnvelopeDoc), (status = 409, description = "Email taken", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 429, description = "Too many attempts", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn signup(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(RequestId(rid)): Extension<RequestId>,
@@ -119,7 +120,8 @@ async fn signup(
         .header(header::SET_COOKIE, session_cookie(&state, token.expose(), COOKIE_MAX_AGE)))
 }
 
-async fn login(
+#[utoipa::path(post, path = "/api/v2/auth/login", tag = "auth", request_body = Credentials, responses((status = 200, description = "Signed in", body = super::openapi::EnvelopeDoc), (status = 401, description = "Invalid email or password", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid body", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 429, description = "Too many attempts", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(RequestId(rid)): Extension<RequestId>,
@@ -148,7 +150,8 @@ async fn login(
     }
 }
 
-async fn logout(
+#[utoipa::path(post, path = "/api/v2/auth/logout", tag = "auth", responses((status = 200, description = "Signed out", body = super::openapi::EnvelopeDoc)))]
+pub(crate) async fn logout(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(RequestId(rid)): Extension<RequestId>,
@@ -168,12 +171,13 @@ async fn logout(
         .header(header::SET_COOKIE, session_cookie(&state, "", 0)))
 }
 
-async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
+#[utoipa::path(get, path = "/api/v2/me", tag = "me", responses((status = 200, description = "The caller", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
     let (user, _) = current_user(&state, &headers).await?;
     Ok(Envelope::ok(Me::from(&user)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MePatch {
     email: Option<String>,
@@ -184,7 +188,8 @@ pub struct MePatch {
 /// Changes the caller's email or password; both need the current password.
 /// A new password ends every other login of the account and issues a new
 /// cookie for this one.
-async fn update_me(
+#[utoipa::path(patch, path = "/api/v2/me", tag = "me", request_body = MePatch, responses((status = 200, description = "Updated", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Wrong current password", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "Email taken", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn update_me(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

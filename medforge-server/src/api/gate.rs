@@ -73,7 +73,8 @@ fn count(decision: &Decision, cache: &'static str) {
     metrics::counter!(super::metrics::GATE_DECISIONS, "decision" => label, "cache" => cache).increment(1);
 }
 
-async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/api/v2/auth/session-proxy", tag = "gate", responses((status = 200, description = "Allowed; X-Upstream names the upstream", body = super::openapi::EnvelopeDoc), (status = 401, description = "No valid login", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No running session at this host", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     match decide(&state, &headers).await {
         Ok((Decision::Allow { .. }, Some(upstream))) => {
             let value = HeaderValue::from_str(&upstream).unwrap_or_else(|_| HeaderValue::from_static(""));

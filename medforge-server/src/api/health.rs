@@ -14,7 +14,8 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/healthz", get(healthz))
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult {
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Healthy", body = super::openapi::EnvelopeDoc), (status = 503, description = "Degraded", body = super::openapi::EnvelopeDoc)))]
+pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult {
     let database = state.store.ping().await.is_ok();
     let runtime = state.runtime.list_managed().await.is_ok();
     let ok = database && runtime;

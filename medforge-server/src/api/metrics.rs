@@ -38,7 +38,8 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+pub(crate) async fn render(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let counts = state.store.session_counts().await?;
     for status in SessionStatus::ALL {
         let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);

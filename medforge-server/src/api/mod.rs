@@ -12,6 +12,7 @@ pub mod auth;
 pub mod gate;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -341,6 +342,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(gate::routes())
         .merge(health::routes())
         .merge(metrics::routes())
+        .merge(openapi::routes())
         .route_layer(middleware::from_fn(metrics::track_http))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), origin_guard))

@@ -31,9 +31,9 @@ fn exposure(path: &str) -> Result<Exposure, ApiError> {
     path.parse().map_err(|_| ApiError::not_found("No such route."))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     pack_id: Option<String>,
 }
 
@@ -58,7 +58,8 @@ fn allocation_error(e: AllocationError) -> ApiError {
     }
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/v2/{exposure}/sessions", tag = "sessions", params(("exposure" = String, Path, description = "external or internal")), request_body = CreateBody, responses((status = 201, description = "Session allocated and starting", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "No entitlement", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "Pack not found", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "Limit reached or no GPUs", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid body", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     Path(exposure_path): Path<String>,
     Extension(RequestId(rid)): Extension<RequestId>,
@@ -160,7 +161,8 @@ pub(crate) async fn session_page(state: &AppState, filter: SessionFilter, page: 
     Ok(Envelope::ok(found.items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("limit" = Option<u32>, Query, description = "1..500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("status" = Option<String>, Query, description = "comma list of statuses")), responses((status = 200, description = "The caller's sessions, newest first", body = super::openapi::EnvelopeDoc), (status = 400, description = "Invalid cursor", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid query", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Path(exposure_path): Path<String>,
     Query(q): Query<ListQuery>,
@@ -173,7 +175,8 @@ async fn list(
     session_page(&state, filter, params.page).await
 }
 
-async fn current(
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/current", tag = "sessions", params(("exposure" = String, Path, description = "external or internal")), responses((status = 200, description = "The newest active session, or null", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn current(
     State(state): State<Arc<AppState>>,
     Path(exposure_path): Path<String>,
     headers: HeaderMap,
@@ -198,7 +201,8 @@ async fn visible_session(state: &AppState, exposure_path: &str, id: &str, user: 
     Ok(session)
 }
 
-async fn get_one(
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/{id}", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("id" = String, Path, description = "session id (uuid)")), responses((status = 200, description = "The session", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not yours", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn get_one(
     State(state): State<Arc<AppState>>,
     Path((exposure_path, id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -207,7 +211,8 @@ async fn get_one(
     Ok(Envelope::ok(visible_session(&state, &exposure_path, &id, &user).await?))
 }
 
-async fn stop(
+#[utoipa::path(post, path = "/api/v2/{exposure}/sessions/{id}/stop", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("id" = String, Path, description = "session id (uuid)")), responses((status = 202, description = "Stop requested, or already terminal", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not yours", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn stop(
     State(state): State<Arc<AppState>>,
     Path((exposure_path, id)): Path<(String, String)>,
     Extension(RequestId(rid)): Extension<RequestId>,
@@ -247,7 +252,8 @@ pub(crate) async fn request_stop(
     Ok(Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." })))
 }
 
-async fn snapshots(
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/{id}/snapshots", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("id" = String, Path, description = "session id (uuid)")), responses((status = 200, description = "The workspace's snapshots", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not yours", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn snapshots(
     State(state): State<Arc<AppState>>,
     Path((exposure_path, id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -283,7 +289,8 @@ fn steps(s: &Session) -> Vec<&'static str> {
 
 /// `text/event-stream` of a session's progress: a `progress` event whenever
 /// the row changes, until it is `running` or over, then the stream ends.
-async fn progress(
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/{id}/events", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("id" = String, Path, description = "session id (uuid)")), responses((status = 200, description = "text/event-stream of progress events", content_type = "text/event-stream"), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not yours", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+pub(crate) async fn progress(
     State(state): State<Arc<AppState>>,
     Path((exposure_path, id)): Path<(String, String)>,
     headers: HeaderMap,
