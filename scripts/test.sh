@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
+. scripts/lib/fuzz.sh
 
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 ensure_packages cc gcc pkg-config pkg-config
@@ -24,5 +25,8 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 # tests had not): a short smoke run, which does not touch BENCHMARKS.md.
 log "benchmark smoke run (before the tests, so their summary closes the output)"
 cargo bench -p medforge-core --features testing --bench allocation -- --clients 8 --secs 1
+log "API fuzzing (schemathesis against the live server's OpenAPI document)"
+cargo build -p medforge-server
+fuzz_api
 log "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
 cargo test --workspace --all-features

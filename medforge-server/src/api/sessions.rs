@@ -161,7 +161,7 @@ pub(crate) async fn session_page(state: &AppState, filter: SessionFilter, page: 
     Ok(Envelope::ok(found.items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) }))
 }
 
-#[utoipa::path(get, path = "/api/v2/{exposure}/sessions", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("limit" = Option<u32>, Query, description = "1..500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("status" = Option<String>, Query, description = "comma list of statuses")), responses((status = 200, description = "The caller's sessions, newest first", body = super::openapi::EnvelopeDoc), (status = 400, description = "Invalid cursor", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid query", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("limit" = Option<u32>, Query, description = "1..500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("status" = Option<String>, Query, description = "comma list of statuses")), responses((status = 200, description = "The caller's sessions, newest first", body = super::openapi::EnvelopeDoc), (status = 400, description = "Invalid cursor", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "Unknown exposure", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid query", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Path(exposure_path): Path<String>,
@@ -175,7 +175,7 @@ pub(crate) async fn list(
     session_page(&state, filter, params.page).await
 }
 
-#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/current", tag = "sessions", params(("exposure" = String, Path, description = "external or internal")), responses((status = 200, description = "The newest active session, or null", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/current", tag = "sessions", params(("exposure" = String, Path, description = "external or internal")), responses((status = 200, description = "The newest active session, or null", body = super::openapi::EnvelopeDoc), (status = 404, description = "Unknown exposure", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
 pub(crate) async fn current(
     State(state): State<Arc<AppState>>,
     Path(exposure_path): Path<String>,
