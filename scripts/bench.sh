@@ -84,4 +84,22 @@ Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || 
 
 $table
 EOF
+
+. scripts/lib/gate-bench.sh
+log "gate benchmark"
+table=$(gate_bench "$secs")
+write_section gate <<EOF
+## The session gate under load
+
+Measured with wrk (\`wrk -t2 -c64 -d${secs}s --latency\`) against the release binary on loopback, SQLite, one
+running session of the test pack; the gate calls carry the owner's cookie and the session's Host, so after the
+first they are answered from the gate cache. The baseline is the same server answering an unknown path (the same
+middleware, a 404 problem document, no database), in the same run. Both wrk and the server share this
+machine's $(nproc) cores, so absolute figures are low; read the ratio.
+
+Command: \`scripts/bench.sh --secs $secs\` (section "gate", from \`scripts/lib/gate-bench.sh\`).
+Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?').
+
+$table
+EOF
 log "wrote BENCHMARKS.md"

@@ -1,0 +1,86 @@
+# The gate benchmark: gate decisions per second and p99 at 64 connections
+# with wrk, against the same server answering a trivial route (an unknown
+# path: the same middleware, no database), and the server's resident
+# memory idle and under load. Source after common.sh and docker.sh; prints
+# a markdown table on stdout.
+
+gate_bench() {
+  local secs=$1 dir port pid cookie slug sid rss_idle rss_load
+  ensure_packages wrk wrk curl curl
+  cargo build --release -p medforge-server >&2
+  dir=$(mktemp -d)
+  port=$((20000 + RANDOM % 20000))
+  cat >"$dir/medforge.toml" <<TOML
+listen = "127.0.0.1:$port"
+data_dir = "$dir/data"
+[runtime]
+gpu_mode = "none"
+external_network = "mftest-gbench-ext"
+internal_network = "mftest-gbench-int"
+stop_timeout_secs = 1
+labels = { "medforge.test_run" = "gbench" }
+[pack]
+image = "$MEDFORGE_TEST_PACK_IMAGE"
+[gpus]
+ids = [0]
+[limits]
+auth_per_minute = 1000000
+TOML
+  MEDFORGE_LOG=warn target/release/medforge --config "$dir/medforge.toml" serve >"$dir/serve.log" 2>&1 &
+  pid=$!
+  wait_for "curl -sf http://127.0.0.1:$port/healthz" 30 || die "the benchmark server did not start"
+  cookie=$(curl -si -H 'content-type: application/json' -d '{"email":"bench@example.org","password":"bench passphrase"}' \
+    "http://127.0.0.1:$port/api/v2/auth/signup" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(medforge_session=[^;]*\).*/\1/p')
+  sid=$(curl -sf -X POST -H "Cookie: $cookie" "http://127.0.0.1:$port/api/v2/external/sessions" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])')
+  local i state=""
+  for i in $(seq 1 120); do
+    state=$(curl -sf -H "Cookie: $cookie" "http://127.0.0.1:$port/api/v2/external/sessions/$sid" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["status"])' 2>/dev/null || true)
+    [ "$state" = running ] && break
+    sleep 0.5
+  done
+  [ "$state" = running ] || die "the benchmark session did not start ($state)"
+  slug=$(curl -sf -H "Cookie: $cookie" "http://127.0.0.1:$port/api/v2/external/sessions/$sid" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["slug"])')
+  curl -sf -o /dev/null -H "Cookie: $cookie" -H "Host: s-$slug.external.medforge.localhost" \
+    "http://127.0.0.1:$port/api/v2/auth/session-proxy" || die "the gate refused the benchmark session"
+  rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+
+  # wrk's latency lines: "50%  1.23ms" ... "99%  4.56ms".
+  run_wrk() { wrk -t2 -c64 -d"${secs}s" --latency "$@" 2>&1; }
+  local trivial gate
+  trivial=$(run_wrk "http://127.0.0.1:$port/api/v2/bench-trivial-404")
+  (sleep $((secs / 2)); awk '/VmRSS/ {print $2}' "/proc/$pid/status" >"$dir/rss") &
+  local sampler=$!
+  gate=$(run_wrk -H "Cookie: $cookie" -H "Host: s-$slug.external.medforge.localhost" "http://127.0.0.1:$port/api/v2/auth/session-proxy")
+  wait "$sampler"
+  rss_load=$(cat "$dir/rss")
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  docker ps -aq --filter label=medforge.test_run=gbench | xargs -r docker rm -f >/dev/null
+  docker network rm mftest-gbench-ext mftest-gbench-int >/dev/null 2>&1 || true
+  rm -rf "$dir"
+
+  python3 - "$trivial" "$gate" "$rss_idle" "$rss_load" <<'PY'
+import re, sys
+def parse(text):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    def ms(v):
+        m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+        if not m:
+            sys.exit(f"unreadable wrk latency {v!r} in:\n{text}")
+        n, unit = m.groups()
+        return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    return rps, p50, p99, int(non2xx.group(1)) if non2xx else 0
+t, g = parse(sys.argv[1]), parse(sys.argv[2])
+idle, load = int(sys.argv[3]) / 1024, int(sys.argv[4]) / 1024
+print("| route (wrk, 64 connections, 2 threads) | requests/s | p50 ms | p99 ms | non-2xx |")
+print("|---|---|---|---|---|")
+print(f"| trivial (unknown path, 404 problem document) | {t[0]:.0f} | {t[1]:.2f} | {t[2]:.2f} | {t[3]} |")
+print(f"| gate: GET /api/v2/auth/session-proxy, owner, cached | {g[0]:.0f} | {g[1]:.2f} | {g[2]:.2f} | {g[3]} |")
+print()
+print(f"Gate throughput ÷ trivial: **{g[0] / t[0]:.2f}** (target ≥ 0.5); gate p99 **{g[2]:.2f} ms** (target < 5 ms).")
+print(f"Resident memory: {idle:.1f} MiB idle, {load:.1f} MiB under the gate load.")
+PY
+}
