@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
+. scripts/lib/medforge-server.sh
 
 secs=10
 clients=32

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
+. scripts/lib/medforge-server.sh
 . scripts/lib/fuzz.sh
 
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"

@@ -1,37 +1,18 @@
 # The gate benchmark: gate decisions per second and p99 at 64 connections
 # with wrk, against the same server answering a trivial route (an unknown
 # path: the same middleware, no database), and the server's resident
-# memory idle and under load. Source after common.sh and docker.sh; prints
+# memory idle and under load. Source after common.sh, docker.sh and
+# medforge-server.sh; prints
 # a markdown table on stdout.
 
 gate_bench() {
-  local secs=$1 dir port pid cookie slug sid rss_idle rss_load
+  local secs=$1 cookie slug sid rss_idle rss_load
   ensure_packages wrk wrk curl curl
   cargo build --release -p medforge-server >&2
-  dir=$(mktemp -d)
-  port=$((20000 + RANDOM % 20000))
-  cat >"$dir/medforge.toml" <<TOML
-listen = "127.0.0.1:$port"
-data_dir = "$dir/data"
-[runtime]
-gpu_mode = "none"
-external_network = "mftest-gbench-ext"
-internal_network = "mftest-gbench-int"
-stop_timeout_secs = 1
-labels = { "medforge.test_run" = "gbench" }
-[pack]
-image = "$MEDFORGE_TEST_PACK_IMAGE"
-[gpus]
-ids = [0]
-[limits]
-auth_per_minute = 1000000
-TOML
-  MEDFORGE_LOG=warn target/release/medforge --config "$dir/medforge.toml" serve >"$dir/serve.log" 2>&1 &
-  pid=$!
-  wait_for "curl -sf http://127.0.0.1:$port/healthz" 30 || die "the benchmark server did not start"
-  cookie=$(curl -si -H 'content-type: application/json' -d '{"email":"bench@example.org","password":"bench passphrase"}' \
-    "http://127.0.0.1:$port/api/v2/auth/signup" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(medforge_session=[^;]*\).*/\1/p')
-  sid=$(curl -sf -X POST -H "Cookie: $cookie" "http://127.0.0.1:$port/api/v2/external/sessions" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])')
+  start_medforge target/release/medforge gbench "[0]"
+  local port=$MF_PORT pid=$MF_PID dir=$MF_DIR
+  cookie=$(medforge_cookie signup bench@example.org "bench passphrase")
+  sid=$(curl -sf -X POST -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])')
   local i state=""
   for i in $(seq 1 120); do
     state=$(curl -sf -H "Cookie: $cookie" "http://127.0.0.1:$port/api/v2/external/sessions/$sid" \
@@ -54,10 +35,7 @@ TOML
   gate=$(run_wrk -H "Cookie: $cookie" -H "Host: s-$slug.external.medforge.localhost" "http://127.0.0.1:$port/api/v2/auth/session-proxy")
   wait "$sampler"
   rss_load=$(cat "$dir/rss")
-  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-  docker ps -aq --filter label=medforge.test_run=gbench | xargs -r docker rm -f >/dev/null
-  docker network rm mftest-gbench-ext mftest-gbench-int >/dev/null 2>&1 || true
-  rm -rf "$dir"
+  stop_medforge gbench || die "the benchmark server panicked"
 
   python3 - "$trivial" "$gate" "$rss_idle" "$rss_load" <<'PY'
 import re, sys

@@ -1,0 +1,53 @@
+# A throw-away `medforge serve` for the scripts that need a live server
+# (fuzzing, the gate benchmark): its own data directory, port, networks
+# and container label. Source after common.sh and docker.sh.
+
+# start_medforge BINARY RUN GPU_IDS: sets MF_DIR, MF_CONFIG, MF_PORT, MF_PID, MF_URL.
+start_medforge() {
+  local binary=$1 run=$2 gpus=$3
+  MF_DIR=$(mktemp -d)
+  MF_CONFIG=$MF_DIR/medforge.toml
+  MF_PORT=$((20000 + RANDOM % 20000))
+  MF_URL=http://127.0.0.1:$MF_PORT
+  cat >"$MF_CONFIG" <<TOML
+listen = "127.0.0.1:$MF_PORT"
+data_dir = "$MF_DIR/data"
+[runtime]
+gpu_mode = "none"
+external_network = "mftest-$run-ext"
+internal_network = "mftest-$run-int"
+stop_timeout_secs = 1
+labels = { "medforge.test_run" = "$run" }
+[pack]
+image = "$MEDFORGE_TEST_PACK_IMAGE"
+[gpus]
+ids = $gpus
+[limits]
+auth_per_minute = 1000000
+TOML
+  MEDFORGE_LOG=warn "$binary" --config "$MF_CONFIG" serve >"$MF_DIR/serve.log" 2>&1 &
+  MF_PID=$!
+  wait_for "curl -sf $MF_URL/healthz" 30 || { cat "$MF_DIR/serve.log"; die "medforge ($run) did not start"; }
+}
+
+# medforge_cookie ROUTE EMAIL PASSWORD: signs up or logs in (ROUTE is
+# signup or login) and prints the Cookie header value.
+medforge_cookie() {
+  local cookie
+  cookie=$(curl -si -H 'content-type: application/json' -d "{\"email\":\"$2\",\"password\":\"$3\"}" \
+    "$MF_URL/api/v2/auth/$1" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(medforge_session=[^;]*\).*/\1/p')
+  [ -n "$cookie" ] || die "could not $1 as $2"
+  printf '%s' "$cookie"
+}
+
+# stop_medforge RUN: stops the server and removes its containers, networks and data.
+# Fails when the server had panicked.
+stop_medforge() {
+  local run=$1 panicked=0
+  kill "$MF_PID" 2>/dev/null; wait "$MF_PID" 2>/dev/null
+  docker ps -aq --filter "label=medforge.test_run=$run" | xargs -r docker rm -f >/dev/null
+  docker network rm "mftest-$run-ext" "mftest-$run-int" >/dev/null 2>&1 || true
+  if grep -q "panicked" "$MF_DIR/serve.log"; then cat "$MF_DIR/serve.log"; panicked=1; fi
+  rm -rf "$MF_DIR"
+  [ "$panicked" -eq 0 ]
+}
