@@ -127,6 +127,15 @@ impl DockerRuntime {
         Ok(Self { docker, network_lock: Default::default() })
     }
 
+    /// Whether `image` is present on the engine (MedForge never pulls).
+    pub async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, 404) => Ok(false),
+            Err(e) => Err(backend("inspect image")(e)),
+        }
+    }
+
     /// The underlying client, for tests and tools.
     pub fn client(&self) -> &Docker {
         &self.docker

@@ -92,7 +92,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Config { command: ConfigCommand::Check } => {
             print!("{}", config.masked_toml());
-            Ok(())
+            check_pack_image(&config).await
         }
         Command::Migrate => {
             stack::open_store(&config).await?;
@@ -101,6 +101,29 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::User { command } => user_command(&config, command).await,
         Command::Serve => serve(config).await,
+    }
+}
+
+/// The pack image must be on the engine: sessions cannot start otherwise,
+/// and MedForge never pulls. An unreachable engine is only a warning here.
+async fn check_pack_image(config: &Config) -> Result<(), String> {
+    let runtime = match medforge_runtime_docker::DockerRuntime::connect(&config.runtime.socket).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("medforge: warning: cannot check pack.image: {e}");
+            return Ok(());
+        }
+    };
+    match runtime.image_exists(&config.pack.image).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "invalid configuration: pack.image: {} is not present on the container engine (MedForge never pulls; build or load it first)",
+            config.pack.image
+        )),
+        Err(e) => {
+            eprintln!("medforge: warning: cannot check pack.image: {e}");
+            Ok(())
+        }
     }
 }
 

@@ -20,9 +20,13 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn config_check_prints_the_effective_config_with_secrets_masked() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let image = std::env::var("MEDFORGE_TEST_PACK_IMAGE").expect("MEDFORGE_TEST_PACK_IMAGE: run scripts/test.sh");
     std::fs::write(
         dir.path().join("medforge.toml"),
-        "base_domain = \"lab.example.org\"\ndatabase_url = \"mysql://mf:topsecretpw@db:3306/medforge\"\n",
+        format!(
+            "base_domain = \"lab.example.org\"\ndatabase_url = \"mysql://mf:topsecretpw@db:3306/medforge\"\n\
+             [pack]\nimage = \"{image}\"\n"
+        ),
     )
     .expect("config");
     let secret = "x".repeat(48);
@@ -52,6 +56,8 @@ fn a_bad_config_is_a_one_line_error_and_a_non_zero_exit() {
         ("[runtime]\ngpu_mode = \"cuda\"\n", "gpu_mode"),
         ("database_url = \"postgres://x/y\"\n", "database_url"),
         ("[pack]\nimage = \"has space\"\n", "pack.image"),
+        // Well-formed, but not on the engine (which scripts/test.sh runs).
+        ("[pack]\nimage = \"medforge-no-such-image:never\"\n", "not present on the container engine"),
     ] {
         std::fs::write(dir.path().join("medforge.toml"), toml).expect("config");
         let out = medforge(dir.path(), &["config", "check"], &[]);
