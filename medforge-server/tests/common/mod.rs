@@ -37,11 +37,14 @@ pub fn binary() -> &'static str {
 pub struct Options {
     pub gpus: Vec<u32>,
     pub auth_per_minute: u32,
+    /// `gpus.ids = "auto"`, with a stand-in `nvidia-smi` on PATH that
+    /// prints this (CSV lines `index, uuid, name`).
+    pub fake_nvidia_smi: Option<&'static str>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { gpus: vec![0, 1], auth_per_minute: 1000 }
+        Self { gpus: vec![0, 1], auth_per_minute: 1000, fake_nvidia_smi: None }
     }
 }
 
@@ -77,20 +80,30 @@ labels = {{ "medforge.test_run" = "{run}" }}
 image = "{image}"
 
 [gpus]
-ids = {gpus:?}
+ids = {gpus}
 
 [limits]
 auth_per_minute = {per_minute}
 "#,
             data = dir.path().display(),
-            gpus = options.gpus,
+            gpus =
+                if options.fake_nvidia_smi.is_some() { "\"auto\"".to_owned() } else { format!("{:?}", options.gpus) },
             per_minute = options.auth_per_minute,
         );
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        if let Some(out) = options.fake_nvidia_smi {
+            let script = bin.join("nvidia-smi");
+            std::fs::write(&script, format!("#!/bin/sh\ncat <<'CSV'\n{out}CSV\n")).expect("fake nvidia-smi");
+            Command::new("chmod").arg("755").arg(&script).status().expect("chmod");
+        }
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let mut child = Command::new(binary())
             .args(["--config", config_path.to_str().expect("path"), "serve"])
             .env("MEDFORGE_LOG", "warn")
+            .env("PATH", path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -192,6 +205,23 @@ auth_per_minute = {per_minute}
             assert!(std::time::Instant::now() < deadline, "session never became {want}: {body}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The server's process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the server to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub async fn stop(mut self) {
