@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every check MedForge has: formatting, clippy, and all tests against
-# the real services they need (MariaDB, dockerd and a locally built test
-# pack image), which it installs and starts
+# the real services they need (MariaDB, dockerd, a locally built test
+# pack image, ZFS through zfs-fuse), which it installs and starts
 # when missing. Safe to run again and again. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
+. scripts/lib/zfs.sh
 . scripts/lib/medforge-server.sh
 . scripts/lib/fuzz.sh
 
@@ -17,6 +18,8 @@ ensure_mariadb
 ensure_docker
 ensure_test_pack
 clean_docker_test_leftovers
+ensure_zfs
+clean_zfs_test_leftovers
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

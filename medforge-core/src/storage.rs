@@ -28,6 +28,10 @@ pub enum StorageError {
     SnapshotExists(String),
     #[error("invalid name: {0}")]
     InvalidName(String),
+    /// The backend is set up in a way it cannot work with (a dataset with
+    /// no mountpoint, say); the message says what to fix.
+    #[error("{0}")]
+    Misconfigured(String),
     /// A command (e.g. `zfs`) failed: what ran, how it ended, what it said.
     #[error("`{command}` failed ({status}): {stderr}")]
     Command { command: String, status: String, stderr: String },

@@ -1,0 +1,169 @@
+//! Real ZFS pools for tests (feature `testing`): a pool on a sparse file,
+//! with a unique `mft...` name, destroyed by [`TestPool::destroy`]. Needs
+//! the zfs-fuse daemon (or kernel ZFS) running, as `scripts/test.sh`
+//! arranges; without it every helper panics saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::DatasetName;
+
+/// Where pool files and mountpoints of test pools live. The test script
+/// destroys pools named `mft*` left by crashed runs.
+pub fn test_dir() -> PathBuf {
+    std::env::temp_dir().join("medforge-zfs-test")
+}
+
+/// Runs `program args`, panicking with its stderr when it fails.
+pub fn must(program: &str, args: &[&str]) -> String {
+    match run(program, args) {
+        Ok(out) => out,
+        Err(e) => panic!("{e} (is zfs-fuse running? scripts/test.sh starts it)"),
+    }
+}
+
+/// Runs `program args`; `Err` carries the command and its stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| format!("`{program} {}`: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A ZFS pool on a file, for one test.
+#[derive(Debug)]
+pub struct TestPool {
+    pub name: String,
+    pub file: PathBuf,
+    /// Where the pool's root dataset mounts; children mount below it.
+    pub mountpoint: PathBuf,
+}
+
+impl TestPool {
+    /// A fresh pool of `size_mb` MiB (ZFS needs at least 64).
+    pub fn create(size_mb: u64) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!("mft{}x{}x{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let dir = test_dir();
+        std::fs::create_dir_all(&dir).expect("create the test pool directory");
+        let file = dir.join(format!("{name}.img"));
+        let mountpoint = dir.join(&name);
+        let f = std::fs::File::create(&file).expect("create the pool file");
+        f.set_len(size_mb << 20).expect("size the pool file");
+        must("zpool", &["create", "-m", &mountpoint.display().to_string(), &name, &file.display().to_string()]);
+        Self { name, file, mountpoint }
+    }
+
+    /// `<pool>/<relative>`.
+    pub fn dataset(&self, relative: &str) -> DatasetName {
+        format!("{}/{relative}", self.name).parse().expect("test dataset name")
+    }
+
+    /// Reads `file` as it is in `dataset@snapshot`, by cloning the snapshot
+    /// (zfs-fuse has no `.zfs/snapshot` directory) and reading the clone.
+    pub fn read_snapshot_file(&self, dataset: &str, snapshot: &str, file: &str) -> std::io::Result<Vec<u8>> {
+        static CLONES: AtomicU32 = AtomicU32::new(0);
+        let clone = format!("{}/read{}", self.name, CLONES.fetch_add(1, Ordering::Relaxed));
+        run("zfs", &["clone", &format!("{dataset}@{snapshot}"), &clone]).map_err(std::io::Error::other)?;
+        let mountpoint = must("zfs", &["get", "-H", "-o", "value", "mountpoint", &clone]);
+        let read = std::fs::read(Path::new(mountpoint.trim()).join(file));
+        retry(|| {
+            let _ = run("zfs", &["unmount", "-f", &clone]);
+            run("zfs", &["destroy", &clone])
+        });
+        read
+    }
+
+    /// The full names of `dataset`'s snapshots.
+    pub fn snapshots(&self, dataset: &str) -> Vec<String> {
+        must("zfs", &["list", "-H", "-t", "snapshot", "-o", "name", "-d", "1", dataset])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Unmounts every dataset (deepest first: `zpool destroy` says "pool is
+    /// busy" otherwise), destroys the pool and removes its file.
+    pub fn destroy(&self) {
+        destroy_pool(&self.name);
+        let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_dir_all(&self.mountpoint);
+    }
+}
+
+/// Destroys a pool by name, however it was left.
+pub fn destroy_pool(name: &str) {
+    let mut datasets: Vec<String> =
+        run("zfs", &["list", "-H", "-o", "name", "-r", name]).unwrap_or_default().lines().map(str::to_owned).collect();
+    datasets.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    for d in &datasets {
+        let _ = run("zfs", &["unmount", "-f", d]);
+    }
+    retry(|| run("zpool", &["destroy", "-f", name]));
+}
+
+/// zfs-fuse answers "busy" for a moment after a file on a dataset closes:
+/// tries `f` for up to 5 s, then panics with its last error.
+fn retry(mut f: impl FnMut() -> Result<String, String>) {
+    let mut last = Err(String::new());
+    for _ in 0..25 {
+        last = f();
+        if last.is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{last:?}");
+}
+
+/// Stops the zfs-fuse daemon (every pool goes away with it), for tests of
+/// what MedForge does when ZFS fails under it. The returned guard starts it
+/// again, and waits for the pools to come back, when dropped.
+pub fn stop_zfs_daemon() -> DaemonDown {
+    must("pkill", &["-x", "zfs-fuse"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run("pgrep", &["-x", "zfs-fuse"]).is_ok() {
+        assert!(Instant::now() < deadline, "zfs-fuse did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    DaemonDown(())
+}
+
+#[derive(Debug)]
+pub struct DaemonDown(());
+
+impl DaemonDown {
+    /// Starts zfs-fuse again and mounts every dataset.
+    pub fn restart(self) {
+        drop(self)
+    }
+}
+
+impl Drop for DaemonDown {
+    fn drop(&mut self) {
+        let _ = run("zfs-fuse", &[]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while run("zpool", &["list"]).is_err() {
+            if Instant::now() > deadline {
+                // Not a panic inside a drop that may run during a panic.
+                eprintln!("zfs-fuse did not come back within 30 s");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = run("zfs", &["mount", "-a"]);
+    }
+}

@@ -1,0 +1,41 @@
+# ZFS for the tests: kernel ZFS when the host has it, else zfs-fuse from
+# Debian (real `zfs` and `zpool` commands, pools on files). Source after
+# common.sh. Test pools are named `mft...` and live in
+# ${TMPDIR:-/tmp}/medforge-zfs-test.
+
+ZFS_TEST_DIR=${TMPDIR:-/tmp}/medforge-zfs-test
+
+_kernel_zfs() { [ -e /sys/module/zfs ]; }
+
+ensure_zfs() {
+  ensure_packages zpool zfs-fuse zfs-fuse zfs-fuse
+  _kernel_zfs && return 0
+  if pgrep -x zfs-fuse >/dev/null && ! timeout 20 zpool list >/dev/null 2>&1; then
+    # zfs-fuse can wedge when a test dies in the middle of a command: its
+    # FUSE mounts stop answering. Start it afresh.
+    log "zfs-fuse is not answering: restarting it"
+    pkill -9 -x zfs-fuse || true
+    sleep 1
+    mount | awk '$5 == "fuse.zfs" {print $3}' | sort -r | while read -r m; do umount -l "$m" || true; done
+  fi
+  if ! pgrep -x zfs-fuse >/dev/null; then
+    log "starting zfs-fuse"
+    zfs-fuse || die "zfs-fuse did not start"
+  fi
+  wait_for "zpool list" 30 || die "zfs-fuse is running but zpool does not answer"
+}
+
+# Pools left by test runs that crashed or failed (a failed case keeps its
+# pool for inspection until the next run).
+clean_zfs_test_leftovers() {
+  local pool ds
+  for pool in $(zpool list -H -o name 2>/dev/null | grep '^mft' || true); do
+    for ds in $(zfs list -H -o name -r "$pool" 2>/dev/null | sort -r); do
+      timeout 20 zfs unmount -f "$ds" >/dev/null 2>&1 || true
+    done
+    timeout 30 zpool destroy -f "$pool" >/dev/null 2>&1 || log "warning: could not destroy test pool $pool"
+  done
+  if [ -d "$ZFS_TEST_DIR" ] && ! mount | grep -q " $ZFS_TEST_DIR/"; then
+    rm -rf "$ZFS_TEST_DIR"
+  fi
+}
