@@ -112,7 +112,7 @@ async fn snapshots_are_named_on_the_dataset_and_foreign_ones_are_not_listed() {
     must("zfs", &["snapshot", &format!("{}@admin-manual", ws.name)]);
     assert_eq!(pool.snapshots(&ws.name), [format!("{}@{name}", ws.name), format!("{}@admin-manual", ws.name)]);
     let listed = zfs.list_snapshots(user).await.expect("list");
-    assert_eq!(listed.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), [name.clone()]);
+    assert_eq!(listed.iter().map(|s| &s.name).collect::<Vec<_>>(), [&name]);
     match zfs.snapshot(user, &name).await {
         Err(StorageError::SnapshotExists(full)) => assert_eq!(full, format!("{}@{name}", ws.name)),
         other => panic!("expected SnapshotExists, got {other:?}"),
