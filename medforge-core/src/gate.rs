@@ -74,6 +74,7 @@ mod tests {
             can_use_internal: internal,
             max_concurrent_sessions: 1,
             created_at: model::now(),
+            workspace_quota_bytes: None,
         }
     }
 

@@ -50,7 +50,8 @@ pub struct LifecycleConfig {
     pub ready_timeout: Duration,
     /// The backstop poll of running sessions, beside the event stream.
     pub poll_interval: Duration,
-    /// Workspace quota, where the storage has quotas.
+    /// The default workspace quota, where the storage has quotas; a user's
+    /// `workspace_quota_bytes` overrides it.
     pub quota_bytes: Option<u64>,
 }
 
@@ -168,9 +169,16 @@ impl Sessions {
             .await
             .map_err(|e| format!("reading the pack: {e}"))?
             .ok_or("the session's pack is gone")?;
+        // The user's own quota, set by an admin, wins over the default.
+        let user = self
+            .store
+            .user(session.user_id)
+            .await
+            .map_err(|e| format!("reading the user: {e}"))?
+            .ok_or("the session's user is gone")?;
         let workspace = self
             .storage
-            .ensure_workspace(session.user_id, self.config.quota_bytes)
+            .ensure_workspace(session.user_id, user.workspace_quota_bytes.or(self.config.quota_bytes))
             .await
             .map_err(|e| format!("preparing the workspace: {e}"))?;
         self.store

@@ -327,6 +327,9 @@ pub struct User {
     pub max_concurrent_sessions: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// This user's workspace quota in bytes, set by an admin; `None`: the
+    /// configured default. 0: none.
+    pub workspace_quota_bytes: Option<u64>,
 }
 
 impl User {

@@ -125,9 +125,14 @@ pub enum AutoKeyword {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub kind: StorageKind,
-    /// A directory (`dir`) or a dataset (`zfs`); default `<data_dir>/workspaces`.
+    /// A directory (`dir`, default `<data_dir>/workspaces`) or the parent
+    /// dataset of every workspace (`zfs`, e.g. `tank/medforge/workspaces`).
     pub root: Option<String>,
+    /// Every workspace's quota (ZFS only; a user's own
+    /// `workspace_quota_bytes`, set by an admin, wins). 0 or unset: none.
     pub quota_bytes: Option<u64>,
+    /// The `zfs` binary.
+    pub zfs_command: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,7 +216,7 @@ impl Default for GpusConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { kind: StorageKind::Dir, root: None, quota_bytes: None }
+        Self { kind: StorageKind::Dir, root: None, quota_bytes: None, zfs_command: PathBuf::from("zfs") }
     }
 }
 
@@ -292,7 +297,7 @@ impl Config {
             return Err(invalid("runtime.kind", "podman is not available in this build yet; use docker"));
         }
         if self.storage.kind == StorageKind::Zfs {
-            return Err(invalid("storage.kind", "zfs is not available in this build yet; use dir"));
+            self.zfs_root()?;
         }
         if self.firewall.kind != FirewallKind::None {
             return Err(invalid("firewall.kind", "firewalls are not available in this build yet; use none"));
@@ -310,6 +315,14 @@ impl Config {
 
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("medforge.db").display()))
+    }
+
+    /// The ZFS root dataset, validated: it goes on the `zfs` command line.
+    pub fn zfs_root(&self) -> Result<medforge_storage_zfs::DatasetName, ConfigError> {
+        let root = self.storage.root.as_deref().ok_or_else(|| {
+            invalid("storage.root", "storage.kind = \"zfs\" needs the parent dataset, e.g. \"tank/medforge/workspaces\"")
+        })?;
+        root.parse().map_err(|e: medforge_storage_zfs::InvalidDatasetName| invalid("storage.root", e.to_string()))
     }
 
     pub fn storage_root(&self) -> String {

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use medforge_core::model::Role;
 use medforge_core::store::{NewUser, UserUpdate};
 
-use crate::config::Config;
+use crate::config::{Config, StorageKind};
 
 #[derive(Debug, Parser)]
 #[command(name = "medforge", version, about = "Browser IDEs with one GPU each, for a lab's GPU server")]
@@ -92,7 +92,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Config { command: ConfigCommand::Check } => {
             print!("{}", config.masked_toml());
-            check_pack_image(&config).await
+            check_pack_image(&config).await?;
+            if config.storage.kind == StorageKind::Zfs {
+                stack::open_storage(&config).await.map_err(|e| format!("invalid configuration: {e}"))?;
+            }
+            Ok(())
         }
         Command::Migrate => {
             stack::open_store(&config).await?;

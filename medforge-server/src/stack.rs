@@ -12,8 +12,9 @@ use medforge_core::runtime::{ContainerRuntime, SessionContainerConfig};
 use medforge_core::storage::{DirStorage, Storage};
 use medforge_core::store::{MySqlStore, Seed, SqliteStore, Store};
 use medforge_runtime_docker::DockerRuntime;
+use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
-use crate::config::Config;
+use crate::config::{Config, StorageKind};
 use crate::state::{AppState, GateCache, RateLimiter};
 
 /// Opens the configured database and runs its migrations.
@@ -57,6 +58,22 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The configured workspace storage. For ZFS, the pool and root dataset
+/// must exist: the server refuses to start without them rather than make
+/// datasets an admin did not ask for.
+pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, String> {
+    Ok(match config.storage.kind {
+        StorageKind::Dir => Arc::new(
+            DirStorage::new(config.storage_root()).map_err(|e| format!("storage {}: {e}", config.storage_root()))?,
+        ),
+        StorageKind::Zfs => {
+            let mut zfs = ZfsConfig::new(config.zfs_root().map_err(|e| e.to_string())?);
+            zfs.zfs_command = config.storage.zfs_command.clone();
+            Arc::new(ZfsStorage::connect(zfs).await.map_err(|e| format!("storage: {e}"))?)
+        }
+    })
+}
+
 /// Everything `serve` runs on.
 pub async fn build(
     config: Config,
@@ -77,9 +94,7 @@ pub async fn build(
     }
     let runtime: Arc<dyn ContainerRuntime> =
         Arc::new(DockerRuntime::connect(&config.runtime.socket).await.map_err(|e| format!("container runtime: {e}"))?);
-    let storage: Arc<dyn Storage> = Arc::new(
-        DirStorage::new(config.storage_root()).map_err(|e| format!("storage {}: {e}", config.storage_root()))?,
-    );
+    let storage = open_storage(&config).await?;
     // Every event goes to stdout as a JSON line and into the admin event log.
     let events: Arc<dyn EventSink> = Arc::new(Recorded::new(store.clone(), Arc::new(JsonLines::stdout())));
     let lifecycle = LifecycleConfig {

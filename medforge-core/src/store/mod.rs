@@ -128,6 +128,8 @@ pub struct UserUpdate {
     pub role: Option<Role>,
     pub can_use_internal: Option<bool>,
     pub max_concurrent_sessions: Option<u32>,
+    /// `Some(None)` clears the user's own quota (back to the default).
+    pub workspace_quota_bytes: Option<Option<u64>>,
 }
 
 #[derive(Debug, Clone)]

@@ -85,11 +85,11 @@ const ALLOCATION_ATTEMPTS: u32 = 8;
 // are read by position, so joins can put two lists side by side.
 macro_rules! user_columns {
     () => {
-        "u.id, u.email, u.role, u.can_use_internal, u.max_concurrent_sessions, u.created_at"
+        "u.id, u.email, u.role, u.can_use_internal, u.max_concurrent_sessions, u.created_at, u.workspace_quota_bytes"
     };
 }
 pub(super) use user_columns;
-const USER_WIDTH: usize = 6;
+const USER_WIDTH: usize = 7;
 
 macro_rules! session_columns {
     () => {
@@ -230,6 +230,11 @@ impl {
             can_use_internal: row.try_get(at + 3).map_err(db_error)?,
             max_concurrent_sessions: to_u32(row.try_get(at + 4).map_err(db_error)?, "users")?,
             created_at: time_col(row, at + 5)?,
+            workspace_quota_bytes: row
+                .try_get::<Option<i64>, _>(at + 6)
+                .map_err(db_error)?
+                .map(|q| u64::try_from(q).map_err(|_| corrupt("users", format!("quota {q} out of range"))))
+                .transpose()?,
         })
     }
 
@@ -546,6 +551,7 @@ impl Store for {
                 can_use_internal: user.can_use_internal,
                 max_concurrent_sessions: user.max_concurrent_sessions,
                 created_at: model::from_unix_ms(model::to_unix_ms(user.created_at)),
+                workspace_quota_bytes: None,
             }),
             Err(e) if classify::<DB>(&e) == DbFailure::Unique(UniqueKey::Email) => Err(StoreError::EmailTaken),
             Err(e) => Err(db_error(e)),
@@ -588,13 +594,16 @@ impl Store for {
         let result = sqlx::query(
             "UPDATE users SET email = COALESCE(?, email), password_hash = COALESCE(?, password_hash), \
              role = COALESCE(?, role), can_use_internal = COALESCE(?, can_use_internal), \
-             max_concurrent_sessions = COALESCE(?, max_concurrent_sessions) WHERE id = ?",
+             max_concurrent_sessions = COALESCE(?, max_concurrent_sessions), \
+             workspace_quota_bytes = CASE WHEN ? THEN ? ELSE workspace_quota_bytes END WHERE id = ?",
         )
         .bind(update.email.map(String::from))
         .bind(update.password_hash)
         .bind(update.role.map(|r| r.as_str().to_owned()))
         .bind(update.can_use_internal)
         .bind(update.max_concurrent_sessions.map(i64::from))
+        .bind(update.workspace_quota_bytes.is_some())
+        .bind(update.workspace_quota_bytes.flatten().map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
         .bind(id.to_string())
         .execute(&self.pool)
         .await;

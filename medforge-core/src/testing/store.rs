@@ -133,6 +133,17 @@ pub async fn users_are_unique_by_email_and_updatable(h: &StoreHarness) {
         .expect("bob exists");
     assert_eq!((updated.role, updated.can_use_internal, updated.max_concurrent_sessions), (Role::Admin, true, 3));
     assert_eq!(updated.email, bob.email);
+    assert_eq!(updated.workspace_quota_bytes, None);
+    // A quota of its own, left alone by other updates, then cleared.
+    let quota = |q| UserUpdate { workspace_quota_bytes: Some(q), ..Default::default() };
+    let with_quota = store.update_user(bob.id, quota(Some(5 << 30))).await.expect("update").expect("bob");
+    assert_eq!(with_quota.workspace_quota_bytes, Some(5 << 30));
+    let other = UserUpdate { can_use_internal: Some(false), ..Default::default() };
+    let kept = store.update_user(bob.id, other).await.expect("update").expect("bob");
+    assert_eq!(kept.workspace_quota_bytes, Some(5 << 30));
+    assert_eq!(store.user(bob.id).await.expect("get").expect("bob").workspace_quota_bytes, Some(5 << 30));
+    let cleared = store.update_user(bob.id, quota(None)).await.expect("update").expect("bob");
+    assert_eq!(cleared.workspace_quota_bytes, None);
     assert_eq!(store.password_hash(bob.id).await.expect("hash").as_deref(), Some("hash-b2"));
     let missing = store.update_user(model::UserId::new_random(), UserUpdate::default()).await.expect("update");
     assert!(missing.is_none());

@@ -44,6 +44,7 @@ fn user_json(s: &UserSummary) -> serde_json::Value {
         "role": u.role,
         "can_use_internal": u.can_use_internal,
         "max_concurrent_sessions": u.max_concurrent_sessions,
+        "workspace_quota_bytes": u.workspace_quota_bytes,
         "created_at": super::sessions::rfc3339(u.created_at),
         "active_session_count": s.active_session_count,
     })
@@ -69,6 +70,16 @@ pub(crate) struct UserPatch {
     role: Option<String>,
     can_use_internal: Option<bool>,
     max_concurrent_sessions: Option<i64>,
+    /// Bytes; 0: no quota; `null`: back to the configured default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    workspace_quota_bytes: Option<Option<i64>>,
+}
+
+/// Reads a field that may be `null` as `Some(None)`, so that a PATCH can
+/// tell "set to null" from "leave alone" (absent: `None`, by `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 #[utoipa::path(patch, path = "/api/v2/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "user id (uuid)")), request_body = UserPatch, responses((status = 200, description = "Updated", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such user", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
@@ -98,6 +109,16 @@ pub(crate) async fn update_user(
             None
         }
     };
+    let quota = match patch.workspace_quota_bytes {
+        Some(Some(q)) if q < 0 => {
+            errors.push(FieldError {
+                field: "workspace_quota_bytes".into(),
+                message: "must be 0 (no quota) or more bytes, or null for the default".into(),
+            });
+            None
+        }
+        other => other.map(|q| q.and_then(|q| u64::try_from(q).ok())),
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -105,6 +126,7 @@ pub(crate) async fn update_user(
         role,
         can_use_internal: patch.can_use_internal,
         max_concurrent_sessions: limit,
+        workspace_quota_bytes: quota,
         ..Default::default()
     };
     let user = state.store.update_user(id, update).await?.ok_or_else(not_found)?;
@@ -116,6 +138,7 @@ pub(crate) async fn update_user(
         "role": user.role,
         "can_use_internal": user.can_use_internal,
         "max_concurrent_sessions": user.max_concurrent_sessions,
+        "workspace_quota_bytes": user.workspace_quota_bytes,
     })))
 }
 
