@@ -320,7 +320,10 @@ impl Config {
     /// The ZFS root dataset, validated: it goes on the `zfs` command line.
     pub fn zfs_root(&self) -> Result<medforge_storage_zfs::DatasetName, ConfigError> {
         let root = self.storage.root.as_deref().ok_or_else(|| {
-            invalid("storage.root", "storage.kind = \"zfs\" needs the parent dataset, e.g. \"tank/medforge/workspaces\"")
+            invalid(
+                "storage.root",
+                "storage.kind = \"zfs\" needs the parent dataset, e.g. \"tank/medforge/workspaces\"",
+            )
         })?;
         root.parse().map_err(|e: medforge_storage_zfs::InvalidDatasetName| invalid("storage.root", e.to_string()))
     }

@@ -24,9 +24,12 @@ pub fn must(program: &str, args: &[&str]) -> String {
     }
 }
 
-/// Runs `program args`; `Err` carries the command and its stderr.
+/// Runs `program args`; `Err` carries the command and its stderr. A
+/// command that takes more than two minutes is killed: a wedged zfs-fuse
+/// must fail a test, not hang the suite.
 pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
+    let out = Command::new("timeout")
+        .args(["-k", "5", "120", program])
         .args(args)
         .env("LC_ALL", "C")
         .output()
@@ -42,13 +45,16 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A ZFS pool on a file, for one test.
+/// A ZFS pool on a file, for one test. Destroyed when dropped, even by a
+/// failing test: a pool left behind with busy mounts can wedge zfs-fuse for
+/// every later test. (Drop containers that mount it first.)
 #[derive(Debug)]
 pub struct TestPool {
     pub name: String,
     pub file: PathBuf,
     /// Where the pool's root dataset mounts; children mount below it.
     pub mountpoint: PathBuf,
+    destroyed: std::sync::atomic::AtomicBool,
 }
 
 impl TestPool {
@@ -64,7 +70,7 @@ impl TestPool {
         let f = std::fs::File::create(&file).expect("create the pool file");
         f.set_len(size_mb << 20).expect("size the pool file");
         must("zpool", &["create", "-m", &mountpoint.display().to_string(), &name, &file.display().to_string()]);
-        Self { name, file, mountpoint }
+        Self { name, file, mountpoint, destroyed: false.into() }
     }
 
     /// `<pool>/<relative>`.
@@ -98,9 +104,28 @@ impl TestPool {
     /// Unmounts every dataset (deepest first: `zpool destroy` says "pool is
     /// busy" otherwise), destroys the pool and removes its file.
     pub fn destroy(&self) {
+        if self.destroyed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         destroy_pool(&self.name);
         let _ = std::fs::remove_file(&self.file);
         let _ = std::fs::remove_dir_all(&self.mountpoint);
+    }
+}
+
+impl Drop for TestPool {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // No second panic while unwinding.
+            if !self.destroyed.swap(true, Ordering::SeqCst) {
+                let name = self.name.clone();
+                if std::panic::catch_unwind(|| destroy_pool(&name)).is_err() {
+                    eprintln!("could not destroy test pool {name}; scripts/test.sh clears it next time");
+                }
+            }
+        } else {
+            self.destroy();
+        }
     }
 }
 

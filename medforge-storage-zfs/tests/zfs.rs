@@ -56,9 +56,18 @@ async fn quotas_are_set_followed_and_enforced() {
     let meta = std::fs::metadata(&ws.host_path).expect("stat");
     assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
 
-    // Writing past the quota fails with EDQUOT (root included: a ZFS quota
+    // Writing past the quota (incompressible bytes) fails with EDQUOT (root included: a ZFS quota
     // is on the dataset, not on a uid).
-    let big = vec![7u8; 1 << 20];
+    // Incompressible: a compressed dataset would store zeros in nothing.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
     let path = ws.host_path.join("big.bin");
     let result = (|| -> std::io::Result<()> {
         use std::io::Write;
@@ -74,7 +83,7 @@ async fn quotas_are_set_followed_and_enforced() {
     assert!(matches!(err.raw_os_error(), Some(122 | 28)), "EDQUOT or ENOSPC, got {err:?}");
     // Another user's workspace is unaffected.
     let other = zfs.ensure_workspace(UserId::new_random(), None).await.expect("other");
-    std::fs::write(other.host_path.join("ok.bin"), vec![1u8; 12 << 20]).expect("another workspace has room");
+    std::fs::write(other.host_path.join("ok.bin"), big.repeat(12)).expect("another workspace has room");
 
     // The quota follows the config on the next start; None leaves it.
     zfs.ensure_workspace(user, Some(64 << 20)).await.expect("raise");

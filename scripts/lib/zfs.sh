@@ -7,16 +7,32 @@ ZFS_TEST_DIR=${TMPDIR:-/tmp}/medforge-zfs-test
 
 _kernel_zfs() { [ -e /sys/module/zfs ]; }
 
+# zpool answers, and so does every mounted dataset (a wedged zfs-fuse
+# can answer the first and hang on the second).
+_zfs_fuse_answers() {
+  timeout 20 zpool list >/dev/null 2>&1 || return 1
+  local m
+  for m in $(mount | awk '$5 == "fuse.zfs" {print $3}'); do
+    timeout 5 stat -c %i "$m" >/dev/null 2>&1 || return 1
+  done
+}
+
 ensure_zfs() {
   ensure_packages zpool zfs-fuse zfs-fuse zfs-fuse
   _kernel_zfs && return 0
-  if pgrep -x zfs-fuse >/dev/null && ! timeout 20 zpool list >/dev/null 2>&1; then
-    # zfs-fuse can wedge when a test dies in the middle of a command: its
-    # FUSE mounts stop answering. Start it afresh.
+  if pgrep -x zfs-fuse >/dev/null && ! _zfs_fuse_answers; then
+    # zfs-fuse can wedge when a test dies half-way (a pool destroyed under
+    # a mount still in use): its FUSE mounts stop answering. Start afresh;
+    # when every pool it knew was a test pool, forget them too.
     log "zfs-fuse is not answering: restarting it"
+    local pools
+    pools=$(timeout 10 zpool list -H -o name 2>/dev/null || true)
     pkill -9 -x zfs-fuse || true
     sleep 1
     mount | awk '$5 == "fuse.zfs" {print $3}' | sort -r | while read -r m; do umount -l "$m" || true; done
+    if [ -z "$(printf '%s\n' "$pools" | grep -v '^mft' | grep -v '^$' || true)" ]; then
+      rm -f /var/lib/zfs/zpool.cache /etc/zfs/zpool.cache
+    fi
   fi
   if ! pgrep -x zfs-fuse >/dev/null; then
     log "starting zfs-fuse"

@@ -40,11 +40,13 @@ pub struct Options {
     /// `gpus.ids = "auto"`, with a stand-in `nvidia-smi` on PATH that
     /// prints this (CSV lines `index, uuid, name`).
     pub fake_nvidia_smi: Option<&'static str>,
+    /// TOML appended to the config (whole sections, e.g. `[storage]`).
+    pub extra_config: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { gpus: vec![0, 1], auth_per_minute: 1000, fake_nvidia_smi: None }
+        Self { gpus: vec![0, 1], auth_per_minute: 1000, fake_nvidia_smi: None, extra_config: String::new() }
     }
 }
 
@@ -84,11 +86,14 @@ ids = {gpus}
 
 [limits]
 auth_per_minute = {per_minute}
+
+{extra}
 "#,
             data = dir.path().display(),
             gpus =
                 if options.fake_nvidia_smi.is_some() { "\"auto\"".to_owned() } else { format!("{:?}", options.gpus) },
             per_minute = options.auth_per_minute,
+            extra = options.extra_config,
         );
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");
@@ -193,6 +198,14 @@ auth_per_minute = {per_minute}
         read(req.send().await.expect("request")).await
     }
 
+    pub async fn patch(&self, path: &str, cookie: Option<&str>, body: Value) -> (u16, HeaderMap, Value) {
+        let mut req = self.http.patch(self.url(path)).json(&body);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        read(req.send().await.expect("request")).await
+    }
+
     /// Polls a session until its status is `want` (or panics after 30 s).
     pub async fn wait_status(&self, path: &str, cookie: &str, want: &str) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -243,10 +256,29 @@ auth_per_minute = {per_minute}
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        // A failed test leaves no session containers: they may hold mounts
+        // (a ZFS dataset) that later tests need to take down.
+        if std::thread::panicking() {
+            let ids = docker(&["ps", "-aq", "--filter", &format!("label=medforge.test_run={}", self.run)]);
+            for id in ids.split_whitespace() {
+                docker(&["rm", "-f", id]);
+            }
+        }
     }
 }
 
-fn docker(args: &[&str]) -> String {
+/// Runs `sh -c script` in a container as its own user: exit success,
+/// stdout, stderr.
+pub fn docker_exec(container: &str, script: &str) -> (bool, String, String) {
+    let out = Command::new("docker").args(["exec", container, "sh", "-c", script]).output().expect("docker exec");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("docker");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
