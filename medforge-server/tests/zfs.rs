@@ -197,6 +197,9 @@ async fn a_failing_snapshot_ends_the_session_as_error_and_loses_nothing() {
     assert!(gpus["data"].as_array().expect("gpus").iter().all(|g| g["session_id"].is_null()), "GPU freed: {gpus}");
     let (st, _, health) = s.get("/healthz", None).await;
     assert_eq!(st, 200, "the server carries on: {health}");
+    let (st, h, b) = s.get(&format!("{path}/snapshots"), Some(&cookie)).await;
+    common::assert_problem(st, &h, &b, 503, &format!("{path}/snapshots"));
+    assert!(!b.to_string().contains("zfs"), "no internals in the answer: {b}");
 
     // ZFS comes back: the workspace is intact and the next session has it.
     daemon.restart();

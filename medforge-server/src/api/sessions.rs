@@ -252,7 +252,7 @@ pub(crate) async fn request_stop(
     Ok(Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." })))
 }
 
-#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/{id}/snapshots", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("id" = String, Path, description = "session id (uuid)")), responses((status = 200, description = "The workspace's snapshots", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not yours", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/v2/{exposure}/sessions/{id}/snapshots", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("id" = String, Path, description = "session id (uuid)")), responses((status = 200, description = "The workspace's snapshots", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not yours", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 503, description = "Workspace storage unavailable", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
 pub(crate) async fn snapshots(
     State(state): State<Arc<AppState>>,
     Path((exposure_path, id)): Path<(String, String)>,
@@ -260,7 +260,12 @@ pub(crate) async fn snapshots(
 ) -> ApiResult {
     let (user, _) = current_user(&state, &headers).await?;
     let session = visible_session(&state, &exposure_path, &id, &user).await?;
-    let list = state.storage.list_snapshots(session.user_id).await.map_err(ApiError::internal)?;
+    // Storage trouble (ZFS down) is the server's, and passing: 503, with
+    // the cause in the log only.
+    let list = state.storage.list_snapshots(session.user_id).await.map_err(|e| {
+        tracing::error!(session_id = %session.id, error = %e, "listing snapshots failed");
+        ApiError::http(StatusCode::SERVICE_UNAVAILABLE, "Workspace storage is unavailable; try again later.")
+    })?;
     let items: Vec<_> = list
         .into_iter()
         .map(|s| serde_json::json!({ "name": s.name.to_string(), "created_at": rfc3339(s.created_at) }))
