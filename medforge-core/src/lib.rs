@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod firewall;
 pub mod gate;
 pub mod lifecycle;
 pub mod model;

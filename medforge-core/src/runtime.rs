@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use crate::firewall::NetworkInfo;
 use crate::model::{Exposure, GpuId, Session, SessionId, Slug};
 use crate::storage::{SESSION_GID, SESSION_UID, Workspace};
 
@@ -240,6 +241,9 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug {
     /// Events about managed containers from now on. The stream ends when
     /// the connection to the runtime does; callers reconnect.
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError>;
+    /// Creates the sessions network if missing (`internal`: no route off
+    /// its bridge) and describes it as the host sees it, for the firewall.
+    async fn sessions_network(&self, name: &str, internal: bool) -> Result<NetworkInfo, RuntimeError>;
 }
 
 #[cfg(test)]

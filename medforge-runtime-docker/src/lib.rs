@@ -25,8 +25,8 @@ use bollard::query_parameters::{
 use futures::stream::{BoxStream, StreamExt};
 use medforge_core::model::GpuId;
 use medforge_core::runtime::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, LABEL_MANAGED, LABEL_SESSION_ID, RuntimeError,
-    RuntimeEvent, WORKSPACE_MOUNT,
+    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, LABEL_MANAGED, LABEL_SESSION_ID, NetworkInfo,
+    RuntimeError, RuntimeEvent, WORKSPACE_MOUNT,
 };
 
 /// The socket dockerd listens on by default.
@@ -165,6 +165,36 @@ impl DockerRuntime {
         }
     }
 
+    /// The network as the host sees it: its bridge interface (Docker's
+    /// `br-` plus 12 characters of the id, unless named by an option) and
+    /// its IPv4 subnets.
+    pub async fn network_info(&self, name: &str) -> Result<NetworkInfo, RuntimeError> {
+        let n = self.docker.inspect_network(name, None::<InspectNetworkOptions>).await.map_err(|e| {
+            if is_status(&e, 404) {
+                RuntimeError::Backend {
+                    operation: "inspect network",
+                    message: format!("network {name} does not exist"),
+                }
+            } else {
+                backend("inspect network")(e)
+            }
+        })?;
+        let id = n.id.unwrap_or_default();
+        let bridge = n
+            .options
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+            .unwrap_or_else(|| format!("br-{}", id.get(..12).unwrap_or(&id)));
+        let subnets = n
+            .ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c.subnet.as_deref()?.parse().ok())
+            .collect();
+        Ok(NetworkInfo { name: name.to_owned(), id, bridge, subnets, internal: n.internal.unwrap_or(false) })
+    }
+
     async fn create_and_start_inner(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         let created = self.docker.create_container(Some(options), create_body(spec)).await.map_err(|e| match e {
@@ -294,6 +324,11 @@ impl ContainerRuntime for DockerRuntime {
         let options = ListContainersOptions { all: true, filters: Some(managed_filter()), ..Default::default() };
         let list = self.docker.list_containers(Some(options)).await.map_err(backend("list containers"))?;
         Ok(list.into_iter().map(info_from_summary).collect())
+    }
+
+    async fn sessions_network(&self, name: &str, internal: bool) -> Result<NetworkInfo, RuntimeError> {
+        self.ensure_network(name, internal).await?;
+        self.network_info(name).await
     }
 
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {

@@ -101,6 +101,7 @@ macro_rules! runtime_contract_tests {
             a_taken_name_is_refused,
             list_managed_sees_running_and_exited_containers,
             a_dying_container_is_reported_with_its_session,
+            sessions_networks_are_described_as_the_host_sees_them,
         );
     };
 }
@@ -226,4 +227,33 @@ pub async fn a_dying_container_is_reported_with_its_session(h: &RuntimeHarness) 
     assert_eq!(died, Some(session.id));
     assert!(started.elapsed() < Duration::from_secs(2), "die event took {:?}", started.elapsed());
     h.runtime.remove(&info.id).await.expect("remove");
+}
+
+/// The firewall matches on what `sessions_network` says: the bridge must be
+/// a real interface on the host, and a container's address must be in the
+/// subnet.
+pub async fn sessions_networks_are_described_as_the_host_sees_them(h: &RuntimeHarness) {
+    let (_, _, info) = start(h, Exposure::External).await;
+    let ext = h.runtime.sessions_network(&h.config.external_network, false).await.expect("external network");
+    assert_eq!(ext.name, h.config.external_network);
+    assert!(!ext.internal);
+    assert!(
+        std::path::Path::new("/sys/class/net").join(&ext.bridge).exists(),
+        "bridge {} is not an interface on the host",
+        ext.bridge
+    );
+    let Some(std::net::IpAddr::V4(ip)) = info.ip else { panic!("no IPv4 address: {info:?}") };
+    assert!(
+        ext.subnets.iter().any(|s| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(s.prefix)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(s.addr) & mask
+        }),
+        "{ip} is in none of {:?}",
+        ext.subnets
+    );
+    let again = h.runtime.sessions_network(&h.config.external_network, false).await.expect("again");
+    assert_eq!(again, ext, "idempotent");
+    let int = h.runtime.sessions_network(&h.config.internal_network, true).await.expect("internal network");
+    assert!(int.internal);
+    assert_ne!(int.bridge, ext.bridge);
 }

@@ -1,0 +1,317 @@
+//! Session isolation: the [`Firewall`] trait and the policy it enforces.
+//!
+//! code-server runs with `--auth none`, so the proxy is the only gate: no
+//! session may open a connection to another session, nor to the host (the
+//! API, the database, Docker's TCP socket), nor to the link-local metadata
+//! range. The policy is a list of backend-neutral [`Rule`]s built by the
+//! pure function [`isolation_rules`]; each backend (nftables, iptables, in
+//! `medforge-net-iptables`) only translates them, tags each with its
+//! [`Rule::id`] so that `check` can tell ours from foreign ones, and
+//! applies them atomically.
+//!
+//! Per sessions network (bridge `b`), in order:
+//!
+//! | hook | match | verdict | why |
+//! | --- | --- | --- | --- |
+//! | forward | out `b`, conntrack established/related | accept | replies into the network |
+//! | forward | out `b`, from a proxy address, tcp dport 8080 | accept | the proxy reaches code-server |
+//! | forward | out `b` | drop | nothing else opens a connection into a sessions network |
+//! | forward | in `b`, to 169.254.0.0/16 | drop | no cloud metadata |
+//! | input | in `b`, conntrack established/related | accept | replies to the host's own connections |
+//! | input | in `b`, tcp dport in the allowed host ports | accept | what an operator opened on purpose |
+//! | input | in `b` | drop | no host service: API, database, Docker TCP |
+//!
+//! The host itself (the built-in proxy, `medforge serve`) reaches sessions
+//! through its output path, which none of this touches; outbound internet
+//! from external sessions is forwarded out of another interface and stays
+//! allowed.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::runtime::SESSION_PORT;
+
+/// An IPv4 network, `a.b.c.d/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a.b.c.d/len"))?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{s:?}: bad address"))?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{s:?}: bad prefix"))?;
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The link-local range where clouds serve instance metadata.
+pub const METADATA_RANGE: Ipv4Cidr = Ipv4Cidr { addr: Ipv4Addr::new(169, 254, 0, 0), prefix: 16 };
+
+/// A sessions network as the host sees it: what the rules match on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    /// The host's bridge interface, e.g. `br-0123456789ab`.
+    pub bridge: String,
+    pub subnets: Vec<Ipv4Cidr>,
+    pub internal: bool,
+}
+
+/// What to enforce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IsolationPolicy {
+    pub networks: Vec<NetworkInfo>,
+    /// Addresses that may open connections to session port 8080 from
+    /// another container (Caddy's fixed address on the sessions network).
+    pub proxy_addrs: Vec<Ipv4Addr>,
+    /// Host TCP ports sessions may reach anyway (none by default).
+    pub allowed_host_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// Traffic routed or bridged through the host (container to container).
+    Forward,
+    /// Traffic to the host itself.
+    Input,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Match {
+    InInterface(String),
+    OutInterface(String),
+    /// Conntrack state established or related.
+    Established,
+    SourceAddr(Ipv4Addr),
+    DestNet(Ipv4Cidr),
+    TcpDestPort(u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Let it through this policy (other rules, Docker's, still apply).
+    Accept,
+    Drop,
+}
+
+/// One rule, backend-neutral.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Rule {
+    pub hook: Hook,
+    /// Stable and unique within a policy: backends tag the rule with it.
+    pub id: String,
+    pub matches: Vec<Match>,
+    pub verdict: Verdict,
+}
+
+/// The rules that enforce `policy`, in order (see the module table).
+pub fn isolation_rules(policy: &IsolationPolicy) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    let mut rule = |hook, id: String, matches, verdict| rules.push(Rule { hook, id, matches, verdict });
+    for n in &policy.networks {
+        let b = &n.bridge;
+        let out = || Match::OutInterface(b.clone());
+        let inn = || Match::InInterface(b.clone());
+        rule(Hook::Forward, format!("{b}-replies"), vec![out(), Match::Established], Verdict::Accept);
+        for p in &policy.proxy_addrs {
+            rule(
+                Hook::Forward,
+                format!("{b}-proxy-{p}"),
+                vec![out(), Match::SourceAddr(*p), Match::TcpDestPort(SESSION_PORT)],
+                Verdict::Accept,
+            );
+        }
+        rule(Hook::Forward, format!("{b}-inbound"), vec![out()], Verdict::Drop);
+        rule(Hook::Forward, format!("{b}-metadata"), vec![inn(), Match::DestNet(METADATA_RANGE)], Verdict::Drop);
+        rule(Hook::Input, format!("{b}-host-replies"), vec![inn(), Match::Established], Verdict::Accept);
+        for port in &policy.allowed_host_ports {
+            rule(Hook::Input, format!("{b}-host-port-{port}"), vec![inn(), Match::TcpDestPort(*port)], Verdict::Accept);
+        }
+        rule(Hook::Input, format!("{b}-host"), vec![inn()], Verdict::Drop);
+    }
+    rules
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FirewallReport {
+    /// Ids of rules the policy wants that are not in place.
+    pub missing: Vec<String>,
+    /// Rules in MedForge's own table or chains that the policy does not
+    /// have (left by an older policy, or added by hand), as the backend
+    /// prints them.
+    pub foreign: Vec<String>,
+}
+
+impl FirewallReport {
+    pub fn is_ok(&self) -> bool {
+        self.missing.is_empty() && self.foreign.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// A command (`nft`, `iptables-restore`) failed: what ran, how it
+    /// ended, what it said.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command { command: String, status: String, stderr: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Enforces an [`IsolationPolicy`]. Implementations apply atomically (all
+/// rules or none), idempotently (applying twice leaves one copy), and
+/// remove exactly what they added.
+#[async_trait]
+pub trait Firewall: Send + Sync + fmt::Debug {
+    /// Replaces whatever MedForge had in place with `policy`'s rules.
+    async fn apply(&self, policy: &IsolationPolicy) -> Result<(), FirewallError>;
+    /// Compares what is in place with `policy`'s rules.
+    async fn check(&self, policy: &IsolationPolicy) -> Result<FirewallReport, FirewallError>;
+    /// Removes everything MedForge added; nothing else.
+    async fn remove(&self) -> Result<(), FirewallError>;
+}
+
+/// No firewall (`firewall.kind = "none"`): for laptops and tests. Sessions
+/// can reach each other; `medforge doctor` says so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFirewall;
+
+#[async_trait]
+impl Firewall for NoFirewall {
+    async fn apply(&self, _: &IsolationPolicy) -> Result<(), FirewallError> {
+        Ok(())
+    }
+    async fn check(&self, _: &IsolationPolicy) -> Result<FirewallReport, FirewallError> {
+        Ok(FirewallReport::default())
+    }
+    async fn remove(&self) -> Result<(), FirewallError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(bridge: &str) -> NetworkInfo {
+        NetworkInfo {
+            name: "medforge-external-sessions".into(),
+            id: "0123456789abcdef".into(),
+            bridge: bridge.into(),
+            subnets: vec!["172.30.0.0/16".parse().expect("cidr")],
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn cidrs_parse_strictly() {
+        let c: Ipv4Cidr = "10.1.0.0/24".parse().expect("cidr");
+        assert_eq!((c.addr, c.prefix, c.to_string().as_str()), (Ipv4Addr::new(10, 1, 0, 0), 24, "10.1.0.0/24"));
+        for bad in ["10.1.0.0", "10.1.0.0/33", "10.1.0/24", "x/8", "10.0.0.0/-1", ""] {
+            assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_network_gets_the_table_of_rules_in_order() {
+        let policy = IsolationPolicy {
+            networks: vec![network("br-aaa"), network("br-bbb")],
+            proxy_addrs: vec![Ipv4Addr::new(172, 30, 0, 2)],
+            allowed_host_ports: vec![],
+        };
+        let rules = isolation_rules(&policy);
+        let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "br-aaa-replies",
+                "br-aaa-proxy-172.30.0.2",
+                "br-aaa-inbound",
+                "br-aaa-metadata",
+                "br-aaa-host-replies",
+                "br-aaa-host",
+                "br-bbb-replies",
+                "br-bbb-proxy-172.30.0.2",
+                "br-bbb-inbound",
+                "br-bbb-metadata",
+                "br-bbb-host-replies",
+                "br-bbb-host",
+            ]
+        );
+        let proxy = &rules[1];
+        assert_eq!(proxy.hook, Hook::Forward);
+        assert_eq!(
+            proxy.matches,
+            [
+                Match::OutInterface("br-aaa".into()),
+                Match::SourceAddr(Ipv4Addr::new(172, 30, 0, 2)),
+                Match::TcpDestPort(SESSION_PORT)
+            ]
+        );
+        assert_eq!(proxy.verdict, Verdict::Accept);
+        // Everything else into the network, and everything to the host, is dropped.
+        assert_eq!(
+            (rules[2].matches.as_slice(), rules[2].verdict),
+            ([Match::OutInterface("br-aaa".into())].as_slice(), Verdict::Drop)
+        );
+        assert_eq!((rules[5].hook, rules[5].verdict), (Hook::Input, Verdict::Drop));
+        assert_eq!(rules[3].matches[1], Match::DestNet(METADATA_RANGE));
+        // Ids are unique: backends find rules by them.
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn allowed_host_ports_come_before_the_host_drop() {
+        let policy = IsolationPolicy {
+            networks: vec![network("br-x")],
+            proxy_addrs: vec![],
+            allowed_host_ports: vec![53, 9000],
+        };
+        let rules = isolation_rules(&policy);
+        let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "br-x-replies",
+                "br-x-inbound",
+                "br-x-metadata",
+                "br-x-host-replies",
+                "br-x-host-port-53",
+                "br-x-host-port-9000",
+                "br-x-host"
+            ]
+        );
+        assert!(
+            isolation_rules(&IsolationPolicy { networks: vec![], proxy_addrs: vec![], allowed_host_ports: vec![] })
+                .is_empty()
+        );
+    }
+}
