@@ -23,6 +23,7 @@ pub mod gate;
 pub mod lifecycle;
 pub mod model;
 pub mod probe;
+pub mod process;
 pub mod runtime;
 pub mod storage;
 pub mod store;

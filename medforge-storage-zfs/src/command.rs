@@ -6,10 +6,10 @@
 //! Only flags that both OpenZFS and zfs-fuse (our test machines) accept are
 //! used: no `-p` on `zfs list`, for one.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use medforge_core::process;
 use medforge_core::storage::StorageError;
 
 use crate::dataset::DatasetName;
@@ -65,8 +65,8 @@ fn owned<S: Into<String>>(parts: impl IntoIterator<Item = S>) -> Vec<String> {
     parts.into_iter().map(Into::into).collect()
 }
 
-/// Runs the `zfs` binary, with a time limit: a wedged ZFS must not hang a
-/// session's stop for ever.
+/// Runs the `zfs` binary (through `medforge_core::process`: no shell,
+/// `LC_ALL=C`, a time limit, so a wedged ZFS cannot hang a stop for ever).
 #[derive(Debug, Clone)]
 pub struct Zfs {
     program: PathBuf,
@@ -86,42 +86,22 @@ impl Zfs {
 
     /// How the command reads in an error message or a log line.
     pub fn display(&self, args: &[String]) -> String {
-        let mut s = self.program.display().to_string();
-        for a in args {
-            s.push(' ');
-            s.push_str(a);
-        }
-        s
+        process::display(self.program.as_os_str(), args)
     }
 
     pub async fn run(&self, args: Vec<String>) -> Result<Output, StorageError> {
-        let command = self.display(&args);
-        tracing::debug!(%command, "running zfs");
-        let child = tokio::process::Command::new(&self.program)
-            .args(args.iter().map(OsString::from))
-            .env("LC_ALL", "C")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = match tokio::time::timeout(self.timeout, child).await {
-            Ok(Ok(out)) => out,
-            Ok(Err(e)) => {
-                return Err(StorageError::io(format!("run `{command}` (is ZFS installed?)"), e));
+        tracing::debug!(command = %self.display(&args), "running zfs");
+        match process::run(self.program.as_os_str(), &args, None, self.timeout).await {
+            Ok(stdout) => Ok(Output { stdout }),
+            Err(f) if f.status.starts_with("could not start") => Err(StorageError::io(
+                format!("run `{}` (is ZFS installed?)", f.command),
+                std::io::Error::other(f.status),
+            )),
+            Err(f) => {
+                tracing::debug!(command = %f.command, status = %f.status, stderr = %f.stderr, "zfs failed");
+                Err(StorageError::Command { command: f.command, status: f.status, stderr: f.stderr })
             }
-            Err(_) => {
-                return Err(StorageError::Command {
-                    command,
-                    status: format!("timed out after {:?}", self.timeout),
-                    stderr: String::new(),
-                });
-            }
-        };
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-            tracing::debug!(%command, status = %out.status, %stderr, "zfs failed");
-            return Err(StorageError::Command { command, status: out.status.to_string(), stderr });
         }
-        Ok(Output { stdout: String::from_utf8_lossy(&out.stdout).into_owned() })
     }
 }
 
