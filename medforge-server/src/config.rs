@@ -146,6 +146,17 @@ pub enum StorageKind {
 #[serde(deny_unknown_fields, default)]
 pub struct FirewallConfig {
     pub kind: FirewallKind,
+    /// Addresses besides the host that may open connections to session
+    /// port 8080: Caddy's fixed address on the sessions network.
+    pub proxy_addrs: Vec<std::net::Ipv4Addr>,
+    /// Host TCP ports sessions may reach (none by default: not the API,
+    /// not the database, not Docker's TCP socket).
+    pub allowed_host_ports: Vec<u16>,
+    /// How often `serve` checks the rules and puts back what is missing
+    /// (Docker recreating a network, a dockerd restart, a flush by hand).
+    pub check_interval_secs: u64,
+    /// The nftables table (family inet) that holds MedForge's rules.
+    pub nft_table: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,7 +233,13 @@ impl Default for StorageConfig {
 
 impl Default for FirewallConfig {
     fn default() -> Self {
-        Self { kind: FirewallKind::None }
+        Self {
+            kind: FirewallKind::None,
+            proxy_addrs: Vec::new(),
+            allowed_host_ports: Vec::new(),
+            check_interval_secs: 10,
+            nft_table: medforge_net_iptables::nftables::TABLE.into(),
+        }
     }
 }
 
@@ -299,8 +316,12 @@ impl Config {
         if self.storage.kind == StorageKind::Zfs {
             self.zfs_root()?;
         }
-        if self.firewall.kind != FirewallKind::None {
-            return Err(invalid("firewall.kind", "firewalls are not available in this build yet; use none"));
+        let t = &self.firewall.nft_table;
+        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(invalid("firewall.nft_table", format!("{t:?}: letters, digits and _ only")));
+        }
+        if self.firewall.check_interval_secs == 0 {
+            return Err(invalid("firewall.check_interval_secs", "must be at least 1"));
         }
         if self.limits.auth_per_minute == 0 {
             return Err(invalid("limits.auth_per_minute", "must be at least 1"));

@@ -4,6 +4,7 @@ mod api;
 mod config;
 mod stack;
 mod state;
+mod tasks;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 use medforge_core::model::Role;
 use medforge_core::store::{NewUser, UserUpdate};
 
-use crate::config::{Config, StorageKind};
+use crate::config::{Config, FirewallKind, StorageKind};
 
 #[derive(Debug, Parser)]
 #[command(name = "medforge", version, about = "Browser IDEs with one GPU each, for a lab's GPU server")]
@@ -42,6 +43,21 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The session isolation rules of `firewall.kind` (nftables or iptables).
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FirewallCommand {
+    /// Put the rules in place (replacing MedForge's own; nothing else).
+    Apply,
+    /// Report missing and foreign rules; non-zero exit unless all is in place.
+    Check,
+    /// Take MedForge's rules out; leaves everything else as it was.
+    Remove,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +120,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::User { command } => user_command(&config, command).await,
+        Command::Firewall { command } => firewall_command(&config, command).await,
         Command::Serve => serve(config).await,
     }
 }
@@ -128,6 +145,41 @@ async fn check_pack_image(config: &Config) -> Result<(), String> {
             eprintln!("medforge: warning: cannot check pack.image: {e}");
             Ok(())
         }
+    }
+}
+
+async fn firewall_command(config: &Config, command: FirewallCommand) -> Result<(), String> {
+    if config.firewall.kind == FirewallKind::None {
+        return Err("firewall.kind is \"none\": set it to \"nftables\" or \"iptables\" first".into());
+    }
+    let firewall = stack::firewall(config);
+    if let FirewallCommand::Remove = command {
+        firewall.remove().await.map_err(|e| e.to_string())?;
+        eprintln!("medforge: isolation rules removed");
+        return Ok(());
+    }
+    let runtime = stack::connect_runtime(config).await?;
+    let policy = stack::isolation_policy(config, runtime.as_ref()).await?;
+    if let FirewallCommand::Apply = command {
+        firewall.apply(&policy).await.map_err(|e| e.to_string())?;
+    }
+    let report = firewall.check(&policy).await.map_err(|e| e.to_string())?;
+    for id in &report.missing {
+        println!("missing {id}");
+    }
+    for rule in &report.foreign {
+        println!("foreign {rule}");
+    }
+    let bridges: Vec<&str> = policy.networks.iter().map(|n| n.bridge.as_str()).collect();
+    if report.is_ok() {
+        eprintln!("medforge: isolation rules in place for {}", bridges.join(", "));
+        Ok(())
+    } else {
+        Err(format!(
+            "isolation rules not as configured ({} missing, {} foreign): run `medforge firewall apply`",
+            report.missing.len(),
+            report.foreign.len()
+        ))
     }
 }
 
@@ -173,7 +225,9 @@ async fn serve(config: Config) -> Result<(), String> {
         orphans = report.orphans_removed.len(),
         "reconciled sessions"
     );
+    tasks::apply_isolation(&state).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let isolation = tokio::spawn(tasks::keep_isolation(state.clone(), stop_rx.clone()));
     let watcher = {
         let mut stop = stop_rx.clone();
         tokio::spawn(state.sessions.clone().watch(async move {
@@ -195,6 +249,7 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("server: {e}"))?;
     let _ = stop_tx.send(true);
     let _ = watcher.await;
+    let _ = isolation.await;
     Ok(())
 }
 

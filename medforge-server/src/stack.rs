@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
 use medforge_core::events::{EventSink, JsonLines, Recorded};
+use medforge_core::firewall::{Firewall, IsolationPolicy, NoFirewall};
 use medforge_core::lifecycle::{LifecycleConfig, Sessions};
 use medforge_core::runtime::{ContainerRuntime, SessionContainerConfig};
 use medforge_core::storage::{DirStorage, Storage};
 use medforge_core::store::{MySqlStore, Seed, SqliteStore, Store};
+use medforge_net_iptables::{Iptables, Nftables};
 use medforge_runtime_docker::DockerRuntime;
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
-use crate::config::{Config, StorageKind};
+use crate::config::{Config, FirewallKind, StorageKind};
 use crate::state::{AppState, GateCache, RateLimiter};
 
 /// Opens the configured database and runs its migrations.
@@ -74,6 +76,33 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, String> {
     })
 }
 
+/// The configured firewall.
+pub fn firewall(config: &Config) -> Arc<dyn Firewall> {
+    match config.firewall.kind {
+        FirewallKind::None => Arc::new(NoFirewall),
+        FirewallKind::Nftables => Arc::new(Nftables::with_table(config.firewall.nft_table.clone())),
+        FirewallKind::Iptables => Arc::new(Iptables::default()),
+    }
+}
+
+/// What the firewall enforces: both sessions networks (created if missing,
+/// so their bridges exist) as the runtime sees them now.
+pub async fn isolation_policy(config: &Config, runtime: &dyn ContainerRuntime) -> Result<IsolationPolicy, String> {
+    let mut networks = Vec::new();
+    for (name, internal) in [(&config.runtime.external_network, false), (&config.runtime.internal_network, true)] {
+        networks.push(runtime.sessions_network(name, internal).await.map_err(|e| format!("network {name}: {e}"))?);
+    }
+    Ok(IsolationPolicy {
+        networks,
+        proxy_addrs: config.firewall.proxy_addrs.clone(),
+        allowed_host_ports: config.firewall.allowed_host_ports.clone(),
+    })
+}
+
+pub async fn connect_runtime(config: &Config) -> Result<Arc<dyn ContainerRuntime>, String> {
+    Ok(Arc::new(DockerRuntime::connect(&config.runtime.socket).await.map_err(|e| format!("container runtime: {e}"))?))
+}
+
 /// Everything `serve` runs on.
 pub async fn build(
     config: Config,
@@ -92,8 +121,7 @@ pub async fn build(
     if !report.gpus_added.is_empty() || !report.gpus_disabled.is_empty() {
         tracing::info!(added = ?report.gpus_added, disabled = ?report.gpus_disabled, "GPU table follows the config");
     }
-    let runtime: Arc<dyn ContainerRuntime> =
-        Arc::new(DockerRuntime::connect(&config.runtime.socket).await.map_err(|e| format!("container runtime: {e}"))?);
+    let runtime = connect_runtime(&config).await?;
     let storage = open_storage(&config).await?;
     // Every event goes to stdout as a JSON line and into the admin event log.
     let events: Arc<dyn EventSink> = Arc::new(Recorded::new(store.clone(), Arc::new(JsonLines::stdout())));
@@ -113,6 +141,7 @@ pub async fn build(
     let sessions = Arc::new(Sessions::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle));
     let auth = Authenticator::new(store.clone(), token_key(&config)?, ExpiryPolicy::default());
     let auth_limiter = RateLimiter::new(config.limits.auth_per_minute);
+    let firewall = firewall(&config);
     Ok(Arc::new(AppState {
         config,
         store,
@@ -121,6 +150,7 @@ pub async fn build(
         sessions,
         auth,
         events,
+        firewall,
         gate_cache: GateCache::new(Duration::from_secs(5)),
         auth_limiter,
         metrics,

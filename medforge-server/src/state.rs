@@ -23,6 +23,7 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub sessions: Arc<Sessions>,
+    pub firewall: Arc<dyn medforge_core::firewall::Firewall>,
     pub auth: Authenticator,
     pub events: Arc<dyn EventSink>,
     pub gate_cache: GateCache,

@@ -1,4 +1,6 @@
-//! `GET /healthz`: the database and the container runtime answer.
+//! `GET /healthz`: the database and the container runtime answer, and the
+//! firewall's rules are in place (checked live: a missing rule shows at
+//! once, before the background check puts it back).
 
 use std::sync::Arc;
 
@@ -18,10 +20,11 @@ pub fn routes() -> Router<Arc<AppState>> {
 pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> ApiResult {
     let database = state.store.ping().await.is_ok();
     let runtime = state.runtime.list_managed().await.is_ok();
-    let ok = database && runtime;
+    let firewall = crate::tasks::isolation_in_place(&state).await;
+    let ok = database && runtime && firewall;
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "degraded" },
-        "checks": { "database": database, "runtime": runtime },
+        "checks": { "database": database, "runtime": runtime, "firewall": firewall },
     });
     Ok(Envelope::with_status(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body))
 }

@@ -1,0 +1,144 @@
+//! The firewall as `serve` and the CLI drive it: rules applied at start,
+//! put back when they go missing, `/healthz` degraded while they are
+//! missing, and `medforge firewall apply | check | remove`. (Each backend's
+//! rules are proven with real traffic in medforge-net-iptables; here one
+//! session is shown unable to reach another through the server's rules.)
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Db, Options, Server, docker_exec};
+use serde_json::Value;
+
+const SESSIONS: &str = "/api/v2/external/sessions";
+
+fn cli(s: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(common::binary())
+        .args(["--config", s.config_path.to_str().expect("path")])
+        .args(args)
+        .output()
+        .expect("medforge");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn sh(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program).args(args).output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+async fn running_session(s: &Server, email: &str) -> Value {
+    let (cookie, _) = s.signup(email).await;
+    let (st, _, b) = s.post(SESSIONS, Some(&cookie), None).await;
+    assert_eq!(st, 201, "{b}");
+    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+    s.wait_status(&format!("{SESSIONS}/{id}"), &cookie, "running").await
+}
+
+fn container(session: &Value) -> String {
+    format!("mf-session-{}", session["slug"].as_str().expect("slug"))
+}
+
+fn ip(container: &str) -> String {
+    sh("docker", &["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container])
+        .expect("inspect")
+        .trim()
+        .to_owned()
+}
+
+/// Does `from` get code-server's page from `to`'s port 8080?
+fn reaches(from: &str, to: &str) -> bool {
+    let (ok, out, _) = docker_exec(from, &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {} 8080", ip(to)));
+    ok && out.contains(" 200 OK")
+}
+
+async fn health(s: &Server) -> (u16, Value) {
+    let (st, _, b) = s.get("/healthz", None).await;
+    (st, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_nftables_rules_and_puts_them_back() {
+    let table = format!("mftest_{}", medforge_core::model::Slug::generate());
+    let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval_secs = 1\n");
+    let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
+    sh("nft", &["list", "table", "inet", &table]).expect("serve applied the rules at start");
+    let (st, b) = health(&s).await;
+    assert_eq!((st, &b["data"]["checks"]["firewall"]), (200, &Value::Bool(true)), "{b}");
+    let (ok, _, err) = cli(&s, &["firewall", "check"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("isolation rules in place for br-"), "{err}");
+
+    let a = container(&running_session(&s, "fw-a@example.org").await);
+    let b = container(&running_session(&s, "fw-b@example.org").await);
+    assert!(!reaches(&b, &a), "session B reached session A through the server's rules");
+
+    // The rules go (a flush by hand); the server puts them back.
+    sh("nft", &["delete", "table", "inet", &table]).expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sh("nft", &["list", "table", "inet", &table]).is_err() {
+        assert!(Instant::now() < deadline, "the server did not put the rules back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while health(&s).await.0 != 200 {
+        assert!(Instant::now() < deadline, "still degraded: {:?}", health(&s).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!reaches(&b, &a), "isolation is back");
+
+    s.stop().await;
+    sh("nft", &["delete", "table", "inet", &table]).expect("clean up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_degraded_while_iptables_rules_are_missing() {
+    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval_secs = 3600\n".to_owned();
+    let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
+    assert_eq!(health(&s).await.0, 200);
+    let saved = sh("iptables-save", &["-t", "filter"]).expect("save");
+    assert!(saved.contains("-A DOCKER-USER -j MEDFORGE-FORWARD"), "{saved}");
+
+    sh("iptables", &["-D", "DOCKER-USER", "-j", "MEDFORGE-FORWARD"]).expect("take the jump out");
+    let (st, b) = health(&s).await;
+    assert_eq!(st, 503, "{b}");
+    assert_eq!(b["data"]["status"], "degraded");
+    assert_eq!(b["data"]["checks"]["firewall"], false);
+    let (ok, out, err) = cli(&s, &["firewall", "check"]);
+    assert!(!ok);
+    assert!(out.contains("missing jump from DOCKER-USER to MEDFORGE-FORWARD"), "{out}");
+    assert!(err.contains("run `medforge firewall apply`"), "{err}");
+
+    let (ok, _, err) = cli(&s, &["firewall", "apply"]);
+    assert!(ok, "{err}");
+    assert_eq!(health(&s).await.0, 200);
+
+    let (ok, _, err) = cli(&s, &["firewall", "remove"]);
+    assert!(ok, "{err}");
+    let saved = sh("iptables-save", &["-t", "filter"]).expect("save");
+    assert!(!saved.contains("MEDFORGE"), "{saved}");
+    s.stop().await;
+}
+
+#[test]
+fn firewall_commands_need_a_firewall_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("medforge.toml");
+    std::fs::write(&config, format!("data_dir = \"{}\"\n", dir.path().display())).expect("config");
+    let out = Command::new(common::binary())
+        .args(["--config", config.to_str().expect("path"), "firewall", "apply"])
+        .output()
+        .expect("medforge");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "medforge: firewall.kind is \"none\": set it to \"nftables\" or \"iptables\" first");
+}
