@@ -14,6 +14,9 @@ use serde_json::Value;
 
 const SESSIONS: &str = "/api/v2/external/sessions";
 
+/// One test at a time: one of them restarts dockerd under the others.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn cli(s: &Server, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(common::binary())
         .args(["--config", s.config_path.to_str().expect("path")])
@@ -68,6 +71,7 @@ async fn health(s: &Server) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_applies_nftables_rules_and_puts_them_back() {
+    let _turn = TURN.lock().await;
     let table = format!("mftest_{}", medforge_core::model::Slug::generate());
     let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval_secs = 1\n");
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
@@ -102,6 +106,7 @@ async fn serve_applies_nftables_rules_and_puts_them_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_is_degraded_while_iptables_rules_are_missing() {
+    let _turn = TURN.lock().await;
     let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval_secs = 3600\n".to_owned();
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
     assert_eq!(health(&s).await.0, 200);
@@ -118,8 +123,14 @@ async fn healthz_is_degraded_while_iptables_rules_are_missing() {
     assert!(out.contains("missing jump from DOCKER-USER to MEDFORGE-FORWARD"), "{out}");
     assert!(err.contains("run `medforge firewall apply`"), "{err}");
 
-    let (ok, _, err) = cli(&s, &["firewall", "apply"]);
-    assert!(ok, "{err}");
+    // The operator's script puts them back.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/firewall/setup.sh");
+    let out = Command::new("bash")
+        .args([script, "apply", "--config", s.config_path.to_str().expect("path")])
+        .env("MEDFORGE_BIN", common::binary())
+        .output()
+        .expect("setup.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(health(&s).await.0, 200);
 
     let (ok, _, err) = cli(&s, &["firewall", "remove"]);
@@ -141,4 +152,70 @@ fn firewall_commands_need_a_firewall_configured() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim(), "medforge: firewall.kind is \"none\": set it to \"nftables\" or \"iptables\" first");
+}
+
+/// Restarts dockerd the way scripts/lib/docker.sh starts it.
+fn restart_dockerd() {
+    sh("pkill", &["-x", "dockerd"]).expect("stop dockerd");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sh("pgrep", &["-x", "dockerd"]).is_ok() {
+        assert!(Instant::now() < deadline, "dockerd did not stop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sh("sh", &["-c", "setsid nohup /usr/sbin/dockerd >>/var/log/medforge-dockerd.log 2>&1 &"]).expect("start dockerd");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sh("docker", &["info"]).is_err() {
+        assert!(Instant::now() < deadline, "dockerd did not come back");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// dockerd restarts (its sessions die with it) and the sessions networks
+/// are recreated with new bridges: the server's next check re-applies the
+/// rules for the new bridges, and new sessions are isolated again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_survives_a_dockerd_restart_and_recreated_networks() {
+    let _turn = TURN.lock().await;
+    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval_secs = 1\n".to_owned();
+    let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
+    let (a_cookie, _) = s.signup("restart-a@example.org").await;
+    let (b_cookie, _) = s.signup("restart-b@example.org").await;
+    let start = |cookie: String| {
+        let s = &s;
+        async move {
+            let (st, _, b) = s.post(SESSIONS, Some(&cookie), None).await;
+            assert_eq!(st, 201, "{b}");
+            let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+            (id.clone(), s.wait_status(&format!("{SESSIONS}/{id}"), &cookie, "running").await)
+        }
+    };
+    let (a_id, _) = start(a_cookie.clone()).await;
+    let (b_id, _) = start(b_cookie.clone()).await;
+    let ext = format!("mftest-{}-ext", s.run);
+    let bridge_before = sh("docker", &["network", "inspect", "-f", "{{.Id}}", &ext]).expect("network");
+
+    restart_dockerd();
+    // The sessions died with dockerd; the server notices and frees the GPUs.
+    s.wait_status(&format!("{SESSIONS}/{a_id}"), &a_cookie, "error").await;
+    s.wait_status(&format!("{SESSIONS}/{b_id}"), &b_cookie, "error").await;
+    // Docker forgets the networks (as a reinstall or `docker network prune` would).
+    for net in [ext.clone(), format!("mftest-{}-int", s.run)] {
+        let _ = sh("docker", &["network", "rm", &net]);
+    }
+    let (_, a) = start(a_cookie).await;
+    let (_, b) = start(b_cookie).await;
+    let bridge_after = sh("docker", &["network", "inspect", "-f", "{{.Id}}", &ext]).expect("network");
+    assert_ne!(bridge_before, bridge_after, "the network was recreated");
+
+    let new_bridge = format!("br-{}", &bridge_after.trim()[..12]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sh("iptables-save", &["-t", "filter"]).expect("save").contains(&format!("medforge:{new_bridge}-inbound")) {
+        assert!(Instant::now() < deadline, "the server did not apply rules for {new_bridge}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!reaches(&container(&b), &container(&a)), "session B reached session A after the restart");
+    assert_eq!(health(&s).await.0, 200);
+    let (ok, _, err) = cli(&s, &["firewall", "remove"]);
+    assert!(ok, "{err}");
+    s.stop().await;
 }
