@@ -74,7 +74,9 @@ async fn serve_applies_nftables_rules_and_puts_them_back() {
     let _turn = TURN.lock().await;
     let table = format!("mftest_{}", medforge_core::model::Slug::generate());
     let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval_secs = 1\n");
-    let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
+    // On every address, as a server behind no proxy would be: the rules,
+    // not the bind address, must keep sessions off it.
+    let s = Server::start(Db::Sqlite, Options { extra_config: extra, listen: "0.0.0.0:0", ..Options::default() }).await;
     sh("nft", &["list", "table", "inet", &table]).expect("serve applied the rules at start");
     let (st, b) = health(&s).await;
     assert_eq!((st, &b["data"]["checks"]["firewall"]), (200, &Value::Bool(true)), "{b}");
@@ -85,6 +87,21 @@ async fn serve_applies_nftables_rules_and_puts_them_back() {
     let a = container(&running_session(&s, "fw-a@example.org").await);
     let b = container(&running_session(&s, "fw-b@example.org").await);
     assert!(!reaches(&b, &a), "session B reached session A through the server's rules");
+
+    // The server's own port, at the sessions network's gateway (the host):
+    // open to the host, closed to sessions.
+    let port: u16 = s.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let gateway = sh(
+        "docker",
+        &["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", &format!("mftest-{}-ext", s.run)],
+    )
+    .expect("gateway");
+    let api = format!("{}:{port}", gateway.trim());
+    let direct = s.http.get(format!("http://{api}/healthz")).send().await.expect("the host reaches the API");
+    assert_eq!(direct.status(), 200);
+    let (ok, out, _) =
+        docker_exec(&a, &format!("printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {}", api.replace(':', " ")));
+    assert!(!(ok && out.contains("200")), "session A reached the server's API: {out}");
 
     // The rules go (a flush by hand); the server puts them back.
     sh("nft", &["delete", "table", "inet", &table]).expect("delete");

@@ -42,11 +42,19 @@ pub struct Options {
     pub fake_nvidia_smi: Option<&'static str>,
     /// TOML appended to the config (whole sections, e.g. `[storage]`).
     pub extra_config: String,
+    /// The listen address (port 0: any free port).
+    pub listen: &'static str,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { gpus: vec![0, 1], auth_per_minute: 1000, fake_nvidia_smi: None, extra_config: String::new() }
+        Self {
+            gpus: vec![0, 1],
+            auth_per_minute: 1000,
+            fake_nvidia_smi: None,
+            extra_config: String::new(),
+            listen: "127.0.0.1:0",
+        }
     }
 }
 
@@ -65,7 +73,7 @@ impl Server {
             .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PACK_IMAGE is not set: run scripts/test.sh"));
         let config = format!(
             r#"base_domain = "{DOMAIN}"
-listen = "127.0.0.1:0"
+listen = "{listen}"
 data_dir = "{data}"
 database_url = "{db_url}"
 
@@ -94,6 +102,7 @@ auth_per_minute = {per_minute}
                 if options.fake_nvidia_smi.is_some() { "\"auto\"".to_owned() } else { format!("{:?}", options.gpus) },
             per_minute = options.auth_per_minute,
             extra = options.extra_config,
+            listen = options.listen,
         );
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");
