@@ -119,7 +119,11 @@ impl Lab {
             outside: names[3].clone(),
             ips,
             gateway: gateway.trim().parse().expect("gateway"),
-            internet: OutsideHost::start(&run, subnet),
+            internet: {
+                let mut host = OutsideHost::start(&run, subnet);
+                host.serve_metadata();
+                host
+            },
             run,
         };
         // Wait for the listeners.
@@ -167,6 +171,7 @@ async fn assert_traffic(lab: &Lab, host_port: u16, isolated: bool) {
     assert_eq!(reaches(&lab.b, &a(9000)), open, "session B to session A:9000");
     assert_eq!(reaches(&lab.a, &lab.addr(&lab.b, 8080)), open, "session A to session B:8080");
     assert_eq!(reaches(&lab.a, &SocketAddr::from((lab.gateway, host_port))), open, "session A to the host's service");
+    assert_eq!(lab.internet.metadata_reached_from(&lab.a), open, "session A to 169.254.169.254");
     // Always allowed: the proxy, the host (the built-in proxy), and the
     // sessions' own way out.
     assert!(reaches(&lab.proxy, &a(8080)), "the proxy to session A:8080");

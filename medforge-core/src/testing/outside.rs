@@ -21,6 +21,7 @@ pub struct OutsideHost {
     ns: String,
     veth: String,
     listener: Child,
+    metadata: Option<Child>,
     /// The listener's address (port 9000).
     pub addr: String,
 }
@@ -52,7 +53,33 @@ impl OutsideHost {
             .spawn()
             .expect("listener");
         std::thread::sleep(std::time::Duration::from_millis(300));
-        Self { ns, veth, listener, addr: ns_ip }
+        Self { ns, veth, listener, metadata: None, addr: ns_ip }
+    }
+
+    /// Also answers as a cloud's metadata service at 169.254.169.254:80,
+    /// routed from the host to this namespace (the route goes with the
+    /// veth). One at a time per host: tests that use it take turns.
+    pub fn serve_metadata(&mut self) {
+        let (ns, veth) = (&self.ns, &self.veth);
+        must(&format!("ip netns exec {ns} ip addr add 169.254.169.254/32 dev {veth}b"));
+        must(&format!("ip route replace 169.254.169.254/32 via {} dev {veth}a", self.addr));
+        let www = std::env::temp_dir().join(format!("{ns}-www"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "busybox", "httpd", "-f", "-p", "169.254.169.254:80", "-h"])
+            .arg(&www)
+            .spawn()
+            .expect("metadata listener");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.metadata = Some(child);
+    }
+
+    /// From inside `container`: does a request reach the metadata address?
+    pub fn metadata_reached_from(&self, container: &str) -> bool {
+        let cmd = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 169.254.169.254 80";
+        Command::new("docker")
+            .args(["exec", container, "sh", "-c", cmd])
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("outside world"))
     }
 
     /// From inside `container` (by id or name): does a request reach it?
@@ -69,6 +96,10 @@ impl Drop for OutsideHost {
     fn drop(&mut self) {
         let _ = self.listener.kill();
         let _ = self.listener.wait();
+        if let Some(mut m) = self.metadata.take() {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
         let _ = sh(&format!("ip link del {}a; ip netns del {}", self.veth, self.ns));
     }
 }
