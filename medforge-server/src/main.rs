@@ -2,6 +2,7 @@
 
 mod api;
 mod config;
+mod proxy;
 mod stack;
 mod state;
 mod tasks;

@@ -151,6 +151,7 @@ pub async fn build(
         auth,
         events,
         firewall,
+        upstreams: crate::proxy::upstreams(),
         gate_cache: GateCache::new(Duration::from_secs(5)),
         auth_limiter,
         metrics,

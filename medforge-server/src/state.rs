@@ -24,6 +24,8 @@ pub struct AppState {
     pub runtime: Arc<dyn ContainerRuntime>,
     pub sessions: Arc<Sessions>,
     pub firewall: Arc<dyn medforge_core::firewall::Firewall>,
+    /// The built-in proxy's pooled client to session containers.
+    pub upstreams: crate::proxy::Upstreams,
     pub auth: Authenticator,
     pub events: Arc<dyn EventSink>,
     pub gate_cache: GateCache,
@@ -43,6 +45,9 @@ pub struct GateCache {
     /// invalidation happened is not cached: it may rest on what the
     /// invalidation was about (a stop, a logout) not being visible yet.
     generation: std::sync::atomic::AtomicU64,
+    /// Slugs whose session stopped: the built-in proxy ends their open
+    /// tunnels (WebSockets) on hearing one.
+    closed: tokio::sync::broadcast::Sender<String>,
 }
 
 /// (token hash, lower-cased Host).
@@ -55,7 +60,12 @@ pub type CachedGate = (Decision, Option<String>);
 
 impl GateCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()), generation: Default::default() }
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            generation: Default::default(),
+            closed: tokio::sync::broadcast::channel(64).0,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GateKey, GateEntry>> {
@@ -113,9 +123,17 @@ impl GateCache {
 
     pub fn forget_slug(&self, slug: &str) {
         let label = format!("s-{slug}.");
-        let mut entries = self.lock();
-        self.invalidated();
-        entries.retain(|(_, host), _| !host.starts_with(&label));
+        {
+            let mut entries = self.lock();
+            self.invalidated();
+            entries.retain(|(_, host), _| !host.starts_with(&label));
+        }
+        let _ = self.closed.send(slug.to_owned());
+    }
+
+    /// Hears every slug whose session stops from now on.
+    pub fn closed_slugs(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.closed.subscribe()
     }
 }
 

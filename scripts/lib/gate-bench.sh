@@ -9,7 +9,9 @@ gate_bench() {
   local secs=$1 cookie slug sid rss_idle rss_load
   ensure_packages wrk wrk curl curl
   cargo build --release -p medforge-server >&2
-  start_medforge target/release/medforge gbench "[0]"
+  # The forward_auth gate is what is measured: Caddy's mode, where session
+  # hosts reach the gate path (the built-in proxy refuses it there).
+  MF_ROUTING=caddy start_medforge target/release/medforge gbench "[0]"
   local port=$MF_PORT pid=$MF_PID dir=$MF_DIR
   cookie=$(medforge_cookie signup bench@example.org "bench passphrase")
   sid=$(curl -sf -X POST -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])')

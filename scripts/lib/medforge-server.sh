@@ -3,6 +3,7 @@
 # and container label. Source after common.sh and docker.sh.
 
 # start_medforge BINARY RUN GPU_IDS: sets MF_DIR, MF_CONFIG, MF_PORT, MF_PID, MF_URL.
+# MF_ROUTING (default builtin) sets `routing`.
 start_medforge() {
   local binary=$1 run=$2 gpus=$3
   MF_DIR=$(mktemp -d)
@@ -11,6 +12,7 @@ start_medforge() {
   MF_URL=http://127.0.0.1:$MF_PORT
   cat >"$MF_CONFIG" <<TOML
 listen = "127.0.0.1:$MF_PORT"
+routing = "${MF_ROUTING:-builtin}"
 data_dir = "$MF_DIR/data"
 [runtime]
 gpu_mode = "none"

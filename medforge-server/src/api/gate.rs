@@ -24,15 +24,32 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route(PATH, get(session_proxy))
 }
 
-/// The decision for `host` and the caller's cookie, from the cache when it can.
+/// The decision for `host` and the caller's cookie, from the cache when it
+/// can, with the upstream the config names (for `forward_auth`).
 pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, Option<String>), ApiError> {
+    decide_for(state, headers, state.config.gate_upstream).await
+}
+
+/// The same, with the upstream as `mode` says: the built-in proxy on the
+/// host always needs the container's address.
+pub async fn decide_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    mode: GateUpstream,
+) -> Result<(Decision, Option<String>), ApiError> {
     let Some(token) = token_from(headers) else {
         count(&Decision::Unauthenticated, "none");
         return Ok((Decision::Unauthenticated, None));
     };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     let token_hash = state.auth.key().hash(&token);
-    if let Some(hit) = state.gate_cache.get(&token_hash, &host) {
+    // The two upstream forms are cached apart; the key still starts with
+    // the host, so forgetting a slug forgets both.
+    let cache_key = match mode {
+        GateUpstream::Name => host.clone(),
+        GateUpstream::Address => format!("{host}|address"),
+    };
+    if let Some(hit) = state.gate_cache.get(&token_hash, &cache_key) {
         count(&hit.0, "hit");
         return Ok(hit);
     }
@@ -44,7 +61,7 @@ pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, 
         _ => None,
     };
     let decision = gate::decide(user.as_ref(), parsed, session.as_ref());
-    let upstream = match (&decision, state.config.gate_upstream) {
+    let upstream = match (&decision, mode) {
         (Decision::Allow { slug }, GateUpstream::Name) => Some(format!("{}:{SESSION_PORT}", container_name(slug))),
         (Decision::Allow { slug }, GateUpstream::Address) => state
             .runtime
@@ -58,7 +75,7 @@ pub async fn decide(state: &AppState, headers: &HeaderMap) -> Result<(Decision, 
     // No upstream for an allowed session: its container has no address; fail closed.
     let decision =
         if matches!(decision, Decision::Allow { .. }) && upstream.is_none() { Decision::NotFound } else { decision };
-    state.gate_cache.put(generation, &token_hash, &host, decision.clone(), upstream.clone());
+    state.gate_cache.put(generation, &token_hash, &cache_key, decision.clone(), upstream.clone());
     count(&decision, "miss");
     Ok((decision, upstream))
 }

@@ -297,6 +297,20 @@ fn is_json(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"))
 }
 
+/// A finished problem document, for answers made outside the `context`
+/// middleware (the session proxy, whose upstream errors must pass as they are).
+pub fn standalone_problem(error: ApiError, instance: &str) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let bytes = serde_json::to_vec(&problem_body(&error.0, instance, &id)).unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = error.0.status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
 fn problem_body(p: &Problem, instance: &str, request_id: &str) -> Value {
     let mut body = json!({
         "type": format!("{PROBLEM_BASE}{}", p.suffix),
@@ -349,5 +363,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(middleware::from_fn(context))
+        // Outermost: session hosts never reach the layers above (no body
+        // limit, no rewriting of an upstream's errors).
+        .layer(middleware::from_fn_with_state(state.clone(), crate::proxy::dispatch))
         .with_state(state)
 }

@@ -44,6 +44,9 @@ pub struct Options {
     pub extra_config: String,
     /// The listen address (port 0: any free port).
     pub listen: &'static str,
+    /// `builtin` (the server proxies session hosts) or `caddy` (it only
+    /// answers the gate, as Caddy's forward_auth calls it).
+    pub routing: &'static str,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             fake_nvidia_smi: None,
             extra_config: String::new(),
             listen: "127.0.0.1:0",
+            routing: "builtin",
         }
     }
 }
@@ -74,6 +78,7 @@ impl Server {
         let config = format!(
             r#"base_domain = "{DOMAIN}"
 listen = "{listen}"
+routing = "{routing}"
 data_dir = "{data}"
 database_url = "{db_url}"
 
@@ -103,6 +108,7 @@ auth_per_minute = {per_minute}
             per_minute = options.auth_per_minute,
             extra = options.extra_config,
             listen = options.listen,
+            routing = options.routing,
         );
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");
