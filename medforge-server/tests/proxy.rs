@@ -122,3 +122,83 @@ async fn a_stopped_session_is_not_found() {
     assert_eq!(st, 404, "{body}");
     s.stop().await;
 }
+
+/// Sends an upgrade request through the proxy on a raw connection and
+/// returns the stream after a 101 (the ws pack then echoes every byte).
+async fn open_tunnel(s: &Server, host: &str, cookie: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let request = format!(
+        "GET /stable/socket?reconnectionToken=x HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n =
+            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await.expect("head").expect("read");
+        assert_eq!(n, 1, "closed before the answer: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    stream
+}
+
+/// Sends `text` and reads as many bytes back; with the round trip.
+async fn echo(stream: &mut tokio::net::TcpStream, text: &str) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    stream.write_all(text.as_bytes()).await.expect("write");
+    let mut got = vec![0u8; text.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    (String::from_utf8(got).expect("utf8"), started.elapsed())
+}
+
+/// Upgrades are tunnelled both ways, idle tunnels stay open, and a stop
+/// closes them at once (before the container is even gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
+    use tokio::io::AsyncReadExt;
+    let image = std::env::var("MEDFORGE_TEST_WS_PACK_IMAGE")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_WS_PACK_IMAGE is not set: run scripts/test.sh"));
+    let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
+    let (owner, _) = s.signup("tunnel@example.org").await;
+    let (other, _) = s.signup("nottunnel@example.org").await;
+    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
+    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v2/external/sessions/{id}");
+    let session = s.wait_status(&path, &owner, "running").await;
+    let port = s.base.rsplit(':').next().expect("port").to_owned();
+    let host = format!("s-{}.external.{DOMAIN}:{port}", session["slug"].as_str().expect("slug"));
+
+    let mut tunnel = open_tunnel(&s, &host, &owner).await;
+    for i in 0..20 {
+        assert_eq!(echo(&mut tunnel, &format!("frame-{i}")).await.0, format!("frame-{i}"));
+    }
+    // Idle for a while: the proxy does not cut it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(echo(&mut tunnel, "still here").await.0, "still here");
+
+    // Someone else's upgrade is refused like any request.
+    let refused = Hosted { s: &s, host: host.clone() };
+    let (st, _, _, _) = refused.get("/", Some(&other), &[("upgrade", "websocket"), ("connection", "Upgrade")]).await;
+    assert_eq!(st, 403);
+
+    // A stop closes the tunnel promptly.
+    let (st, _, _) = s.post(&format!("{path}/stop"), Some(&owner), None).await;
+    assert_eq!(st, 202);
+    let stopped = Instant::now();
+    let mut buf = [0u8; 16];
+    let end = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut buf)).await.expect("the tunnel was closed");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    assert!(stopped.elapsed() < Duration::from_millis(1500), "closed after {:?}", stopped.elapsed());
+    s.stop().await;
+}

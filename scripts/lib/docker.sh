@@ -43,8 +43,34 @@ DOCKERFILE
   printf 'FROM %s\nCMD ["/bin/sleep", "3600"]\n' "$TEST_PACK_IMAGE" >"$ctx/Dockerfile.silent"
   docker build -q -f "$ctx/Dockerfile.silent" -t "${TEST_PACK_IMAGE%:*}:silent" "$ctx" >/dev/null \
     || die "could not build ${TEST_PACK_IMAGE%:*}:silent"
+  # A variant whose port 8080 answers an upgrade with 101 and then echoes
+  # every byte: the session proxy's tunnels are tested against it.
+  cat >"$ctx/serve.sh" <<'SH'
+#!/bin/sh
+# One connection on stdin/stdout: an upgrade gets 101 and an echo of every
+# byte after it; anything else a small HTTP answer.
+upgrade=""
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  case $(printf '%s' "$line" | tr 'A-Z' 'a-z') in
+    upgrade:*) upgrade=1 ;;
+  esac
+done
+if [ -n "$upgrade" ]; then
+  printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
+  exec cat
+fi
+printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nws pack\n'
+SH
+  chmod 755 "$ctx/serve.sh"
+  printf 'FROM %s\nCOPY serve.sh /serve.sh\nCMD ["/bin/nc", "-ll", "-p", "8080", "-e", "/serve.sh"]\n' "$TEST_PACK_IMAGE" \
+    >"$ctx/Dockerfile.ws"
+  docker build -q -f "$ctx/Dockerfile.ws" -t "${TEST_PACK_IMAGE%:*}:ws" "$ctx" >/dev/null \
+    || die "could not build ${TEST_PACK_IMAGE%:*}:ws"
   rm -rf "$ctx"
   export MEDFORGE_TEST_PACK_IMAGE=$TEST_PACK_IMAGE
+  export MEDFORGE_TEST_WS_PACK_IMAGE=${TEST_PACK_IMAGE%:*}:ws
   export MEDFORGE_TEST_SILENT_PACK_IMAGE=${TEST_PACK_IMAGE%:*}:silent
 }
 

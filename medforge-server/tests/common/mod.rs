@@ -47,6 +47,8 @@ pub struct Options {
     /// `builtin` (the server proxies session hosts) or `caddy` (it only
     /// answers the gate, as Caddy's forward_auth calls it).
     pub routing: &'static str,
+    /// The pack image (default: the test pack).
+    pub image: Option<String>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             extra_config: String::new(),
             listen: "127.0.0.1:0",
             routing: "builtin",
+            image: None,
         }
     }
 }
@@ -73,8 +76,10 @@ impl Server {
                 (url, Some(t))
             }
         };
-        let image = std::env::var("MEDFORGE_TEST_PACK_IMAGE")
-            .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PACK_IMAGE is not set: run scripts/test.sh"));
+        let image = options.image.clone().unwrap_or_else(|| {
+            std::env::var("MEDFORGE_TEST_PACK_IMAGE")
+                .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PACK_IMAGE is not set: run scripts/test.sh"))
+        });
         let config = format!(
             r#"base_domain = "{DOMAIN}"
 listen = "{listen}"
