@@ -23,6 +23,10 @@ ensure_test_pack() {
   mkdir -p "$ctx/www"
   echo '{"status":"alive"}' >"$ctx/www/healthz"
   echo 'medforge test pack' >"$ctx/www/index.html"
+  # A CGI that counts the bytes it is sent, for streamed uploads.
+  mkdir -p "$ctx/www/cgi-bin"
+  printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\nwc -c\n' >"$ctx/www/cgi-bin/count"
+  chmod 755 "$ctx/www/cgi-bin/count"
   cat >"$ctx/Dockerfile" <<'DOCKERFILE'
 FROM scratch
 COPY busybox /bin/busybox
