@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check MedForge has: formatting, clippy, and all tests against
 # the real services they need (MariaDB, dockerd, a locally built test
-# pack image, ZFS through zfs-fuse), which it installs and starts
+# pack image, ZFS through zfs-fuse, Caddy 2.11.7), which it installs and starts
 # when missing. Safe to run again and again. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
 . scripts/lib/zfs.sh
+. scripts/lib/caddy.sh
 . scripts/lib/medforge-server.sh
 . scripts/lib/fuzz.sh
 
@@ -20,6 +21,7 @@ ensure_test_pack
 clean_docker_test_leftovers
 ensure_zfs
 clean_zfs_test_leftovers
+ensure_caddy
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

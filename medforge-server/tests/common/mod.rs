@@ -49,6 +49,9 @@ pub struct Options {
     pub routing: &'static str,
     /// The pack image (default: the test pack).
     pub image: Option<String>,
+    /// `name` (X-Upstream `mf-session-<slug>:8080`) or `address` (ip:8080,
+    /// for a Caddy on the host).
+    pub gate_upstream: &'static str,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             listen: "127.0.0.1:0",
             routing: "builtin",
             image: None,
+            gate_upstream: "name",
         }
     }
 }
@@ -84,6 +88,7 @@ impl Server {
             r#"base_domain = "{DOMAIN}"
 listen = "{listen}"
 routing = "{routing}"
+gate_upstream = "{gate_upstream}"
 data_dir = "{data}"
 database_url = "{db_url}"
 
@@ -114,6 +119,7 @@ auth_per_minute = {per_minute}
             extra = options.extra_config,
             listen = options.listen,
             routing = options.routing,
+            gate_upstream = options.gate_upstream,
         );
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");

@@ -1,0 +1,159 @@
+//! `routing = "caddy"`: real Caddy 2.11.7 (scripts/test.sh fetches it) in
+//! front of the real server, running `infra/caddy/session-route.caddy`,
+//! the same route the production Caddyfile imports. The routing matrix of
+//! routing-e2e-evidence.md, through Caddy.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{DOMAIN, Db, Options, Server, docker};
+use reqwest::header::HOST;
+
+struct Caddy {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Caddy on a loopback port, plain http, in front of `server` (host:port).
+async fn caddy(server: &str) -> Caddy {
+    let bin = std::env::var("MEDFORGE_TEST_CADDY")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_CADDY is not set: run scripts/test.sh, which fetches Caddy 2.11.7"));
+    let version = Command::new(&bin).arg("version").output().expect("caddy version");
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    let minor: Option<u32> = version.strip_prefix("v2.").and_then(|v| v.split('.').next()).and_then(|m| m.parse().ok());
+    assert!(minor.is_some_and(|m| m >= 11), "Caddy 2.11 or newer is needed, not {version}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let route = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/caddy/session-route.caddy");
+    let caddyfile = format!(
+        "{{\n\tauto_https off\n\tadmin off\n}}\n\
+         http://*.external.{DOMAIN}:{port}, http://*.internal.{DOMAIN}:{port} {{\n\
+         \tbind 127.0.0.1\n\timport {route} {server}\n}}\n"
+    );
+    let path = dir.path().join("Caddyfile");
+    std::fs::write(&path, caddyfile).expect("Caddyfile");
+    let child = Command::new(&bin)
+        .args(["run", "--adapter", "caddyfile", "--config", path.to_str().expect("path")])
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start caddy");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "caddy did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Caddy { child, port, _dir: dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routing_matrix_through_caddy() {
+    let s =
+        Server::start(Db::Sqlite, Options { routing: "caddy", gate_upstream: "address", ..Options::default() }).await;
+    let c = caddy(s.base.trim_start_matches("http://")).await;
+    let (owner, _) = s.signup("owner@example.org").await;
+    let (other, _) = s.signup("other@example.org").await;
+    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
+    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v2/external/sessions/{id}");
+    let session = s.wait_status(&path, &owner, "running").await;
+    let slug = session["slug"].as_str().expect("slug").to_owned();
+    let host = format!("s-{slug}.external.{DOMAIN}:{}", c.port);
+    let get = |p: &str, cookie: Option<&str>, extra: Option<(&str, &str)>| {
+        let mut req = s.http.get(format!("http://127.0.0.1:{}{p}", c.port)).header(HOST, &host);
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        if let Some((k, v)) = extra {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = tokio::time::timeout(Duration::from_secs(15), req.send()).await.expect("in time").expect("send");
+            let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            (r.status().as_u16(), ct, r.text().await.expect("body"))
+        }
+    };
+
+    let (st, ct, body) = get("/", None, None).await;
+    assert_eq!((st, ct.as_str()), (401, "application/problem+json"), "{body}");
+    assert!(body.contains("\"instance\":\"/api/v2/auth/session-proxy\""), "{body}");
+    let (st, _, body) = get("/", Some(&other), None).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("Session access denied."), "{body}");
+    let (st, _, body) = get("/", Some(&owner), None).await;
+    assert_eq!((st, body.as_str()), (200, "medforge test pack\n"));
+    let (st, _, body) = get("/healthz", Some(&owner), Some(("x-upstream", "127.0.0.1:1"))).await;
+    assert_eq!((st, body.as_str()), (200, "{\"status\":\"alive\"}\n"), "a spoofed X-Upstream is ignored");
+    for p in [
+        "/api/v2/auth/session-proxy",
+        "/API/v2/auth/session-proxy",
+        "/api%2Fv2%2Fauth%2Fsession-proxy",
+        "/api/v2/auth/session-proxy/",
+        "//api//v2//auth//session-proxy",
+    ] {
+        for cookie in [None, Some(owner.as_str())] {
+            let (st, _, body) = get(p, cookie, None).await;
+            assert_eq!((st, body.as_str()), (403, "Forbidden"), "{p} {cookie:?}");
+        }
+    }
+
+    // Killed: 502 or 404, never a hang; then stopped for good: 404.
+    docker(&["kill", &format!("mf-session-{slug}")]);
+    let started = Instant::now();
+    let (st, _, _) = get("/", Some(&owner), None).await;
+    assert!(st == 502 || st == 404, "got {st}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    s.wait_status(&path, &owner, "error").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get("/", Some(&owner), None).await.0 != 404 {
+        assert!(Instant::now() < deadline, "the gate kept an over session");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(c);
+    s.stop().await;
+}
+
+/// The production Caddyfile adapts with Caddy 2.11 (its DNS provider
+/// swapped for Caddy's internal issuer: the stock binary has no DNS
+/// modules) and routes session hosts through the same session route.
+#[test]
+fn the_production_caddyfile_is_valid() {
+    let bin = std::env::var("MEDFORGE_TEST_CADDY")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_CADDY is not set: run scripts/test.sh, which fetches Caddy 2.11.7"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let infra = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/caddy");
+    let production = std::fs::read_to_string(format!("{infra}/Caddyfile")).expect("Caddyfile");
+    assert!(production.contains("dns cloudflare"), "the DNS challenge is configured");
+    let checked = production.replace("dns cloudflare {env.CLOUDFLARE_API_TOKEN}", "issuer internal");
+    std::fs::write(dir.path().join("Caddyfile"), checked).expect("write");
+    std::fs::copy(format!("{infra}/session-route.caddy"), dir.path().join("session-route.caddy")).expect("copy");
+    let out = Command::new(&bin)
+        .args(["adapt", "--config", "Caddyfile"])
+        .current_dir(dir.path())
+        .env("MEDFORGE_DOMAIN", "medforge.example.org")
+        .env("ACME_EMAIL", "admin@example.org")
+        .output()
+        .expect("caddy adapt");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = String::from_utf8_lossy(&out.stdout);
+    for want in ["*.external.medforge.example.org", "session-proxy", "X-Upstream", "medforge:8080"] {
+        assert!(json.contains(want), "{want} missing from {json}");
+    }
+}
