@@ -48,6 +48,12 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
 /// A ZFS pool on a file, for one test. Destroyed when dropped, even by a
 /// failing test: a pool left behind with busy mounts can wedge zfs-fuse for
 /// every later test. (Drop containers that mount it first.)
+///
+/// One test pool exists at a time on a host (an exclusive lock on a file,
+/// held until the pool is dropped): zfs-fuse was seen to wedge, every
+/// mount hanging, when several tests created, unmounted and destroyed
+/// pools at once. So ZFS tests take turns; concurrency *within* a test (a
+/// user's concurrent first sessions) is still tested.
 #[derive(Debug)]
 pub struct TestPool {
     pub name: String,
@@ -55,6 +61,7 @@ pub struct TestPool {
     /// Where the pool's root dataset mounts; children mount below it.
     pub mountpoint: PathBuf,
     destroyed: std::sync::atomic::AtomicBool,
+    _turn: std::fs::File,
 }
 
 impl TestPool {
@@ -65,12 +72,19 @@ impl TestPool {
         let name = format!("mft{}x{}x{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let dir = test_dir();
         std::fs::create_dir_all(&dir).expect("create the test pool directory");
+        let turn = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".turn"))
+            .expect("open the test pool lock");
+        turn.lock().expect("wait for the test pool lock");
         let file = dir.join(format!("{name}.img"));
         let mountpoint = dir.join(&name);
         let f = std::fs::File::create(&file).expect("create the pool file");
         f.set_len(size_mb << 20).expect("size the pool file");
         must("zpool", &["create", "-m", &mountpoint.display().to_string(), &name, &file.display().to_string()]);
-        Self { name, file, mountpoint, destroyed: false.into() }
+        Self { name, file, mountpoint, destroyed: false.into(), _turn: turn }
     }
 
     /// `<pool>/<relative>`.

@@ -17,22 +17,29 @@ _zfs_fuse_answers() {
   done
 }
 
+# Kills zfs-fuse and starts it afresh; when every pool it knew was a test
+# pool, it forgets them (they are only ever test data).
+_restart_zfs_fuse() {
+  local pools
+  pools=$(timeout 10 zpool list -H -o name 2>/dev/null || true)
+  pkill -9 -x zfs-fuse || true
+  sleep 1
+  mount | awk '$5 == "fuse.zfs" {print $3}' | sort -r | while read -r m; do umount -l "$m" || true; done
+  if [ -z "$(printf '%s\n' "$pools" | grep -v '^mft' | grep -v '^$' || true)" ]; then
+    rm -f /var/lib/zfs/zpool.cache /etc/zfs/zpool.cache
+  fi
+  zfs-fuse || die "zfs-fuse did not start"
+  wait_for "zpool list" 30 || die "zfs-fuse restarted but zpool does not answer"
+}
+
 ensure_zfs() {
   ensure_packages zpool zfs-fuse zfs-fuse zfs-fuse
   _kernel_zfs && return 0
   if pgrep -x zfs-fuse >/dev/null && ! _zfs_fuse_answers; then
     # zfs-fuse can wedge when a test dies half-way (a pool destroyed under
-    # a mount still in use): its FUSE mounts stop answering. Start afresh;
-    # when every pool it knew was a test pool, forget them too.
+    # a mount still in use): its FUSE mounts stop answering.
     log "zfs-fuse is not answering: restarting it"
-    local pools
-    pools=$(timeout 10 zpool list -H -o name 2>/dev/null || true)
-    pkill -9 -x zfs-fuse || true
-    sleep 1
-    mount | awk '$5 == "fuse.zfs" {print $3}' | sort -r | while read -r m; do umount -l "$m" || true; done
-    if [ -z "$(printf '%s\n' "$pools" | grep -v '^mft' | grep -v '^$' || true)" ]; then
-      rm -f /var/lib/zfs/zpool.cache /etc/zfs/zpool.cache
-    fi
+    _restart_zfs_fuse
   fi
   if ! pgrep -x zfs-fuse >/dev/null; then
     log "starting zfs-fuse"
@@ -44,13 +51,21 @@ ensure_zfs() {
 # Pools left by test runs that crashed or failed (a failed case keeps its
 # pool for inspection until the next run).
 clean_zfs_test_leftovers() {
-  local pool ds
+  local pool ds stuck=""
   for pool in $(zpool list -H -o name 2>/dev/null | grep '^mft' || true); do
     for ds in $(zfs list -H -o name -r "$pool" 2>/dev/null | sort -r); do
       timeout 20 zfs unmount -f "$ds" >/dev/null 2>&1 || true
     done
-    timeout 30 zpool destroy -f "$pool" >/dev/null 2>&1 || log "warning: could not destroy test pool $pool"
+    timeout 30 zpool destroy -f "$pool" >/dev/null 2>&1 || stuck="$stuck $pool"
   done
+  if [ -n "$stuck" ] && ! _kernel_zfs; then
+    # zfs-fuse keeps answering "pool is busy" for pools a wedged run left.
+    log "test pools$stuck are stuck: restarting zfs-fuse"
+    _restart_zfs_fuse
+    for pool in $(zpool list -H -o name 2>/dev/null | grep '^mft' || true); do
+      timeout 30 zpool destroy -f "$pool" >/dev/null 2>&1 || log "warning: could not destroy test pool $pool"
+    done
+  fi
   if [ -d "$ZFS_TEST_DIR" ] && ! mount | grep -q " $ZFS_TEST_DIR/"; then
     rm -rf "$ZFS_TEST_DIR"
   fi
