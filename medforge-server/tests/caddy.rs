@@ -157,3 +157,39 @@ fn the_production_caddyfile_is_valid() {
         assert!(json.contains(want), "{want} missing from {json}");
     }
 }
+
+/// WebSocket upgrades through Caddy's route: tunnelled both ways, kept
+/// while idle, and gone once the session is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_are_tunnelled_through_caddy() {
+    use tokio::io::AsyncReadExt;
+    let image = std::env::var("MEDFORGE_TEST_WS_PACK_IMAGE")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_WS_PACK_IMAGE is not set: run scripts/test.sh"));
+    let s = Server::start(
+        Db::Sqlite,
+        Options { routing: "caddy", gate_upstream: "address", image: Some(image), ..Options::default() },
+    )
+    .await;
+    let c = caddy(s.base.trim_start_matches("http://")).await;
+    let (owner, _) = s.signup("ws-caddy@example.org").await;
+    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
+    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v2/external/sessions/{id}");
+    let session = s.wait_status(&path, &owner, "running").await;
+    let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), c.port);
+
+    let mut tunnel = common::open_tunnel(&format!("127.0.0.1:{}", c.port), &host, &owner).await;
+    for i in 0..20 {
+        assert_eq!(common::echo(&mut tunnel, &format!("frame-{i}")).await.0, format!("frame-{i}"));
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(common::echo(&mut tunnel, "still here").await.0, "still here");
+
+    let (st, _, _) = s.post(&format!("{path}/stop"), Some(&owner), None).await;
+    assert_eq!(st, 202);
+    let mut buf = [0u8; 16];
+    let end = tokio::time::timeout(Duration::from_secs(15), tunnel.read(&mut buf)).await.expect("the tunnel ended");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    drop(c);
+    s.stop().await;
+}

@@ -123,45 +123,6 @@ async fn a_stopped_session_is_not_found() {
     s.stop().await;
 }
 
-/// Sends an upgrade request through the proxy on a raw connection and
-/// returns the stream after a 101 (the ws pack then echoes every byte).
-async fn open_tunnel(s: &Server, host: &str, cookie: &str) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    let request = format!(
-        "GET /stable/socket?reconnectionToken=x HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\
-         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n =
-            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await.expect("head").expect("read");
-        assert_eq!(n, 1, "closed before the answer: {}", String::from_utf8_lossy(&head));
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
-    stream
-}
-
-/// Sends `text` and reads as many bytes back; with the round trip.
-async fn echo(stream: &mut tokio::net::TcpStream, text: &str) -> (String, Duration) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let started = Instant::now();
-    stream.write_all(text.as_bytes()).await.expect("write");
-    let mut got = vec![0u8; text.len()];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
-        .await
-        .expect("echo in time")
-        .expect("read");
-    (String::from_utf8(got).expect("utf8"), started.elapsed())
-}
-
 /// Upgrades are tunnelled both ways, idle tunnels stay open, and a stop
 /// closes them at once (before the container is even gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,13 +140,13 @@ async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
     let port = s.base.rsplit(':').next().expect("port").to_owned();
     let host = format!("s-{}.external.{DOMAIN}:{port}", session["slug"].as_str().expect("slug"));
 
-    let mut tunnel = open_tunnel(&s, &host, &owner).await;
+    let mut tunnel = common::open_tunnel(s.base.trim_start_matches("http://"), &host, &owner).await;
     for i in 0..20 {
-        assert_eq!(echo(&mut tunnel, &format!("frame-{i}")).await.0, format!("frame-{i}"));
+        assert_eq!(common::echo(&mut tunnel, &format!("frame-{i}")).await.0, format!("frame-{i}"));
     }
     // Idle for a while: the proxy does not cut it.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(echo(&mut tunnel, "still here").await.0, "still here");
+    assert_eq!(common::echo(&mut tunnel, "still here").await.0, "still here");
 
     // Someone else's upgrade is refused like any request.
     let refused = Hosted { s: &s, host: host.clone() };

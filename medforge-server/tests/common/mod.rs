@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use medforge_core::testing::Teardown;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -350,4 +350,42 @@ pub fn assert_envelope(headers: &HeaderMap, body: &Value) -> Value {
     assert_eq!(meta["api_version"], "v2.0");
     assert!(meta["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{body}");
     body["data"].clone()
+}
+
+/// Sends an upgrade request to `addr` (a proxy) on a raw connection and
+/// returns the stream after a 101 (the ws pack then echoes every byte).
+pub async fn open_tunnel(addr: &str, host: &str, cookie: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /stable/socket?reconnectionToken=x HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n =
+            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await.expect("head").expect("read");
+        assert_eq!(n, 1, "closed before the answer: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    stream
+}
+
+/// Sends `text` and reads as many bytes back; with the round trip.
+pub async fn echo(stream: &mut tokio::net::TcpStream, text: &str) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    stream.write_all(text.as_bytes()).await.expect("write");
+    let mut got = vec![0u8; text.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    (String::from_utf8(got).expect("utf8"), started.elapsed())
 }
