@@ -5,26 +5,17 @@
 //! host ruleset before and after.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::time::Duration;
 
 use medforge_core::firewall::{Firewall, IsolationPolicy};
 use medforge_core::runtime::ContainerRuntime;
 use medforge_core::testing::outside::OutsideHost;
+use medforge_core::testing::sh;
 use medforge_net_iptables::{Iptables, Nftables};
 use medforge_runtime_docker::{DEFAULT_SOCKET, DockerRuntime};
 use tokio::io::AsyncWriteExt;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn sh(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program).args(args).output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 fn must(program: &str, args: &[&str]) -> String {
     sh(program, args).unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
@@ -62,7 +53,6 @@ async fn host_reaches(addr: SocketAddr) -> bool {
 }
 
 struct Lab {
-    run: String,
     network: String,
     other_network: String,
     a: String,
@@ -124,7 +114,6 @@ impl Lab {
                 host.serve_metadata();
                 host
             },
-            run,
         };
         // Wait for the listeners.
         let a8080 = lab.addr(&lab.a, 8080);
@@ -146,7 +135,6 @@ impl Lab {
             let _ = sh("docker", &["rm", "-f", c]);
         }
         let _ = sh("docker", &["network", "rm", &self.network, &self.other_network]);
-        let _ = &self.run;
     }
 }
 

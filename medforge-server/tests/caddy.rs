@@ -8,8 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DOMAIN, Db, Options, Server, docker};
-use reqwest::header::HOST;
+use common::{DOMAIN, Db, Hosted, Options, Server, docker};
 
 struct Caddy {
     child: Child,
@@ -70,24 +69,19 @@ async fn the_routing_matrix_through_caddy() {
     let c = caddy(s.base.trim_start_matches("http://")).await;
     let (owner, _) = s.signup("owner@example.org").await;
     let (other, _) = s.signup("other@example.org").await;
-    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    let path = format!("/api/v2/external/sessions/{id}");
-    let session = s.wait_status(&path, &owner, "running").await;
+    let (path, session) = s.start_session(&owner).await;
     let slug = session["slug"].as_str().expect("slug").to_owned();
-    let host = format!("s-{slug}.external.{DOMAIN}:{}", c.port);
-    let get = |p: &str, cookie: Option<&str>, extra: Option<(&str, &str)>| {
-        let mut req = s.http.get(format!("http://127.0.0.1:{}{p}", c.port)).header(HOST, &host);
-        if let Some(cookie) = cookie {
-            req = req.header("cookie", cookie);
-        }
-        if let Some((k, v)) = extra {
-            req = req.header(k, v);
-        }
+    let front = Hosted {
+        http: s.http.clone(),
+        base: format!("http://127.0.0.1:{}", c.port),
+        host: format!("s-{slug}.external.{DOMAIN}:{}", c.port),
+    };
+    let get = |p: &'static str, cookie: Option<&str>, extra: Option<(&'static str, &'static str)>| {
+        let (front, cookie) = (&front, cookie.map(str::to_owned));
         async move {
-            let r = tokio::time::timeout(Duration::from_secs(15), req.send()).await.expect("in time").expect("send");
-            let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-            (r.status().as_u16(), ct, r.text().await.expect("body"))
+            let headers: Vec<(&str, &str)> = extra.into_iter().collect();
+            let (st, ct, _, body) = front.get(p, cookie.as_deref(), &headers).await;
+            (st, ct, body)
         }
     };
 
@@ -172,10 +166,7 @@ async fn upgrades_are_tunnelled_through_caddy() {
     .await;
     let c = caddy(s.base.trim_start_matches("http://")).await;
     let (owner, _) = s.signup("ws-caddy@example.org").await;
-    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    let path = format!("/api/v2/external/sessions/{id}");
-    let session = s.wait_status(&path, &owner, "running").await;
+    let (path, session) = s.start_session(&owner).await;
     let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), c.port);
 
     let mut tunnel = common::open_tunnel(&format!("127.0.0.1:{}", c.port), &host, &owner).await;

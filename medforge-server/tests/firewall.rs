@@ -9,10 +9,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Db, Options, Server, docker_exec};
+use common::{Db, Options, Server, container_of, docker_exec};
+use medforge_core::testing::sh;
 use serde_json::Value;
-
-const SESSIONS: &str = "/api/v2/external/sessions";
 
 /// One test at a time: one of them restarts dockerd under the others.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -30,25 +29,9 @@ fn cli(s: &Server, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn sh(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program).args(args).output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 async fn running_session(s: &Server, email: &str) -> Value {
     let (cookie, _) = s.signup(email).await;
-    let (st, _, b) = s.post(SESSIONS, Some(&cookie), None).await;
-    assert_eq!(st, 201, "{b}");
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    s.wait_status(&format!("{SESSIONS}/{id}"), &cookie, "running").await
-}
-
-fn container(session: &Value) -> String {
-    format!("mf-session-{}", session["slug"].as_str().expect("slug"))
+    s.start_session(&cookie).await.1
 }
 
 fn ip(container: &str) -> String {
@@ -84,8 +67,9 @@ async fn serve_applies_nftables_rules_and_puts_them_back() {
     assert!(ok, "{err}");
     assert!(err.contains("isolation rules in place for br-"), "{err}");
 
-    let a = container(&running_session(&s, "fw-a@example.org").await);
-    let b = container(&running_session(&s, "fw-b@example.org").await);
+    let a = container_of(&running_session(&s, "fw-a@example.org").await);
+    let b = container_of(&running_session(&s, "fw-b@example.org").await);
+    assert!(reaches(&a, &a), "the probe itself works (a session reaches its own port)");
     assert!(!reaches(&b, &a), "session B reached session A through the server's rules");
 
     // The server's own port, at the sessions network's gateway (the host):
@@ -197,30 +181,21 @@ async fn isolation_survives_a_dockerd_restart_and_recreated_networks() {
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
     let (a_cookie, _) = s.signup("restart-a@example.org").await;
     let (b_cookie, _) = s.signup("restart-b@example.org").await;
-    let start = |cookie: String| {
-        let s = &s;
-        async move {
-            let (st, _, b) = s.post(SESSIONS, Some(&cookie), None).await;
-            assert_eq!(st, 201, "{b}");
-            let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-            (id.clone(), s.wait_status(&format!("{SESSIONS}/{id}"), &cookie, "running").await)
-        }
-    };
-    let (a_id, _) = start(a_cookie.clone()).await;
-    let (b_id, _) = start(b_cookie.clone()).await;
+    let (a_path, _) = s.start_session(&a_cookie).await;
+    let (b_path, _) = s.start_session(&b_cookie).await;
     let ext = format!("mftest-{}-ext", s.run);
     let bridge_before = sh("docker", &["network", "inspect", "-f", "{{.Id}}", &ext]).expect("network");
 
     restart_dockerd();
     // The sessions died with dockerd; the server notices and frees the GPUs.
-    s.wait_status(&format!("{SESSIONS}/{a_id}"), &a_cookie, "error").await;
-    s.wait_status(&format!("{SESSIONS}/{b_id}"), &b_cookie, "error").await;
+    s.wait_status(&a_path, &a_cookie, "error").await;
+    s.wait_status(&b_path, &b_cookie, "error").await;
     // Docker forgets the networks (as a reinstall or `docker network prune` would).
     for net in [ext.clone(), format!("mftest-{}-int", s.run)] {
         let _ = sh("docker", &["network", "rm", &net]);
     }
-    let (_, a) = start(a_cookie).await;
-    let (_, b) = start(b_cookie).await;
+    let (_, a) = s.start_session(&a_cookie).await;
+    let (_, b) = s.start_session(&b_cookie).await;
     let bridge_after = sh("docker", &["network", "inspect", "-f", "{{.Id}}", &ext]).expect("network");
     assert_ne!(bridge_before, bridge_after, "the network was recreated");
 
@@ -230,7 +205,8 @@ async fn isolation_survives_a_dockerd_restart_and_recreated_networks() {
         assert!(Instant::now() < deadline, "the server did not apply rules for {new_bridge}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(!reaches(&container(&b), &container(&a)), "session B reached session A after the restart");
+    assert!(reaches(&container_of(&a), &container_of(&a)), "the probe itself works");
+    assert!(!reaches(&container_of(&b), &container_of(&a)), "session B reached session A after the restart");
     assert_eq!(health(&s).await.0, 200);
     let (ok, _, err) = cli(&s, &["firewall", "remove"]);
     assert!(ok, "{err}");

@@ -7,44 +7,17 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{DOMAIN, Db, Options, Server, docker};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HOST, LOCATION};
-
-struct Hosted<'a> {
-    s: &'a Server,
-    host: String,
-}
-
-impl Hosted<'_> {
-    /// A GET to the session host: (status, content type, location, body).
-    async fn get(&self, path: &str, cookie: Option<&str>, headers: &[(&str, &str)]) -> (u16, String, String, String) {
-        let mut req = self.s.http.get(self.s.url(path)).header(HOST, &self.host);
-        if let Some(c) = cookie {
-            req = req.header("cookie", c);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let r =
-            tokio::time::timeout(Duration::from_secs(15), req.send()).await.expect("answered in time").expect("send");
-        let header = |name| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let (status, ct, loc) = (r.status().as_u16(), header(CONTENT_TYPE), header(LOCATION));
-        (status, ct, loc, r.text().await.expect("body"))
-    }
-}
+use reqwest::header::{ACCEPT, HOST};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routing_matrix_through_the_builtin_proxy() {
     let s = Server::start(Db::Sqlite, Options::default()).await;
     let (owner, _) = s.signup("owner@example.org").await;
     let (other, _) = s.signup("other@example.org").await;
-    let (st, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
-    assert_eq!(st, 201, "{b}");
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    let path = format!("/api/v2/external/sessions/{id}");
-    let session = s.wait_status(&path, &owner, "running").await;
+    let (path, session) = s.start_session(&owner).await;
     let slug = session["slug"].as_str().expect("slug").to_owned();
-    let port = s.base.rsplit(':').next().expect("port").to_owned();
-    let h = Hosted { s: &s, host: format!("s-{slug}.external.{DOMAIN}:{port}") };
+    let port = s.port().to_owned();
+    let h = s.hosted(format!("s-{slug}.external.{DOMAIN}:{port}"));
 
     // Anonymous: 401 for API clients, a login redirect that comes back for browsers.
     let (st, ct, _, body) = h.get("/", None, &[]).await;
@@ -86,7 +59,7 @@ async fn the_routing_matrix_through_the_builtin_proxy() {
         }
     }
     // Unknown session hosts: 404.
-    let bogus = Hosted { s: &s, host: format!("s-aaaaaaaa.external.{DOMAIN}:{port}") };
+    let bogus = s.hosted(format!("s-aaaaaaaa.external.{DOMAIN}:{port}"));
     assert_eq!(bogus.get("/", Some(&owner), &[]).await.0, 404);
     // The UI/API host is not proxied.
     let (st, _, _) = s.get("/healthz", None).await;
@@ -108,12 +81,9 @@ async fn the_routing_matrix_through_the_builtin_proxy() {
 async fn a_stopped_session_is_not_found() {
     let s = Server::start(Db::Sqlite, Options::default()).await;
     let (owner, _) = s.signup("stops@example.org").await;
-    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    let path = format!("/api/v2/external/sessions/{id}");
-    let session = s.wait_status(&path, &owner, "running").await;
-    let port = s.base.rsplit(':').next().expect("port").to_owned();
-    let h = Hosted { s: &s, host: format!("s-{}.external.{DOMAIN}:{port}", session["slug"].as_str().expect("slug")) };
+    let (path, session) = s.start_session(&owner).await;
+    let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port());
+    let h = s.hosted(host);
     assert_eq!(h.get("/", Some(&owner), &[]).await.0, 200);
     let (st, _, _) = s.post(&format!("{path}/stop"), Some(&owner), None).await;
     assert_eq!(st, 202);
@@ -133,12 +103,8 @@ async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
     let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
     let (owner, _) = s.signup("tunnel@example.org").await;
     let (other, _) = s.signup("nottunnel@example.org").await;
-    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    let path = format!("/api/v2/external/sessions/{id}");
-    let session = s.wait_status(&path, &owner, "running").await;
-    let port = s.base.rsplit(':').next().expect("port").to_owned();
-    let host = format!("s-{}.external.{DOMAIN}:{port}", session["slug"].as_str().expect("slug"));
+    let (path, session) = s.start_session(&owner).await;
+    let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port());
 
     let mut tunnel = common::open_tunnel(s.base.trim_start_matches("http://"), &host, &owner).await;
     for i in 0..20 {
@@ -149,7 +115,7 @@ async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
     assert_eq!(common::echo(&mut tunnel, "still here").await.0, "still here");
 
     // Someone else's upgrade is refused like any request.
-    let refused = Hosted { s: &s, host: host.clone() };
+    let refused = s.hosted(host.clone());
     let (st, _, _, _) = refused.get("/", Some(&other), &[("upgrade", "websocket"), ("connection", "Upgrade")]).await;
     assert_eq!(st, 403);
 
@@ -184,18 +150,15 @@ async fn large_bodies_stream_through_with_flat_memory() {
     const SIZE: usize = 100 << 20;
     let s = Server::start(Db::Sqlite, Options::default()).await;
     let (owner, _) = s.signup("bulk@example.org").await;
-    let (_, _, b) = s.post("/api/v2/external/sessions", Some(&owner), None).await;
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    let session = s.wait_status(&format!("/api/v2/external/sessions/{id}"), &owner, "running").await;
+    let (_, session) = s.start_session(&owner).await;
     let slug = session["slug"].as_str().expect("slug").to_owned();
-    let container = format!("mf-session-{slug}");
+    let container = common::container_of(&session);
     let made = std::process::Command::new("docker")
         .args(["exec", "-u", "0", &container, "dd", "if=/dev/zero", "of=/www/big", "bs=1M", "count=100"])
         .output()
         .expect("dd");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let port = s.base.rsplit(':').next().expect("port").to_owned();
-    let host = format!("s-{slug}.external.{DOMAIN}:{port}");
+    let host = format!("s-{slug}.external.{DOMAIN}:{}", s.port());
     let before = rss(s.pid());
 
     let r = s.http.get(s.url("/big")).header(HOST, &host).header("cookie", &owner).send().await.expect("download");

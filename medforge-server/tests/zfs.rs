@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Db, Options, Server, docker, docker_exec};
+use common::{Db, Options, Server, container_of, docker, docker_exec};
 use medforge_storage_zfs::testing::{TestPool, must, run, stop_zfs_daemon};
 use serde_json::{Value, json};
 
@@ -38,19 +38,6 @@ fn zfs_config(root: &str, quota: Option<u64>, zfs_command: Option<&str>) -> Stri
     c
 }
 
-async fn start_session(s: &Server, cookie: &str) -> (String, Value) {
-    let (st, _, b) = s.post(SESSIONS, Some(cookie), None).await;
-    assert_eq!(st, 201, "{b}");
-    let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
-    let path = format!("{SESSIONS}/{id}");
-    let running = s.wait_status(&path, cookie, "running").await;
-    (path, running)
-}
-
-fn container(session: &Value) -> String {
-    format!("mf-session-{}", session["slug"].as_str().expect("slug"))
-}
-
 async fn stop(s: &Server, path: &str, cookie: &str, want: &str) -> Value {
     let (st, _, b) = s.post(&format!("{path}/stop"), Some(cookie), None).await;
     assert_eq!(st, 202, "{b}");
@@ -69,10 +56,10 @@ async fn workspaces_persist_are_snapshotted_on_stop_and_roll_back() {
         Server::start(Db::Sqlite, Options { extra_config: zfs_config(&root, None, None), ..Options::default() }).await;
     let (cookie, user_id) = s.signup("persist@example.org").await;
 
-    let (path, first) = start_session(&s, &cookie).await;
+    let (path, first) = s.start_session(&cookie).await;
     let dataset = format!("{root}/{user_id}");
     assert_eq!(first["workspace_zfs"], dataset.as_str());
-    let (ok, _, err) = docker_exec(&container(&first), "echo v1 > /workspace/notes.txt && id -u && sync");
+    let (ok, _, err) = docker_exec(&container_of(&first), "echo v1 > /workspace/notes.txt && id -u && sync");
     assert!(ok, "{err}");
     stop(&s, &path, &cookie, "stopped").await;
     let slug = first["slug"].as_str().expect("slug");
@@ -87,11 +74,11 @@ async fn workspaces_persist_are_snapshotted_on_stop_and_roll_back() {
 
     // The next session of the same user finds the file; it is overwritten
     // by mistake and that session stops too.
-    let (path, second) = start_session(&s, &cookie).await;
-    let (ok, out, err) = docker_exec(&container(&second), "cat /workspace/notes.txt");
+    let (path, second) = s.start_session(&cookie).await;
+    let (ok, out, err) = docker_exec(&container_of(&second), "cat /workspace/notes.txt");
     assert!(ok, "{err}");
     assert_eq!(out, "v1\n");
-    let (ok, _, err) = docker_exec(&container(&second), "echo 'v2 (a mistake)' > /workspace/notes.txt && sync");
+    let (ok, _, err) = docker_exec(&container_of(&second), "echo 'v2 (a mistake)' > /workspace/notes.txt && sync");
     assert!(ok, "{err}");
     stop(&s, &path, &cookie, "stopped").await;
     assert_eq!(snapshot_names(&pool, &dataset).len(), 2);
@@ -99,13 +86,13 @@ async fn workspaces_persist_are_snapshotted_on_stop_and_roll_back() {
     // The admin's restore path (README): roll back to the first stop.
     must("zfs", &["rollback", "-r", &format!("{dataset}@{first_snap}")]);
     assert_eq!(snapshot_names(&pool, &dataset), std::slice::from_ref(&first_snap), "-r drops the later snapshot");
-    let (path, third) = start_session(&s, &cookie).await;
-    let (ok, out, err) = docker_exec(&container(&third), "cat /workspace/notes.txt");
+    let (path, third) = s.start_session(&cookie).await;
+    let (ok, out, err) = docker_exec(&container_of(&third), "cat /workspace/notes.txt");
     assert!(ok, "{err}");
     assert_eq!(out, "v1\n", "the rollback restored the file");
 
     // A container that dies leaves a death- snapshot.
-    docker(&["kill", &container(&third)]);
+    docker(&["kill", &container_of(&third)]);
     let dead = s.wait_status(&path, &cookie, "error").await;
     assert_eq!(dead["error_message"], "container exited unexpectedly", "{dead}");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -139,8 +126,8 @@ async fn a_quota_stops_writes_in_one_session_and_nowhere_else() {
         s.patch(&format!("/api/v2/admin/users/{small_id}"), Some(&admin), json!({"workspace_quota_bytes": -1})).await;
     assert_eq!(st, 422, "{b}");
 
-    let (_, small_session) = start_session(&s, &small).await;
-    let (_, roomy_session) = start_session(&s, &roomy).await;
+    let (_, small_session) = s.start_session(&small).await;
+    let (_, roomy_session) = s.start_session(&roomy).await;
     assert_eq!(
         must("zfs", &["get", "-H", "-p", "-o", "value", "quota", &format!("{root}/{small_id}")]).trim(),
         (8u64 << 20).to_string()
@@ -151,13 +138,13 @@ async fn a_quota_stops_writes_in_one_session_and_nowhere_else() {
     );
 
     let (ok, _, err) =
-        docker_exec(&container(&small_session), "dd if=/dev/urandom of=/workspace/big bs=1M count=32 conv=fsync");
+        docker_exec(&container_of(&small_session), "dd if=/dev/urandom of=/workspace/big bs=1M count=32 conv=fsync");
     assert!(!ok, "32 MiB fit into an 8 MiB quota");
     assert!(err.contains("Disk quota exceeded") || err.contains("No space left"), "{err}");
 
     // The other user's workspace and the server are unaffected.
     let (ok, _, err) =
-        docker_exec(&container(&roomy_session), "dd if=/dev/urandom of=/workspace/big bs=1M count=24 conv=fsync");
+        docker_exec(&container_of(&roomy_session), "dd if=/dev/urandom of=/workspace/big bs=1M count=24 conv=fsync");
     assert!(ok, "{err}");
     let (st, _, health) = s.get("/healthz", None).await;
     assert_eq!((st, &health["data"]["status"]), (200, &json!("ok")), "{health}");
@@ -181,8 +168,8 @@ async fn a_failing_snapshot_ends_the_session_as_error_and_loses_nothing() {
         Server::start(Db::Sqlite, Options { extra_config: zfs_config(&root, None, None), ..Options::default() }).await;
     let admin = s.admin("snapfail-admin@example.org").await;
     let (cookie, user_id) = s.signup("snapfail@example.org").await;
-    let (path, session) = start_session(&s, &cookie).await;
-    let (ok, _, err) = docker_exec(&container(&session), "echo precious > /workspace/results.csv && sync");
+    let (path, session) = s.start_session(&cookie).await;
+    let (ok, _, err) = docker_exec(&container_of(&session), "echo precious > /workspace/results.csv && sync");
     assert!(ok, "{err}");
 
     // ZFS goes away under the running session (its daemon stops, and every
@@ -203,8 +190,8 @@ async fn a_failing_snapshot_ends_the_session_as_error_and_loses_nothing() {
 
     // ZFS comes back: the workspace is intact and the next session has it.
     daemon.restart();
-    let (path, next) = start_session(&s, &cookie).await;
-    let (ok, out, err) = docker_exec(&container(&next), "cat /workspace/results.csv");
+    let (path, next) = s.start_session(&cookie).await;
+    let (ok, out, err) = docker_exec(&container_of(&next), "cat /workspace/results.csv");
     assert!(ok, "{err}");
     assert_eq!(out, "precious\n");
     stop(&s, &path, &cookie, "stopped").await;
@@ -246,7 +233,7 @@ async fn hostile_inputs_never_reach_the_zfs_command() {
         let (st, _, b) = s.post(SESSIONS, Some(&cookie), Some(json!({"pack_id": h}))).await;
         assert!((400..500).contains(&st), "pack {h}: {st} {b}");
     }
-    let (_, session) = start_session(&s, &cookie).await;
+    let (_, session) = s.start_session(&cookie).await;
     let ran = std::fs::read_to_string(&log).expect("zfs log");
     assert!(!ran.is_empty(), "the wrapper saw the server's commands");
     for line in ran.lines() {

@@ -4,7 +4,6 @@
 //! arranges; without it every helper panics saying so.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,21 +27,9 @@ pub fn must(program: &str, args: &[&str]) -> String {
 /// command that takes more than two minutes is killed: a wedged zfs-fuse
 /// must fail a test, not hang the suite.
 pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("timeout")
-        .args(["-k", "5", "120", program])
-        .args(args)
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| format!("`{program} {}`: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let mut all = vec!["-k", "5", "120", program];
+    all.extend_from_slice(args);
+    medforge_core::testing::sh("timeout", &all)
 }
 
 /// A ZFS pool on a file, for one test. Destroyed when dropped, even by a

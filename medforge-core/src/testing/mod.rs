@@ -70,6 +70,26 @@ macro_rules! raw_sql_for {
 raw_sql_for!(Sqlite);
 raw_sql_for!(MySql);
 
+/// Runs `program args` (no shell): its stdout, or its stderr as the error.
+/// For tests that drive host tools (docker, nft, iptables, zfs).
+pub fn sh(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| format!("`{program} {}`: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Clean-up for a contract case, run by the harness's `finish` once the
 /// case has passed (a failed case leaves its state behind for inspection;
 /// the test scripts clear leftovers).

@@ -75,21 +75,22 @@ impl OutsideHost {
 
     /// From inside `container`: does a request reach the metadata address?
     pub fn metadata_reached_from(&self, container: &str) -> bool {
-        let cmd = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 169.254.169.254 80";
-        Command::new("docker")
-            .args(["exec", container, "sh", "-c", cmd])
-            .output()
-            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("outside world"))
+        answered(container, "169.254.169.254", 80)
     }
 
     /// From inside `container` (by id or name): does a request reach it?
     pub fn reached_from(&self, container: &str) -> bool {
-        let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {} 9000", self.addr);
-        Command::new("docker")
-            .args(["exec", container, "sh", "-c", &cmd])
-            .output()
-            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("outside world"))
+        answered(container, &self.addr, 9000)
     }
+}
+
+/// An HTTP GET from inside `container` to `addr:port` got this host's page.
+fn answered(container: &str, addr: &str, port: u16) -> bool {
+    let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {addr} {port}");
+    Command::new("docker")
+        .args(["exec", container, "sh", "-c", &cmd])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("outside world"))
 }
 
 impl Drop for OutsideHost {

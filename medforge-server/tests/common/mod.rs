@@ -232,6 +232,27 @@ auth_per_minute = {per_minute}
         read(req.send().await.expect("request")).await
     }
 
+    /// Starts an external session as `cookie` and waits until it runs: its
+    /// API path and the session.
+    pub async fn start_session(&self, cookie: &str) -> (String, Value) {
+        let (st, _, b) = self.post("/api/v2/external/sessions", Some(cookie), None).await;
+        assert_eq!(st, 201, "{b}");
+        let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+        let path = format!("/api/v2/external/sessions/{id}");
+        let running = self.wait_status(&path, cookie, "running").await;
+        (path, running)
+    }
+
+    /// GETs to `host` through the server itself (its built-in proxy).
+    pub fn hosted(&self, host: String) -> Hosted {
+        Hosted { http: self.http.clone(), base: self.base.clone(), host }
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> &str {
+        self.base.rsplit(':').next().expect("port")
+    }
+
     /// Polls a session until its status is `want` (or panics after 30 s).
     pub async fn wait_status(&self, path: &str, cookie: &str, want: &str) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -290,6 +311,44 @@ impl Drop for Server {
                 docker(&["rm", "-f", id]);
             }
         }
+    }
+}
+
+/// A session's container name.
+pub fn container_of(session: &Value) -> String {
+    format!("mf-session-{}", session["slug"].as_str().expect("slug"))
+}
+
+/// GETs through a front (the built-in proxy at the server's address, or
+/// Caddy at its own) with a session host's `Host`.
+pub struct Hosted {
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:<port>` of the front.
+    pub base: String,
+    pub host: String,
+}
+
+impl Hosted {
+    /// (status, content type, location, body).
+    pub async fn get(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String, String, String) {
+        let mut req = self.http.get(format!("{}{path}", self.base)).header(reqwest::header::HOST, &self.host);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r =
+            tokio::time::timeout(Duration::from_secs(15), req.send()).await.expect("answered in time").expect("send");
+        let header = |name| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let (status, ct, loc) =
+            (r.status().as_u16(), header(reqwest::header::CONTENT_TYPE), header(reqwest::header::LOCATION));
+        (status, ct, loc, r.text().await.expect("body"))
     }
 }
 
