@@ -142,6 +142,9 @@ pub fn session_container_spec(
     labels.insert(LABEL_USER_ID.into(), session.user_id.to_string());
     let env = BTreeMap::from([
         ("MEDFORGE_SESSION_ID".to_owned(), session.id.to_string()),
+        // The host the session is reached at starts with `s-<slug>.`: a pack
+        // can build its own URLs from it (and the test pack checks its Host).
+        ("MEDFORGE_SESSION_SLUG".to_owned(), session.slug.to_string()),
         ("MEDFORGE_USER_ID".to_owned(), session.user_id.to_string()),
         ("MEDFORGE_EXPOSURE".to_owned(), session.exposure.to_string()),
         ("MEDFORGE_GPU_ID".to_owned(), session.gpu_id.to_string()),
@@ -287,6 +290,7 @@ mod tests {
                 "MEDFORGE_EXPOSURE=external".to_owned(),
                 "MEDFORGE_GPU_ID=5".to_owned(),
                 format!("MEDFORGE_SESSION_ID={}", s.id),
+                "MEDFORGE_SESSION_SLUG=abcdefgh".to_owned(),
                 format!("MEDFORGE_USER_ID={}", s.user_id),
             ]
         );

@@ -3,6 +3,7 @@
 mod api;
 mod config;
 mod proxy;
+mod refusal;
 mod stack;
 mod state;
 mod tasks;

@@ -29,12 +29,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use medforge_core::gate::Decision;
-use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::percent_decode_str;
 
 use crate::api::auth::COOKIE as SESSION_COOKIE;
 use crate::api::gate::{self, PATH as GATE_PATH};
 use crate::api::{ApiError, standalone_problem};
 use crate::config::{GateUpstream, Routing};
+use crate::refusal::{self, Unauthenticated};
 use crate::state::AppState;
 
 /// How long the container has to accept a connection.
@@ -90,14 +91,6 @@ pub fn is_gate_path(path: &str) -> bool {
     parts.starts_with(&gate)
 }
 
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
-}
-
-fn scheme(state: &AppState) -> &'static str {
-    if state.config.cookie_secure { "https" } else { "http" }
-}
-
 async fn handle(state: Arc<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     if is_gate_path(&path) {
@@ -106,7 +99,7 @@ async fn handle(state: Arc<AppState>, req: Request) -> Response {
     let decided = gate::decide_for(&state, req.headers(), GateUpstream::Address).await;
     match decided {
         Ok((Decision::Allow { slug }, Some(upstream))) => forward(state, req, slug.to_string(), upstream).await,
-        Ok((decision, _)) => refuse(&state, &req, &decision),
+        Ok((decision, _)) => refusal::refuse(&state, req.headers(), req.uri(), &decision, Unauthenticated::Redirect),
         Err(e) => {
             tracing::error!(error = ?e, "the session gate failed");
             standalone_problem(ApiError::http(StatusCode::BAD_GATEWAY, "The session gate failed."), &path)
@@ -114,61 +107,6 @@ async fn handle(state: Arc<AppState>, req: Request) -> Response {
     }
 }
 
-/// 401/403/404: a problem document for API clients; for browsers a login
-/// redirect (401) or a page with a way back (403/404).
-fn refuse(state: &AppState, req: &Request, decision: &Decision) -> Response {
-    let path = req.uri().path();
-    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let here = format!("{}://{host}{}", scheme(state), req.uri().path_and_query().map_or("/", |p| p.as_str()));
-    // The UI host is the base domain, on this request's port.
-    let port = host.rsplit_once(':').map(|(_, p)| format!(":{p}")).unwrap_or_default();
-    let login = format!(
-        "{}://{}{port}/login?next={}",
-        scheme(state),
-        state.config.base_domain,
-        utf8_percent_encode(&here, NON_ALPHANUMERIC)
-    );
-    let (error, title, text) = match decision {
-        Decision::Unauthenticated => {
-            if wants_html(req.headers()) {
-                let mut r = StatusCode::FOUND.into_response();
-                if let Ok(v) = HeaderValue::from_str(&login) {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                return r;
-            }
-            (ApiError::unauthorized(), "Sign in to open this session", "You are not signed in.")
-        }
-        Decision::Forbidden { reason } => (ApiError::forbidden(*reason), "Not your session", *reason),
-        _ => (
-            ApiError::not_found("No running session at this host."),
-            "No session here",
-            "There is no running session at this address: it may have been stopped.",
-        ),
-    };
-    if !wants_html(req.headers()) {
-        return standalone_problem(error, path);
-    }
-    let status = match decision {
-        Decision::Forbidden { .. } => StatusCode::FORBIDDEN,
-        _ => StatusCode::NOT_FOUND,
-    };
-    let home = format!("{}://{}{port}/", scheme(state), state.config.base_domain);
-    let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · MedForge</title></head>\n<body><main><h1>{title}</h1><p>{text}</p>\
-         <p><a href=\"{}\">Sign in as someone else</a> · <a href=\"{}\">Your sessions</a></p></main></body></html>\n",
-        html_escape(&login),
-        html_escape(&home)
-    );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// Hop-by-hop headers (RFC 9110 7.6.1) and those named by `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -250,7 +188,7 @@ async fn forward(state: Arc<AppState>, mut req: Request, slug: String, upstream:
     if let Some(ip) = peer.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
         headers.insert("x-forwarded-for", ip);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme(&state)));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(refusal::scheme(&state)));
     if let Some(h) = host {
         headers.insert("x-forwarded-host", h);
     }

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DOMAIN, Db, Options, Server, docker};
-use reqwest::header::{ACCEPT, HOST};
+use common::{DOMAIN, Db, Options, Server, docker, routing};
+use reqwest::header::ACCEPT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routing_matrix_through_the_builtin_proxy() {
@@ -46,13 +46,7 @@ async fn the_routing_matrix_through_the_builtin_proxy() {
     assert_ne!(ct, "application/problem+json");
 
     // The gate path on a session host: a plain 403, however spelt.
-    for p in [
-        "/api/v2/auth/session-proxy",
-        "/API/v2/auth/session-proxy",
-        "/api%2Fv2%2Fauth%2Fsession-proxy",
-        "/api/v2/auth/session-proxy/",
-        "//api//v2//auth//session-proxy",
-    ] {
+    for p in routing::GATE_SPELLINGS {
         for cookie in [None, Some(owner.as_str())] {
             let (st, _, _, body) = h.get(p, cookie, &[]).await;
             assert_eq!((st, body.as_str()), (403, "Forbidden\n"), "{p} {cookie:?}");
@@ -130,78 +124,35 @@ async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
     s.stop().await;
 }
 
-/// Resident memory of a process, in bytes (0 once it is gone).
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    kb * 1024
-}
-
 /// 100 MB each way through the proxy, streamed: the server's memory stays
 /// flat (and the API's body limit does not apply to session hosts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_through_with_flat_memory() {
-    use futures::StreamExt;
-    const SIZE: usize = 100 << 20;
     let s = Server::start(Db::Sqlite, Options::default()).await;
     let (owner, _) = s.signup("bulk@example.org").await;
     let (_, session) = s.start_session(&owner).await;
-    let slug = session["slug"].as_str().expect("slug").to_owned();
-    let container = common::container_of(&session);
-    let made = std::process::Command::new("docker")
-        .args(["exec", "-u", "0", &container, "dd", "if=/dev/zero", "of=/www/big", "bs=1M", "count=100"])
-        .output()
-        .expect("dd");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let host = format!("s-{slug}.external.{DOMAIN}:{}", s.port());
-    let before = rss(s.pid());
-
-    let r = s.http.get(s.url("/big")).header(HOST, &host).header("cookie", &owner).send().await.expect("download");
-    assert_eq!(r.status(), 200);
-    let mut got = 0usize;
-    let mut peak = before;
-    let mut body = r.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        got += chunk.expect("chunk").len();
-        peak = peak.max(rss(s.pid()));
-    }
-    assert_eq!(got, SIZE);
-
-    let chunk = bytes_of(1 << 20);
-    let stream = futures::stream::iter((0..100).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    let upload = s
-        .http
-        .post(s.url("/cgi-bin/count"))
-        .header(HOST, &host)
-        .header("cookie", &owner)
-        // As a browser's upload: a known length (busybox's CGI needs it),
-        // still streamed.
-        .header(reqwest::header::CONTENT_LENGTH, SIZE)
-        .body(reqwest::Body::wrap_stream(stream));
-    let pid = s.pid();
-    let watcher = tokio::spawn(async move {
-        let mut peak = 0;
-        for _ in 0..600 {
-            peak = peak.max(rss(pid));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        peak
-    });
-    let r = upload.send().await.expect("upload");
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.expect("count").trim(), SIZE.to_string());
-    watcher.abort();
-    peak = peak.max(rss(s.pid()));
-    let grew = peak.saturating_sub(before);
-    assert!(grew < 48 << 20, "the server grew by {} MiB moving 200 MiB", grew >> 20);
+    let front = s.hosted(format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port()));
+    routing::large_bodies_stream_with_flat_memory(&front, &owner, &common::container_of(&session), &[s.pid()]).await;
     s.stop().await;
 }
 
-fn bytes_of(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
+/// 64 connections for 10 s over two users' sessions, with gate spellings
+/// mixed in: no gate path and no foreign host reaches a container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_nothing_is_misrouted() {
+    let s = Server::start(Db::Sqlite, Options::default()).await;
+    let mut targets = Vec::new();
+    for who in ["load-a@example.org", "load-b@example.org"] {
+        let (cookie, _) = s.signup(who).await;
+        let (_, session) = s.start_session(&cookie).await;
+        let slug = session["slug"].as_str().expect("slug").to_owned();
+        targets.push(routing::Target {
+            front: s.hosted(format!("s-{slug}.external.{DOMAIN}:{}", s.port())),
+            cookie,
+            container: common::container_of(&session),
+            slug,
+        });
+    }
+    routing::assert_no_misroutes_under_load(&targets, 64, 10).await;
+    s.stop().await;
 }

@@ -23,10 +23,28 @@ ensure_test_pack() {
   mkdir -p "$ctx/www"
   echo '{"status":"alive"}' >"$ctx/www/healthz"
   echo 'medforge test pack' >"$ctx/www/index.html"
-  # A CGI that counts the bytes it is sent, for streamed uploads.
+  # A CGI that counts the bytes it is sent, for streamed uploads. It reads
+  # the whole body before it answers, as upload handlers do (an answer
+  # that starts before the upload ends makes Caddy drop the connection).
   mkdir -p "$ctx/www/cgi-bin"
-  printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\nwc -c\n' >"$ctx/www/cgi-bin/count"
+  cat >"$ctx/www/cgi-bin/count" <<'CGI'
+#!/bin/sh
+n=$(wc -c)
+printf 'Content-Type: text/plain\r\n\r\n%s\n' "$n"
+CGI
   chmod 755 "$ctx/www/cgi-bin/count"
+  # A CGI that answers with its session's slug and logs a request for any
+  # other session's host ("foreign-host:" on stderr, in `docker logs`): the
+  # routing load test counts those, and the gate paths httpd logs (-vv).
+  cat >"$ctx/www/cgi-bin/hit" <<'CGI'
+#!/bin/sh
+case "$HTTP_HOST" in
+  "s-$MEDFORGE_SESSION_SLUG".*) ;;
+  *) echo "foreign-host:$HTTP_HOST" >&2 ;;
+esac
+printf 'Content-Type: text/plain\r\n\r\n%s\n' "$MEDFORGE_SESSION_SLUG"
+CGI
+  chmod 755 "$ctx/www/cgi-bin/hit"
   cat >"$ctx/Dockerfile" <<'DOCKERFILE'
 FROM scratch
 COPY busybox /bin/busybox
@@ -34,7 +52,9 @@ RUN ["/bin/busybox", "--install", "-s", "/bin"]
 COPY www /www
 USER 1000:1000
 EXPOSE 8080
-CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
+# -vv: every request's path goes to the log (`url:/...`), so tests can
+# count what reached the container.
+CMD ["/bin/httpd", "-f", "-vv", "-p", "8080", "-h", "/www"]
 DOCKERFILE
   hash=$(cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
   if [ "$(docker image inspect -f '{{ index .Config.Labels "medforge.build_hash" }}' "$TEST_PACK_IMAGE" 2>/dev/null)" != "$hash" ]; then

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use medforge_core::gate::{self, Decision};
@@ -16,6 +16,7 @@ use medforge_core::runtime::{SESSION_PORT, container_name};
 use super::auth::token_from;
 use super::{ApiError, Envelope};
 use crate::config::GateUpstream;
+use crate::refusal::{self, Unauthenticated};
 use crate::state::AppState;
 
 pub const PATH: &str = "/api/v2/auth/session-proxy";
@@ -92,7 +93,23 @@ fn count(decision: &Decision, cache: &'static str) {
 
 #[utoipa::path(get, path = "/api/v2/auth/session-proxy", tag = "gate", responses((status = 200, description = "Allowed; X-Upstream names the upstream", body = super::openapi::EnvelopeDoc), (status = 401, description = "No valid login", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not allowed", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No running session at this host", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
 pub(crate) async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match decide(&state, &headers).await {
+    let decided = decide(&state, &headers).await;
+    // A browser refused through Caddy's forward_auth sees this answer: give
+    // it a page with the way to sign in and back, at the URL it asked for
+    // (forward_auth sends it as X-Forwarded-Uri).
+    if let Ok((decision, _)) = &decided
+        && !matches!(decision, Decision::Allow { .. })
+        && refusal::wants_html(&headers)
+    {
+        let uri = headers
+            .get("x-forwarded-uri")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Uri>().ok())
+            .filter(|u| u.scheme().is_none() && u.path().starts_with('/'))
+            .unwrap_or_else(|| Uri::from_static("/"));
+        return refusal::refuse(&state, &headers, &uri, decision, Unauthenticated::Page);
+    }
+    match decided {
         Ok((Decision::Allow { .. }, Some(upstream))) => {
             let value = HeaderValue::from_str(&upstream).unwrap_or_else(|_| HeaderValue::from_static(""));
             Envelope::ok(serde_json::json!({ "message": "Session proxy authorized." }))

@@ -244,6 +244,12 @@ where
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Marks an error answer its handler finished on purpose (an HTML page for
+/// a browser): `context` leaves it as it is instead of making it a problem
+/// document.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished;
+
 /// Request ids, the envelope and problem documents (see the module docs).
 async fn context(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
@@ -273,7 +279,10 @@ async fn context(mut req: Request, next: Next) -> Response {
         ))
     } else if let Some(problem) = response.extensions_mut().remove::<Problem>() {
         Some(("application/problem+json", problem_body(&problem, &path, &id)))
-    } else if (status.is_client_error() || status.is_server_error()) && !is_json(response.headers()) {
+    } else if (status.is_client_error() || status.is_server_error())
+        && !is_json(response.headers())
+        && response.extensions().get::<Finished>().is_none()
+    {
         // axum's own answers (unknown route, wrong method, body too large).
         let problem = ApiError::http(status, status.canonical_reason().unwrap_or("Error"));
         Some(("application/problem+json", problem_body(&problem.0, &path, &id)))

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod routing;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -329,6 +331,15 @@ pub struct Hosted {
 }
 
 impl Hosted {
+    /// A request to `path` on this host, with `cookie` when given.
+    pub fn request(&self, method: reqwest::Method, path: &str, cookie: Option<&str>) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base)).header(reqwest::header::HOST, &self.host);
+        match cookie {
+            Some(c) => req.header("cookie", c),
+            None => req,
+        }
+    }
+
     /// (status, content type, location, body).
     pub async fn get(
         &self,
@@ -336,10 +347,7 @@ impl Hosted {
         cookie: Option<&str>,
         headers: &[(&str, &str)],
     ) -> (u16, String, String, String) {
-        let mut req = self.http.get(format!("{}{path}", self.base)).header(reqwest::header::HOST, &self.host);
-        if let Some(c) = cookie {
-            req = req.header("cookie", c);
-        }
+        let mut req = self.request(reqwest::Method::GET, path, cookie);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

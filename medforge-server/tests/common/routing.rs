@@ -1,0 +1,265 @@
+//! Routing checks that both fronts must pass (the built-in proxy, and
+//! Caddy in front of the gate): big bodies streamed with flat memory, and
+//! load with every misrouted request counted where it lands, in the
+//! session containers (the test pack logs each path it serves, `url:...`,
+//! and its `/cgi-bin/hit` logs `foreign-host:...` for any Host that is not
+//! its own session's).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use super::Hosted;
+
+/// The gate path as a client might spell it to sneak through a session host.
+pub const GATE_SPELLINGS: [&str; 5] = [
+    "/api/v2/auth/session-proxy",
+    "/API/v2/auth/session-proxy",
+    "/api%2Fv2%2Fauth%2Fsession-proxy",
+    "/api/v2/auth/session-proxy/",
+    "//api//v2//auth//session-proxy",
+];
+
+/// Resident memory of a process, in bytes (0 once it is gone).
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    kb * 1024
+}
+
+/// Samples the summed resident memory of `pids` every 50 ms until dropped.
+struct PeakMemory {
+    peak: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    pids: Vec<u32>,
+}
+
+impl PeakMemory {
+    fn start(pids: &[u32]) -> Self {
+        let (peak, done, pids) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)), pids.to_vec());
+        let (p, d, ps) = (peak.clone(), done.clone(), pids.clone());
+        tokio::spawn(async move {
+            while !d.load(Ordering::Relaxed) {
+                p.fetch_max(ps.iter().map(|&pid| rss(pid)).sum(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Self { peak, done, pids }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.fetch_max(self.pids.iter().map(|&pid| rss(pid)).sum(), Ordering::Relaxed);
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakMemory {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// 100 MB down and 100 MB up through `front` to the session whose
+/// container is `container`, streamed: the processes on the way (`pids`)
+/// grow by less than 48 MiB in all while moving 200 MiB.
+pub async fn large_bodies_stream_with_flat_memory(front: &Hosted, cookie: &str, container: &str, pids: &[u32]) {
+    const SIZE: usize = 100 << 20;
+    let made = std::process::Command::new("docker")
+        .args(["exec", "-u", "0", container, "dd", "if=/dev/zero", "of=/www/big", "bs=1M", "count=100"])
+        .output()
+        .expect("dd");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let before: u64 = pids.iter().map(|&pid| rss(pid)).sum();
+    let memory = PeakMemory::start(pids);
+
+    let r = front.request(reqwest::Method::GET, "/big", Some(cookie)).send().await.expect("download");
+    assert_eq!(r.status(), 200);
+    let mut got = 0usize;
+    let mut body = r.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        got += chunk.expect("chunk").len();
+    }
+    assert_eq!(got, SIZE);
+
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let stream = futures::stream::iter((0..100).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let r = front
+        .request(reqwest::Method::POST, "/cgi-bin/count", Some(cookie))
+        // As a browser's upload: a known length (busybox's CGI needs it),
+        // still streamed.
+        .header(reqwest::header::CONTENT_LENGTH, SIZE)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("count").trim(), SIZE.to_string());
+    let grew = memory.peak().saturating_sub(before);
+    assert!(grew < 48 << 20, "the proxies grew by {} MiB moving 200 MiB", grew >> 20);
+}
+
+/// A running session as a load target: its host on the front, its owner's
+/// cookie, its slug, its container.
+pub struct Target {
+    pub front: Hosted,
+    pub cookie: String,
+    pub slug: String,
+    pub container: String,
+}
+
+/// What the load saw from the client side.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// `/cgi-bin/hit` answered 200 by the right session, per target.
+    pub hits: Vec<u64>,
+    /// Gate spellings refused with 403.
+    pub gate_refused: u64,
+    /// Anything else, described (the first few).
+    pub unexpected: Vec<String>,
+    pub unexpected_count: u64,
+}
+
+/// `connections` clients, each on its own keep-alive connection to the
+/// front, for `secs`: each request goes to the next target in turn (so one
+/// connection carries every session's hosts), every 8th is a gate
+/// spelling. Then the containers' logs are read: not one gate path and not
+/// one foreign host may have reached a container, and each container saw
+/// at least the hits its clients were answered.
+pub async fn load_without_misroutes(targets: &[Target], connections: usize, secs: u64) -> Load {
+    let targets = Arc::new(
+        targets
+            .iter()
+            .map(|t| (t.front.base.clone(), t.front.host.clone(), t.cookie.clone(), t.slug.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for conn in 0..connections {
+        let targets = targets.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .http1_only()
+                .pool_max_idle_per_host(1)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client");
+            let mut load = Load { hits: vec![0; targets.len()], ..Load::default() };
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                let which = (conn + n) % targets.len();
+                let (base, host, cookie, slug) = &targets[which];
+                let gate = n % 8 == 7;
+                let path = if gate { GATE_SPELLINGS[(n / 8) % GATE_SPELLINGS.len()] } else { "/cgi-bin/hit" };
+                n += 1;
+                let sent = http
+                    .get(format!("{base}{path}"))
+                    .header(reqwest::header::HOST, host)
+                    .header("cookie", cookie)
+                    .send()
+                    .await;
+                let answer = match sent {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        (status, r.text().await.unwrap_or_default())
+                    }
+                    Err(e) => (0, format!("{e}")),
+                };
+                match (gate, answer.0) {
+                    (true, 403) => load.gate_refused += 1,
+                    (false, 200) if answer.1.trim() == slug => load.hits[which] += 1,
+                    _ => {
+                        load.unexpected_count += 1;
+                        if load.unexpected.len() < 5 {
+                            load.unexpected.push(format!("{host}{path}: {} {:?}", answer.0, answer.1));
+                        }
+                    }
+                }
+            }
+            load
+        }));
+    }
+    let mut total = Load { hits: vec![0; targets.len()], ..Load::default() };
+    for task in tasks {
+        let load = task.await.expect("load task");
+        for (t, h) in total.hits.iter_mut().zip(&load.hits) {
+            *t += h;
+        }
+        total.gate_refused += load.gate_refused;
+        total.unexpected_count += load.unexpected_count;
+        total.unexpected.extend(load.unexpected.into_iter().take(5usize.saturating_sub(total.unexpected.len())));
+    }
+    total
+}
+
+/// What a container's log says it served: (gate paths, foreign hosts, hits).
+pub fn served(container: &str) -> (u64, u64, u64) {
+    let out = std::process::Command::new("docker").args(["logs", container]).output().expect("docker logs");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut counts = (0, 0, 0);
+    for line in log.lines() {
+        let lower = line.to_ascii_lowercase();
+        if lower.contains("url:") && lower.contains("session-proxy") {
+            counts.0 += 1;
+        } else if line.starts_with("foreign-host:") {
+            counts.1 += 1;
+        } else if line.contains("url:/cgi-bin/hit") {
+            counts.2 += 1;
+        }
+    }
+    counts
+}
+
+/// The counters can count: a foreign host and the gate path sent to the
+/// container directly (from inside it) show up in its log.
+fn assert_counters_count(container: &str) {
+    let before = served(container);
+    for request in [
+        "GET /cgi-bin/hit HTTP/1.0\r\nHost: s-zzzzzzzz.external.elsewhere\r\n\r\n",
+        "GET /api/v2/auth/session-proxy HTTP/1.0\r\n\r\n",
+    ] {
+        let (ok, _, err) = super::docker_exec(container, &format!("printf '{request}' | nc -w 5 127.0.0.1 8080"));
+        assert!(ok, "{err}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let after = served(container);
+        if (after.0 - before.0, after.1 - before.1, after.2 - before.2) == (1, 1, 1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{container} counted {before:?} -> {after:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The whole check: load through the front, then nothing misrouted.
+pub async fn assert_no_misroutes_under_load(targets: &[Target], connections: usize, secs: u64) {
+    for t in targets {
+        assert_counters_count(&t.container);
+    }
+    let before: Vec<_> = targets.iter().map(|t| served(&t.container)).collect();
+    let load = load_without_misroutes(targets, connections, secs).await;
+    eprintln!("load through {}: {load:?}", targets[0].front.base);
+    for (i, t) in targets.iter().enumerate() {
+        let (gate, foreign, hits) = served(&t.container);
+        assert_eq!(gate - before[i].0, 0, "gate paths reached {}", t.container);
+        assert_eq!(foreign - before[i].1, 0, "foreign hosts reached {}", t.container);
+        assert!(
+            hits - before[i].2 >= load.hits[i],
+            "{} logged {} hits, its clients got {}",
+            t.container,
+            hits - before[i].2,
+            load.hits[i]
+        );
+        assert!(load.hits[i] >= 100, "too little load reached {}: {load:?}", t.container);
+    }
+    assert!(load.gate_refused >= 10, "{load:?}");
+    assert_eq!(load.unexpected_count, 0, "{load:?}");
+}
