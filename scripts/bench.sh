@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
+. scripts/lib/caddy.sh
 . scripts/lib/medforge-server.sh
 
 secs=10
@@ -24,6 +25,7 @@ done
 ensure_mariadb
 ensure_docker
 ensure_test_pack
+ensure_caddy
 clean_docker_test_leftovers
 
 # Replaces the part of BENCHMARKS.md between <!-- NAME:begin --> and
@@ -99,6 +101,29 @@ middleware, a 404 problem document, no database), in the same run. Both wrk and 
 machine's $(nproc) cores, so absolute figures are low; read the ratio.
 
 Command: \`scripts/bench.sh --secs $secs\` (section "gate", from \`scripts/lib/gate-bench.sh\`).
+Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?').
+
+$table
+EOF
+. scripts/lib/routing-bench.sh
+log "routing benchmark"
+table=$(routing_bench "$secs")
+write_section routing <<EOF
+## Routing: the built-in proxy against Caddy, on the same upstream
+
+One run, one load generator (wrk, \`wrk -t2 -c64 -d${secs}s --latency\`), one upstream: the test pack's files
+served by a keep-alive file server (Caddy's \`file-server\` in the test-pack image: busybox httpd closes every
+connection and listens with a backlog of 9, so every path would measure busybox's SYN retries, not the proxy).
+Four paths to \`/healthz\` of a running session: directly to the container; through \`medforge serve\`'s built-in
+proxy (the owner's cookie, the gate decided on every request, from its cache); through Caddy $CADDY_VERSION running
+\`infra/caddy/session-route.caddy\` with \`forward_auth\` to a second \`medforge serve\` in \`routing = "caddy"\`
+mode; and through Caddy with a bare \`reverse_proxy\` to the container (no auth at all). "Flat out": each
+connection sends its next request when the last is answered. "Paced": the same with a random pause before each
+request, so that every path carries the same ${RATE} requests/s and latencies compare at equal load.
+WebSockets: the test pack's echo variant, one upgraded connection, 32-byte messages, after 100 warm-up echoes.
+Release build, SQLite; wrk, both proxies and the upstream share this machine's $(nproc) cores.
+
+Command: \`scripts/bench.sh --secs $secs\` (section "routing", from \`scripts/lib/routing-bench.sh\`).
 Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?').
 
 $table

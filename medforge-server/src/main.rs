@@ -242,6 +242,14 @@ async fn serve(config: Config) -> Result<(), String> {
     // The line scripts and tests wait for.
     eprintln!("medforge: listening on http://{bound}");
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // No Nagle: a proxied response's head and body go out as separate
+    // writes, and Nagle would hold the body back for the client's delayed
+    // ACK (40 ms a request).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             shutdown_signal().await;

@@ -6,7 +6,7 @@
 # a markdown table on stdout.
 
 gate_bench() {
-  local secs=$1 cookie slug sid rss_idle rss_load
+  local secs=$1 cookie slug rss_idle rss_load
   ensure_packages wrk wrk curl curl
   cargo build --release -p medforge-server >&2
   # The forward_auth gate is what is measured: Caddy's mode, where session
@@ -14,16 +14,7 @@ gate_bench() {
   MF_ROUTING=caddy start_medforge target/release/medforge gbench "[0]"
   local port=$MF_PORT pid=$MF_PID dir=$MF_DIR
   cookie=$(medforge_cookie signup bench@example.org "bench passphrase")
-  sid=$(curl -sf -X POST -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])')
-  local i state=""
-  for i in $(seq 1 120); do
-    state=$(curl -sf -H "Cookie: $cookie" "http://127.0.0.1:$port/api/v2/external/sessions/$sid" \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["status"])' 2>/dev/null || true)
-    [ "$state" = running ] && break
-    sleep 0.5
-  done
-  [ "$state" = running ] || die "the benchmark session did not start ($state)"
-  slug=$(curl -sf -H "Cookie: $cookie" "http://127.0.0.1:$port/api/v2/external/sessions/$sid" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["slug"])')
+  slug=$(medforge_running_session "$cookie")
   curl -sf -o /dev/null -H "Cookie: $cookie" -H "Host: s-$slug.external.medforge.localhost" \
     "http://127.0.0.1:$port/api/v2/auth/session-proxy" || die "the gate refused the benchmark session"
   rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
@@ -39,20 +30,9 @@ gate_bench() {
   rss_load=$(cat "$dir/rss")
   stop_medforge gbench || die "the benchmark server panicked"
 
-  python3 - "$trivial" "$gate" "$rss_idle" "$rss_load" <<'PY'
-import re, sys
-def parse(text):
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    def ms(v):
-        m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
-        if not m:
-            sys.exit(f"unreadable wrk latency {v!r} in:\n{text}")
-        n, unit = m.groups()
-        return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    return rps, p50, p99, int(non2xx.group(1)) if non2xx else 0
+  PYTHONPATH=scripts/lib python3 - "$trivial" "$gate" "$rss_idle" "$rss_load" <<'PY'
+import sys
+from wrk import parse
 t, g = parse(sys.argv[1]), parse(sys.argv[2])
 idle, load = int(sys.argv[3]) / 1024, int(sys.argv[4]) / 1024
 print("| route (wrk, 64 connections, 2 threads) | requests/s | p50 ms | p99 ms | non-2xx |")

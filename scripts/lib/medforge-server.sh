@@ -3,16 +3,18 @@
 # and container label. Source after common.sh and docker.sh.
 
 # start_medforge BINARY RUN GPU_IDS: sets MF_DIR, MF_CONFIG, MF_PORT, MF_PID, MF_URL.
-# MF_ROUTING (default builtin) sets `routing`.
+# MF_ROUTING (default builtin) sets `routing`, MF_GATE_UPSTREAM (default
+# name) `gate_upstream`, MF_IMAGE (default the test pack) the pack image.
 start_medforge() {
   local binary=$1 run=$2 gpus=$3
   MF_DIR=$(mktemp -d)
   MF_CONFIG=$MF_DIR/medforge.toml
-  MF_PORT=$((20000 + RANDOM % 20000))
+  MF_PORT=$(free_port)
   MF_URL=http://127.0.0.1:$MF_PORT
   cat >"$MF_CONFIG" <<TOML
 listen = "127.0.0.1:$MF_PORT"
 routing = "${MF_ROUTING:-builtin}"
+gate_upstream = "${MF_GATE_UPSTREAM:-name}"
 data_dir = "$MF_DIR/data"
 [runtime]
 gpu_mode = "none"
@@ -21,7 +23,7 @@ internal_network = "mftest-$run-int"
 stop_timeout_secs = 1
 labels = { "medforge.test_run" = "$run" }
 [pack]
-image = "$MEDFORGE_TEST_PACK_IMAGE"
+image = "${MF_IMAGE:-$MEDFORGE_TEST_PACK_IMAGE}"
 [gpus]
 ids = $gpus
 [limits]
@@ -40,6 +42,24 @@ medforge_cookie() {
     "$MF_URL/api/v2/auth/$1" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(medforge_session=[^;]*\).*/\1/p')
   [ -n "$cookie" ] || die "could not $1 as $2"
   printf '%s' "$cookie"
+}
+
+# medforge_running_session COOKIE: starts an external session for the
+# cookie's user on the last started server, waits until it runs, prints its slug.
+medforge_running_session() {
+  local cookie=$1 sid i state=""
+  sid=$(curl -sf -X POST -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])') \
+    || die "could not start a session"
+  for i in $(seq 1 120); do
+    state=$(curl -sf -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions/$sid" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["status"])' 2>/dev/null || true)
+    [ "$state" = running ] && break
+    sleep 0.5
+  done
+  [ "$state" = running ] || die "the session did not start ($state)"
+  curl -sf -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions/$sid" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["slug"])'
 }
 
 # stop_medforge RUN: stops the server and removes its containers, networks and data.
