@@ -7,6 +7,7 @@ mod refusal;
 mod stack;
 mod state;
 mod tasks;
+mod ui;
 
 use std::io::Read;
 use std::net::SocketAddr;

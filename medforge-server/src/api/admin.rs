@@ -28,7 +28,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v2/admin/events", get(list_events))
 }
 
-async fn admin(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
+pub(crate) async fn admin(state: &AppState, headers: &HeaderMap) -> Result<User, ApiError> {
     let (user, _) = current_user(state, headers).await?;
     if !user.is_admin() {
         return Err(ApiError::forbidden("Admins only."));
@@ -67,13 +67,13 @@ pub(crate) async fn list_users(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserPatch {
-    role: Option<String>,
-    can_use_internal: Option<bool>,
-    max_concurrent_sessions: Option<i64>,
+    pub role: Option<String>,
+    pub can_use_internal: Option<bool>,
+    pub max_concurrent_sessions: Option<i64>,
     /// Bytes; 0: no quota; `null`: back to the configured default.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
-    workspace_quota_bytes: Option<Option<i64>>,
+    pub workspace_quota_bytes: Option<Option<i64>>,
 }
 
 /// Reads a field that may be `null` as `Some(None)`, so that a PATCH can
@@ -90,6 +90,20 @@ pub(crate) async fn update_user(
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> ApiResult {
     admin(&state, &headers).await?;
+    let user = apply_user_patch(&state, &id, patch).await?;
+    Ok(Envelope::ok(json!({
+        "user_id": user.id,
+        "email": user.email,
+        "role": user.role,
+        "can_use_internal": user.can_use_internal,
+        "max_concurrent_sessions": user.max_concurrent_sessions,
+        "workspace_quota_bytes": user.workspace_quota_bytes,
+    })))
+}
+
+/// Checks and applies an admin's change to a user (the API's and the web
+/// UI's).
+pub(crate) async fn apply_user_patch(state: &AppState, id: &str, patch: UserPatch) -> Result<User, ApiError> {
     let not_found = || ApiError::not_found("User not found.");
     let id: UserId = id.parse().map_err(|_| not_found())?;
     let mut errors = Vec::new();
@@ -132,14 +146,7 @@ pub(crate) async fn update_user(
     let user = state.store.update_user(id, update).await?.ok_or_else(not_found)?;
     // Who may open which session may have changed: no cached gate answer survives.
     state.gate_cache.clear();
-    Ok(Envelope::ok(json!({
-        "user_id": user.id,
-        "email": user.email,
-        "role": user.role,
-        "can_use_internal": user.can_use_internal,
-        "max_concurrent_sessions": user.max_concurrent_sessions,
-        "workspace_quota_bytes": user.workspace_quota_bytes,
-    })))
+    Ok(user)
 }
 
 #[utoipa::path(get, path = "/api/v2/admin/sessions", tag = "admin", params(("limit" = Option<u32>, Query, description = "1..500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("status" = Option<String>, Query, description = "comma list"), ("exposure" = Option<String>, Query, description = "external or internal")), responses((status = 200, description = "All sessions, newest first", body = super::openapi::EnvelopeDoc), (status = 400, description = "Invalid cursor", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Admins only", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid query", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]

@@ -105,10 +105,24 @@ pub(crate) async fn signup(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult {
+    let (user, cookie) = sign_up(&state, peer, &headers, &rid, &body.email, &body.password).await?;
+    Ok(Envelope::with_status(StatusCode::CREATED, Me::from(&user)).header(header::SET_COOKIE, cookie))
+}
+
+/// Creates an account and signs it in (the API's and the web UI's sign-up):
+/// the user and the `Set-Cookie` value.
+pub(crate) async fn sign_up(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    rid: &str,
+    email: &str,
+    password: &str,
+) -> Result<(User, HeaderValue), ApiError> {
     state.auth_limiter.check(peer.ip()).map_err(ApiError::rate_limited)?;
-    let email = parse_email(&body.email)?;
-    let info = client(&ConnectInfo(peer), &headers);
-    let (user, token) = state.auth.signup(email, &body.password, info).await.map_err(|e| match e {
+    let email = parse_email(email)?;
+    let info = client(&ConnectInfo(peer), headers);
+    let (user, token) = state.auth.signup(email, password, info).await.map_err(|e| match e {
         AuthError::PasswordPolicy => ApiError::field("password", e.to_string()),
         AuthError::Store(s) => s.into(),
         other => ApiError::internal(other),
@@ -116,8 +130,7 @@ pub(crate) async fn signup(
     state
         .events
         .emit(Event::UserSignup { user_id: user.id, ip: Some(peer.ip().to_string()) }, &EventContext::request(rid));
-    Ok(Envelope::with_status(StatusCode::CREATED, Me::from(&user))
-        .header(header::SET_COOKIE, session_cookie(&state, token.expose(), COOKIE_MAX_AGE)))
+    Ok((user, session_cookie(state, token.expose(), COOKIE_MAX_AGE)))
 }
 
 #[utoipa::path(post, path = "/api/v2/auth/login", tag = "auth", request_body = Credentials, responses((status = 200, description = "Signed in", body = super::openapi::EnvelopeDoc), (status = 401, description = "Invalid email or password", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "Invalid body", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 429, description = "Too many attempts", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
@@ -128,23 +141,36 @@ pub(crate) async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult {
+    let (user, cookie) = log_in(&state, peer, &headers, &rid, &body.email, &body.password).await?;
+    Ok(Envelope::ok(Me::from(&user)).header(header::SET_COOKIE, cookie))
+}
+
+/// Signs in (the API's and the web UI's log-in): the user and the
+/// `Set-Cookie` value, or 401 `Invalid email or password.`
+pub(crate) async fn log_in(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    rid: &str,
+    email: &str,
+    password: &str,
+) -> Result<(User, HeaderValue), ApiError> {
     state.auth_limiter.check(peer.ip()).map_err(ApiError::rate_limited)?;
     let ctx = EventContext::request(rid);
     let ip = Some(peer.ip().to_string());
     let failed = |state: &AppState| {
-        state.events.emit(Event::UserLoginFailed { email: body.email.trim().to_lowercase(), ip: ip.clone() }, &ctx);
+        state.events.emit(Event::UserLoginFailed { email: email.trim().to_lowercase(), ip: ip.clone() }, &ctx);
         ApiError::http(StatusCode::UNAUTHORIZED, "Invalid email or password.")
     };
     // A malformed email cannot have an account: the same answer as a wrong password.
-    let Ok(email) = body.email.parse::<Email>() else { return Err(failed(&state)) };
-    let info = client(&ConnectInfo(peer), &headers);
-    match state.auth.login(&email, &body.password, info).await {
+    let Ok(parsed) = email.parse::<Email>() else { return Err(failed(state)) };
+    let info = client(&ConnectInfo(peer), headers);
+    match state.auth.login(&parsed, password, info).await {
         Ok((user, token)) => {
             state.events.emit(Event::UserLogin { user_id: user.id, ip: ip.clone() }, &ctx);
-            Ok(Envelope::ok(Me::from(&user))
-                .header(header::SET_COOKIE, session_cookie(&state, token.expose(), COOKIE_MAX_AGE)))
+            Ok((user, session_cookie(state, token.expose(), COOKIE_MAX_AGE)))
         }
-        Err(AuthError::InvalidCredentials) => Err(failed(&state)),
+        Err(AuthError::InvalidCredentials) => Err(failed(state)),
         Err(AuthError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::internal(e)),
     }
@@ -157,7 +183,18 @@ pub(crate) async fn logout(
     Extension(RequestId(rid)): Extension<RequestId>,
     headers: HeaderMap,
 ) -> ApiResult {
-    if let Some(token) = token_from(&headers) {
+    let cookie = log_out(&state, peer, &headers, &rid).await?;
+    Ok(Envelope::ok(serde_json::json!({ "message": "Signed out." })).header(header::SET_COOKIE, cookie))
+}
+
+/// Ends the caller's login, if any: the `Set-Cookie` value that clears it.
+pub(crate) async fn log_out(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    rid: &str,
+) -> Result<HeaderValue, ApiError> {
+    if let Some(token) = token_from(headers) {
         if let Some((user, _)) = state.auth.authenticate(&token, model::now()).await? {
             state.events.emit(
                 Event::UserLogout { user_id: user.id, ip: Some(peer.ip().to_string()) },
@@ -167,8 +204,7 @@ pub(crate) async fn logout(
         state.auth.logout(&token).await?;
         state.gate_cache.forget_token(&state.auth.key().hash(&token));
     }
-    Ok(Envelope::ok(serde_json::json!({ "message": "Signed out." }))
-        .header(header::SET_COOKIE, session_cookie(&state, "", 0)))
+    Ok(session_cookie(state, "", 0))
 }
 
 #[utoipa::path(get, path = "/api/v2/me", tag = "me", responses((status = 200, description = "The caller", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
@@ -180,9 +216,9 @@ pub(crate) async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MePatch {
-    email: Option<String>,
-    current_password: Option<String>,
-    new_password: Option<String>,
+    pub email: Option<String>,
+    pub current_password: Option<String>,
+    pub new_password: Option<String>,
 }
 
 /// Changes the caller's email or password; both need the current password.
@@ -196,12 +232,29 @@ pub(crate) async fn update_me(
     ApiJson(patch): ApiJson<MePatch>,
 ) -> ApiResult {
     let (user, _) = current_user(&state, &headers).await?;
+    let (updated, cookie) = change_account(&state, peer, &headers, &user, patch).await?;
+    let envelope = Envelope::ok(Me::from(&updated));
+    Ok(match cookie {
+        Some(c) => envelope.header(header::SET_COOKIE, c),
+        None => envelope,
+    })
+}
+
+/// Applies a `PATCH /me` (the API's and the web UI's account page): the
+/// updated user, and a new cookie when the password changed.
+pub(crate) async fn change_account(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    user: &User,
+    patch: MePatch,
+) -> Result<(User, Option<HeaderValue>), ApiError> {
     let email = patch.email.as_deref().map(parse_email).transpose()?;
     if let Some(pw) = &patch.new_password {
         check_password_policy(pw).map_err(|e| ApiError::field("new_password", e.to_string()))?;
     }
     if email.is_none() && patch.new_password.is_none() {
-        return Ok(Envelope::ok(Me::from(&user)));
+        return Ok((user.clone(), None));
     }
     let current =
         patch.current_password.as_deref().ok_or_else(|| ApiError::field("current_password", "is required"))?;
@@ -216,19 +269,15 @@ pub(crate) async fn update_me(
         .update_user(user.id, UserUpdate { email, password_hash, ..Default::default() })
         .await?
         .ok_or_else(ApiError::unauthorized)?;
-    let mut envelope = Envelope::ok(Me::from(&updated));
-    if changed_password {
-        state.store.revoke_user_auth_sessions(user.id, model::now()).await?;
-        state.gate_cache.clear();
-        let pw = patch.new_password.as_deref().unwrap_or_default();
-        let (_, token) = state
-            .auth
-            .login(&updated.email, pw, client(&ConnectInfo(peer), &headers))
-            .await
-            .map_err(ApiError::internal)?;
-        envelope = envelope.header(header::SET_COOKIE, session_cookie(&state, token.expose(), COOKIE_MAX_AGE));
+    if !changed_password {
+        return Ok((updated, None));
     }
-    Ok(envelope)
+    state.store.revoke_user_auth_sessions(user.id, model::now()).await?;
+    state.gate_cache.clear();
+    let pw = patch.new_password.as_deref().unwrap_or_default();
+    let (_, token) =
+        state.auth.login(&updated.email, pw, client(&ConnectInfo(peer), headers)).await.map_err(ApiError::internal)?;
+    Ok((updated, Some(session_cookie(state, token.expose(), COOKIE_MAX_AGE))))
 }
 
 #[cfg(test)]

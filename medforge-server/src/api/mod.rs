@@ -112,6 +112,11 @@ pub struct Problem {
 }
 
 impl ApiError {
+    /// The problem document, for callers that show it their own way (the web UI).
+    pub fn problem(&self) -> &Problem {
+        &self.0
+    }
+
     /// A plain HTTP error: suffix `http/<status>`, code `"<status>"`.
     pub fn http(status: StatusCode, detail: impl Into<String>) -> Self {
         Self(Box::new(Problem {
@@ -366,6 +371,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(openapi::routes())
+        .merge(crate::ui::routes())
         .route_layer(middleware::from_fn(metrics::track_http))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), origin_guard))

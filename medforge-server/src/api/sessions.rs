@@ -81,13 +81,25 @@ pub(crate) async fn create(
     if !user.may_use(exposure) {
         return Err(ApiError::forbidden("Internal sessions need the internal entitlement."));
     }
-    let request = AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
-    let session = state.sessions.allocate(request).await.map_err(|e| match e {
+    let session = start(&state, &user, exposure, pack_id, rid).await.map_err(|e| match e {
         LifecycleError::Allocation(a) => allocation_error(a),
         other => ApiError::internal(other),
     })?;
-    // The container starts in the background; the client follows progress
-    // by polling the session (or its event stream).
+    Ok(Envelope::with_status(StatusCode::CREATED, Created { message: "Session started.", session }))
+}
+
+/// Allocates a session and starts its container in the background (the
+/// API's and the web UI's start): the row, `starting`. The client follows
+/// progress by polling the session or its event stream.
+pub(crate) async fn start(
+    state: &AppState,
+    user: &User,
+    exposure: Exposure,
+    pack_id: Option<PackId>,
+    rid: String,
+) -> Result<Session, LifecycleError> {
+    let request = AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
+    let session = state.sessions.allocate(request).await?;
     let sessions = state.sessions.clone();
     let started = session.clone();
     tokio::spawn(async move {
@@ -101,7 +113,7 @@ pub(crate) async fn create(
         };
         metrics::histogram!(super::metrics::SPAWN_SECONDS, "outcome" => outcome).record(clock.elapsed().as_secs_f64());
     });
-    Ok(Envelope::with_status(StatusCode::CREATED, Created { message: "Session started.", session }))
+    Ok(session)
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,14 +245,25 @@ pub(crate) async fn request_stop(
     reason: StopReason,
     rid: String,
 ) -> ApiResult {
+    let message = if stop_in_background(state, session, reason, rid).await? {
+        "Session stop requested."
+    } else {
+        "Session already terminal."
+    };
+    Ok(Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": message })))
+}
+
+/// The stop itself (the API's and the web UI's): false when the session
+/// was already over.
+pub(crate) async fn stop_in_background(
+    state: &Arc<AppState>,
+    session: Session,
+    reason: StopReason,
+    rid: String,
+) -> Result<bool, ApiError> {
     let claimed = match state.sessions.claim_stop(session.id).await.map_err(ApiError::internal)? {
         StopOutcome::Stopped(claimed) => claimed,
-        StopOutcome::AlreadyTerminal(_) => {
-            return Ok(Envelope::with_status(
-                StatusCode::ACCEPTED,
-                serde_json::json!({ "message": "Session already terminal." }),
-            ));
-        }
+        StopOutcome::AlreadyTerminal(_) => return Ok(false),
     };
     state.gate_cache.forget_slug(claimed.slug.as_str());
     let state = state.clone();
@@ -249,7 +272,7 @@ pub(crate) async fn request_stop(
             tracing::warn!(session_id = %claimed.id, error = %e, "session stop failed");
         }
     });
-    Ok(Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": "Session stop requested." })))
+    Ok(true)
 }
 
 #[utoipa::path(get, path = "/api/v2/{exposure}/sessions/{id}/snapshots", tag = "sessions", params(("exposure" = String, Path, description = "external or internal"), ("id" = String, Path, description = "session id (uuid)")), responses((status = 200, description = "The workspace's snapshots", body = super::openapi::EnvelopeDoc), (status = 401, description = "Not signed in", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "Not yours", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "No such session", body = super::openapi::ProblemDoc, content_type = "application/problem+json"), (status = 503, description = "Workspace storage unavailable", body = super::openapi::ProblemDoc, content_type = "application/problem+json")))]
@@ -278,7 +301,7 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// The start-up steps a client can show, derived from the row.
-fn steps(s: &Session) -> Vec<&'static str> {
+pub(crate) fn steps(s: &Session) -> Vec<&'static str> {
     let mut done = vec!["gpu_allocated"];
     if s.workspace_zfs.is_some() {
         done.push("workspace_ready");

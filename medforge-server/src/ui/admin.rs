@@ -1,0 +1,395 @@
+//! The admin pages: the GPU board, all sessions, users, the event log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use medforge_core::events::StopReason;
+use medforge_core::model::{Exposure, GpuId, SessionId, SessionStatus, User, UserId};
+use medforge_core::store::{Cursor, EventFilter, PageRequest, SessionFilter};
+use serde::Deserialize;
+
+use super::{Chrome, SessionRow, ago, error_page, iso, render, signed_in_admin};
+use crate::api::admin::{UserPatch, apply_user_patch};
+use crate::api::sessions::stop_in_background;
+use crate::api::{ApiError, RequestId};
+use crate::state::AppState;
+
+/// Emails by user id, looked up once each.
+async fn emails(state: &AppState, ids: Vec<UserId>) -> HashMap<UserId, String> {
+    let mut found = HashMap::new();
+    for id in ids {
+        if let std::collections::hash_map::Entry::Vacant(e) = found.entry(id) {
+            let email = state.store.user(id).await.ok().flatten().map(|u| u.email.to_string());
+            e.insert(email.unwrap_or_else(|| id.to_string()));
+        }
+    }
+    found
+}
+
+macro_rules! admin_or_return {
+    ($state:expr, $headers:expr, $here:expr) => {
+        match signed_in_admin(&$state, &$headers, $here).await {
+            Ok(u) => u,
+            Err(r) => return r,
+        }
+    };
+}
+
+#[derive(Debug)]
+struct GpuCard {
+    id: u32,
+    enabled: bool,
+    /// free, held or disabled.
+    state: &'static str,
+    holder: Option<String>,
+    session_id: String,
+    slug: String,
+    since: String,
+    since_iso: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_gpus.html")]
+struct GpuBoard {
+    chrome: Chrome,
+    section: &'static str,
+    gpus: Vec<GpuCard>,
+    free: usize,
+    held: usize,
+    disabled: usize,
+}
+
+pub async fn gpus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let admin = admin_or_return!(state, headers, "/admin");
+    match gpu_board(&state, &admin).await {
+        Ok(r) => r,
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+async fn gpu_board(state: &AppState, admin: &User) -> Result<Response, ApiError> {
+    let gpus = state.store.list_gpus().await?;
+    let who = emails(state, gpus.iter().filter_map(|g| g.user_id).collect()).await;
+    let mut cards = Vec::new();
+    for g in &gpus {
+        let session = match g.session_id {
+            Some(id) => state.store.session(id).await?,
+            None => None,
+        };
+        cards.push(GpuCard {
+            id: g.id.0,
+            enabled: g.enabled,
+            state: match (g.session_id.is_some(), g.enabled) {
+                (true, _) => "held",
+                (false, true) => "free",
+                (false, false) => "disabled",
+            },
+            holder: g.user_id.and_then(|u| who.get(&u).cloned()),
+            session_id: g.session_id.map(|s| s.to_string()).unwrap_or_default(),
+            slug: session.map(|s| s.slug.to_string()).unwrap_or_default(),
+            since: g.held_since.map(ago).unwrap_or_default(),
+            since_iso: g.held_since.map(iso).unwrap_or_default(),
+        });
+    }
+    let count = |s: &str| cards.iter().filter(|c| c.state == s).count();
+    let (free, held, disabled) = (count("free"), count("held"), count("disabled"));
+    let page = GpuBoard {
+        chrome: Chrome::new("GPUs", Some(admin), "admin"),
+        section: "gpus",
+        gpus: cards,
+        free,
+        held,
+        disabled,
+    };
+    Ok(render(StatusCode::OK, page))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GpuForm {
+    #[serde(default)]
+    enabled: String,
+}
+
+pub async fn toggle_gpu(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<GpuForm>,
+) -> Response {
+    let admin = admin_or_return!(state, headers, "/admin");
+    let not_found = ApiError::not_found("There is no such GPU.");
+    let Ok(id) = id.parse::<u32>() else { return error_page(Some(&admin), &not_found) };
+    match state.store.set_gpu_enabled(GpuId(id), form.enabled == "true").await {
+        Ok(true) => Redirect::to("/admin").into_response(),
+        Ok(false) => error_page(Some(&admin), &not_found),
+        Err(e) => error_page(Some(&admin), &e.into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionsQuery {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    exposure: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_sessions.html")]
+struct AllSessions {
+    chrome: Chrome,
+    section: &'static str,
+    rows: Vec<SessionRow>,
+    caption: &'static str,
+    show_owner: bool,
+    stop_prefix: &'static str,
+    status: String,
+    exposure: String,
+    status_options: Vec<(&'static str, &'static str)>,
+    exposure_options: Vec<(&'static str, &'static str)>,
+}
+
+pub async fn sessions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<SessionsQuery>,
+) -> Response {
+    let admin = admin_or_return!(state, headers, "/admin/sessions");
+    let statuses = match q.status.as_str() {
+        "" => Vec::new(),
+        "active" => SessionStatus::ACTIVE.to_vec(),
+        other => match other.parse::<SessionStatus>() {
+            Ok(s) => vec![s],
+            Err(_) => return error_page(Some(&admin), &ApiError::field("status", "is not a session status")),
+        },
+    };
+    let exposure = match q.exposure.as_str() {
+        "" => None,
+        other => match other.parse::<Exposure>() {
+            Ok(e) => Some(e),
+            Err(_) => return error_page(Some(&admin), &ApiError::field("exposure", "must be external or internal")),
+        },
+    };
+    let filter = SessionFilter { user_id: None, exposure, statuses };
+    let found = match state.store.list_sessions(&filter, PageRequest::first(200)).await {
+        Ok(p) => p.items,
+        Err(e) => return error_page(Some(&admin), &e.into()),
+    };
+    let who = emails(&state, found.iter().map(|s| s.user_id).collect()).await;
+    let rows = found
+        .iter()
+        .map(|s| SessionRow::new(&state, &headers, s, who.get(&s.user_id).cloned().unwrap_or_default()))
+        .collect();
+    let page = AllSessions {
+        chrome: Chrome::new("All sessions", Some(&admin), "admin"),
+        section: "sessions",
+        rows,
+        caption: "All sessions, newest first",
+        show_owner: true,
+        stop_prefix: "/admin/sessions",
+        status: q.status,
+        exposure: q.exposure,
+        status_options: vec![
+            ("", "any"),
+            ("active", "active"),
+            ("starting", "starting"),
+            ("running", "running"),
+            ("stopping", "stopping"),
+            ("stopped", "stopped"),
+            ("error", "error"),
+        ],
+        exposure_options: vec![("", "any"), ("external", "external"), ("internal", "internal")],
+    };
+    render(StatusCode::OK, page)
+}
+
+pub async fn stop(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let admin = admin_or_return!(state, headers, "/admin/sessions");
+    let not_found = ApiError::not_found("There is no such session.");
+    let Ok(id) = id.parse::<SessionId>() else { return error_page(Some(&admin), &not_found) };
+    let session = match state.store.session(id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return error_page(Some(&admin), &not_found),
+        Err(e) => return error_page(Some(&admin), &e.into()),
+    };
+    match stop_in_background(&state, session, StopReason::Admin, rid).await {
+        Ok(_) => Redirect::to("/admin/sessions?status=active").into_response(),
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+#[derive(Debug)]
+struct UserRow {
+    id: String,
+    email: String,
+    since: String,
+    admin: bool,
+    internal: bool,
+    limit: u32,
+    quota_gib: String,
+    active: u32,
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    section: &'static str,
+    users: Vec<UserRow>,
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+pub async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<SessionsQuery>) -> Response {
+    let admin = admin_or_return!(state, headers, "/admin/users");
+    let found = match state.store.list_users(PageRequest::first(500)).await {
+        Ok(p) => p.items,
+        Err(e) => return error_page(Some(&admin), &e.into()),
+    };
+    let users = found
+        .into_iter()
+        .map(|s| UserRow {
+            id: s.user.id.to_string(),
+            email: s.user.email.to_string(),
+            since: s.user.created_at.date().to_string(),
+            admin: s.user.is_admin(),
+            internal: s.user.can_use_internal,
+            limit: s.user.max_concurrent_sessions,
+            quota_gib: s.user.workspace_quota_bytes.map(|b| format!("{}", b as f64 / GIB)).unwrap_or_default(),
+            active: s.active_session_count,
+        })
+        .collect();
+    let mut chrome = Chrome::new("Users", Some(&admin), "admin");
+    chrome.info = (q.status == "saved").then(|| "Saved.".to_owned());
+    render(StatusCode::OK, UsersPage { chrome, section: "users", users })
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    can_use_internal: Option<String>,
+    #[serde(default)]
+    max_concurrent_sessions: String,
+    #[serde(default)]
+    quota_gib: String,
+}
+
+pub async fn update_user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<UserForm>,
+) -> Response {
+    let admin = admin_or_return!(state, headers, "/admin/users");
+    let Ok(limit) = form.max_concurrent_sessions.trim().parse::<i64>() else {
+        return error_page(Some(&admin), &ApiError::field("max_concurrent_sessions", "must be a whole number"));
+    };
+    let quota = match form.quota_gib.trim() {
+        "" => None,
+        text => match text.parse::<f64>() {
+            Ok(g) if (0.0..1e9).contains(&g) => Some((g * GIB) as i64),
+            _ => return error_page(Some(&admin), &ApiError::field("quota", "must be a number of GiB, or empty")),
+        },
+    };
+    let patch = UserPatch {
+        role: Some(form.role),
+        can_use_internal: Some(form.can_use_internal.as_deref() == Some("true")),
+        max_concurrent_sessions: Some(limit),
+        workspace_quota_bytes: Some(quota),
+    };
+    match apply_user_patch(&state, &id, patch).await {
+        Ok(_) => Redirect::to("/admin/users?status=saved").into_response(),
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    event: String,
+    cursor: Option<String>,
+}
+
+#[derive(Debug)]
+struct EventRow {
+    at: String,
+    at_iso: String,
+    event: String,
+    user: String,
+    details: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_events.html")]
+struct EventsPage {
+    chrome: Chrome,
+    section: &'static str,
+    event: String,
+    events: Vec<EventRow>,
+    more: Option<String>,
+}
+
+pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Response {
+    let admin = admin_or_return!(state, headers, "/admin/events");
+    let event = q.event.trim().to_owned();
+    if event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_') {
+        return error_page(Some(&admin), &ApiError::field("event", "must be an event name such as user.login"));
+    }
+    let after = match q.cursor.as_deref().map(Cursor::decode) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(_)) => return error_page(Some(&admin), &ApiError::invalid_cursor()),
+    };
+    let filter = EventFilter { event: (!event.is_empty()).then(|| event.clone()), user_id: None };
+    let found = match state.store.list_events(&filter, PageRequest { limit: 100, after }).await {
+        Ok(p) => p,
+        Err(e) => return error_page(Some(&admin), &e.into()),
+    };
+    let who = emails(&state, found.items.iter().filter_map(|e| e.user_id).collect()).await;
+    let events = found
+        .items
+        .iter()
+        .map(|e| {
+            let mut data = e.data.clone();
+            if let Some(map) = data.as_object_mut() {
+                map.remove("event");
+                map.remove("timestamp");
+            }
+            let mut details = data.to_string();
+            if details.len() > 300 {
+                let cut = (0..=300).rev().find(|i| details.is_char_boundary(*i)).unwrap_or(0);
+                details.truncate(cut);
+                details.push('…');
+            }
+            EventRow {
+                at: ago(e.created_at),
+                at_iso: iso(e.created_at),
+                event: e.event.clone(),
+                user: e.user_id.and_then(|u| who.get(&u).cloned()).unwrap_or_default(),
+                details,
+            }
+        })
+        .collect();
+    let more = found.next.map(|c| {
+        let mut url = format!("/admin/events?cursor={}", c.encode());
+        if !event.is_empty() {
+            url.push_str(&format!("&event={event}"));
+        }
+        url
+    });
+    let page =
+        EventsPage { chrome: Chrome::new("Event log", Some(&admin), "admin"), section: "events", event, events, more };
+    render(StatusCode::OK, page)
+}

@@ -1,0 +1,84 @@
+// MedForge's own script. The pages work without it; with it:
+// - a session's page follows the progress event stream and opens the IDE
+//   as soon as the session runs;
+// - the dashboard refreshes its sessions table while one is starting or
+//   stopping (at once on each progress event), without reloading the page.
+"use strict";
+
+function followProgress(panel) {
+  const url = panel.dataset.eventsUrl;
+  if (!url || panel.dataset.status !== "starting" || !window.EventSource) return;
+  const source = new EventSource(url);
+  source.addEventListener("progress", (event) => {
+    const p = JSON.parse(event.data);
+    panel.dataset.status = p.status;
+    const status = panel.querySelector('[data-testid="session-status"]');
+    status.textContent = p.status;
+    status.className = "status status-" + p.status;
+    let open = true;
+    for (const li of panel.querySelectorAll("li[data-step]")) {
+      const done = p.steps.includes(li.dataset.step);
+      let state = "pending";
+      if (done) state = "done";
+      else if (open && p.status === "starting") { state = "current"; open = false; }
+      else if (open && p.status === "error") { state = "failed"; open = false; }
+      li.dataset.state = state;
+      li.querySelector(".sr-only").textContent = " (" + state + ")";
+    }
+    if (p.status === "running") {
+      source.close();
+      const link = panel.querySelector('[data-testid="open-ide"]');
+      link.classList.remove("hidden");
+      window.setTimeout(() => window.location.assign(panel.dataset.ideUrl), 400);
+    } else if (p.status !== "starting") {
+      source.close();
+      window.setTimeout(() => window.location.reload(), 400);
+    }
+  });
+  // The stream ends when the session is no longer starting; if it drops
+  // earlier, the page itself is the fallback.
+  source.onerror = () => { source.close(); window.setTimeout(() => window.location.reload(), 2000); };
+}
+
+function keepDashboardFresh(section) {
+  let timer = null;
+  const refresh = async () => {
+    try {
+      const response = await fetch(window.location.pathname, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+      if (!response.ok) return;
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = page.getElementById("sessions");
+      if (!fresh) return;
+      section.innerHTML = fresh.innerHTML;
+      section.dataset.live = fresh.dataset.live;
+      const availability = page.querySelector('[data-testid="gpu-availability"]');
+      const mine = document.querySelector('[data-testid="gpu-availability"]');
+      if (availability && mine) mine.textContent = availability.textContent;
+      if (fresh.dataset.events) listen(fresh.dataset.events);
+    } catch (_) { /* the next tick tries again */ }
+    schedule();
+  };
+  const schedule = () => {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(refresh, section.dataset.live ? 2000 : 10000);
+  };
+  const listening = new Set();
+  const listen = (urls) => {
+    for (const url of urls.split(" ").filter(Boolean)) {
+      if (listening.has(url) || !window.EventSource) continue;
+      listening.add(url);
+      const source = new EventSource(url);
+      source.addEventListener("progress", refresh);
+      source.onerror = () => source.close();
+    }
+  };
+  listen(section.dataset.events || "");
+  schedule();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const panel = document.getElementById("progress");
+  if (panel) followProgress(panel);
+  const sessions = document.getElementById("sessions");
+  if (sessions) keepDashboardFresh(sessions);
+});

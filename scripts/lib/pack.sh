@@ -1,0 +1,90 @@
+# The real code-server pack for the tests, built locally without any
+# registry. Source after common.sh and docker.sh (dockerd must be running).
+#
+# ensure_base_image: a Debian bookworm base image (medforge-base:bookworm),
+#   made with `debootstrap --variant=minbase` from this host's Debian mirror
+#   and `docker import`ed; nothing is pulled. Skipped when the image exists.
+# ensure_default_pack: builds infra/packs/default (the production
+#   Dockerfile) on that base, tagged $DEFAULT_PACK_IMAGE and labelled
+#   medforge.build_hash=<hash of its build context and base image>; skipped
+#   when an image with that label already exists. The host's extra CA
+#   certificates (/usr/local/share/ca-certificates/*.crt, a TLS-intercepting
+#   proxy's) go into the build context's certs/ for the build stage only.
+#   Exports MEDFORGE_TEST_CODE_SERVER_IMAGE. The first build takes minutes
+#   (npm fetches code-server and builds its native modules); its output is
+#   in $PACK_BUILD_LOG.
+
+BASE_IMAGE_TAG=${BASE_IMAGE_TAG:-medforge-base:bookworm}
+DEFAULT_PACK_IMAGE=${DEFAULT_PACK_IMAGE:-medforge-pack-default:latest}
+PACK_BUILD_LOG=${PACK_BUILD_LOG:-${TMPDIR:-/tmp}/medforge-pack-build.log}
+
+_pack_repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd); }
+
+# The Debian mirror this host's apt uses (one-line or deb822 sources), or
+# MEDFORGE_DEBIAN_MIRROR, or deb.debian.org.
+_debian_mirror() {
+  local m=${MEDFORGE_DEBIAN_MIRROR:-}
+  if [ -z "$m" ]; then
+    m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | sed -nE 's,^[[:space:]]*(deb([[:space:]]+\[[^]]*\])?|URIs:)[[:space:]]+((https?|file)://[^[:space:]]*/debian)/?([[:space:]].*)?$,\3,p' \
+      | head -n 1) || true
+  fi
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+ensure_base_image() {
+  docker image inspect "$BASE_IMAGE_TAG" >/dev/null 2>&1 && return 0
+  local sudo="" mirror dir
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  ensure_packages debootstrap debootstrap
+  if [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ]; then
+    log "installing debian-archive-keyring"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends debian-archive-keyring >/dev/null \
+      || die "apt-get install debian-archive-keyring failed"
+  fi
+  mirror=$(_debian_mirror)
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/medforge-base.XXXXXX")
+  log "debootstrap bookworm from $mirror (about a minute)"
+  if ! $sudo debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+    bookworm "$dir" "$mirror" >"$dir.log" 2>&1; then
+    tail -n 20 "$dir.log" >&2
+    $sudo rm -rf "$dir"
+    die "debootstrap failed (log: $dir.log)"
+  fi
+  $sudo rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/*
+  log "importing $BASE_IMAGE_TAG"
+  if ! $sudo tar -C "$dir" -c . | docker import -c 'CMD ["/bin/bash"]' -c 'ENV LANG=C.UTF-8' - "$BASE_IMAGE_TAG" >/dev/null; then
+    $sudo rm -rf "$dir"
+    die "docker import of $BASE_IMAGE_TAG failed"
+  fi
+  $sudo rm -rf "$dir" "$dir.log"
+}
+
+ensure_default_pack() {
+  ensure_base_image
+  local src ctx hash base_id crt
+  src="$(_pack_repo_root)/infra/packs/default"
+  [ -f "$src/Dockerfile" ] || die "no $src/Dockerfile"
+  ctx=$(mktemp -d "${TMPDIR:-/tmp}/medforge-pack.XXXXXX")
+  cp -a "$src/." "$ctx/"
+  mkdir -p "$ctx/certs"
+  for crt in /usr/local/share/ca-certificates/*.crt; do
+    if [ -f "$crt" ]; then cp "$crt" "$ctx/certs/"; fi
+  done
+  base_id=$(docker image inspect -f '{{ .Id }}' "$BASE_IMAGE_TAG")
+  hash=$( {
+    (cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    echo "base $base_id"
+  } | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "medforge.build_hash" }}' "$DEFAULT_PACK_IMAGE" 2>/dev/null)" != "$hash" ]; then
+    log "building $DEFAULT_PACK_IMAGE (a few minutes; log: $PACK_BUILD_LOG)"
+    if ! docker build --build-arg "BASE_IMAGE=$BASE_IMAGE_TAG" --label "medforge.build_hash=$hash" \
+      -t "$DEFAULT_PACK_IMAGE" "$ctx" >"$PACK_BUILD_LOG" 2>&1; then
+      tail -n 30 "$PACK_BUILD_LOG" >&2
+      rm -rf "$ctx"
+      die "could not build $DEFAULT_PACK_IMAGE (log: $PACK_BUILD_LOG)"
+    fi
+  fi
+  rm -rf "$ctx"
+  export MEDFORGE_TEST_CODE_SERVER_IMAGE=$DEFAULT_PACK_IMAGE
+}
