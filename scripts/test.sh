@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check MedForge has: formatting, clippy, and all tests against
 # the real services they need (MariaDB, dockerd, a locally built test
-# pack image, ZFS through zfs-fuse, Caddy 2.11.7), which it installs and starts
+# pack image, ZFS through zfs-fuse, Caddy 2.11.7, the real code-server pack,
+# Chromium and ChromeDriver, axe-core), which it installs and starts
 # when missing. Safe to run again and again. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib/docker.sh
 . scripts/lib/zfs.sh
 . scripts/lib/caddy.sh
+. scripts/lib/pack.sh
+. scripts/lib/browser.sh
 . scripts/lib/medforge-server.sh
 . scripts/lib/fuzz.sh
 
@@ -22,6 +25,10 @@ clean_docker_test_leftovers
 ensure_zfs
 clean_zfs_test_leftovers
 ensure_caddy
+ensure_browser
+ensure_axe
+ensure_base_image
+ensure_default_pack
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -43,6 +43,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/events", get(admin::events))
         .route("/static/app.css", get(stylesheet))
         .route("/static/app.js", get(script))
+        .route("/static/favicon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
 }
 
 async fn stylesheet() -> Response {
@@ -51,6 +53,10 @@ async fn stylesheet() -> Response {
 
 async fn script() -> Response {
     asset("text/javascript; charset=utf-8", include_str!("../../static/app.js"))
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", include_str!("../../static/favicon.svg"))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
