@@ -320,7 +320,7 @@ async fn the_whole_flow_in_a_real_browser() {
 
     // Start: the progress page, then the IDE on its own host.
     let ide = alice.start_and_open_ide(&ui, Some("progress-starting")).await;
-    assert!(ide.starts_with(&format!("http://s-")) && ide.contains(&format!(".external.{DOMAIN}:")), "{ide}");
+    assert!(ide.starts_with("http://s-") && ide.contains(&format!(".external.{DOMAIN}:")), "{ide}");
     let slug = ide.trim_start_matches("http://s-").split('.').next().expect("slug").to_owned();
     let container = format!("mf-session-{slug}");
 
