@@ -132,12 +132,16 @@ impl Browser {
     async fn assert_clean(&self, what: &str) {
         // Our pages only: a session's code-server logs its own errors,
         // some of them as it unloads after we have left it.
+        // An error page's own status (a 403 on purpose) is logged too; its
+        // resources' failures are not excused.
         let ours = format!("http://{DOMAIN}:");
+        let itself = format!("{} - Failed to load resource", self.url().await);
         let errors: Vec<Value> = self
             .console()
             .await
             .into_iter()
-            .filter(|m| m["level"] == "SEVERE" && m["message"].as_str().is_some_and(|t| t.starts_with(&ours)))
+            .filter(|m| m["level"] == "SEVERE")
+            .filter(|m| m["message"].as_str().is_some_and(|t| t.starts_with(&ours) && !t.starts_with(&itself)))
             .collect();
         assert!(errors.is_empty(), "console errors on {what}: {errors:#?}");
         let axe = std::fs::read_to_string(env("MEDFORGE_TEST_AXE")).expect("axe.min.js");
@@ -374,6 +378,20 @@ async fn the_whole_flow_in_a_real_browser() {
     let (ok, out, _) = common::docker_exec(&format!("mf-session-{slug2}"), "cat /workspace/proof.txt");
     assert!(ok && out.trim() == "written-in-the-browser", "{out}");
 
+    // A browser that is not signed in goes to the login page and, signed
+    // in, back to the session it asked for.
+    let fresh = Browser::open(&driver).await;
+    fresh.goto(&again).await;
+    fresh.wait_for("[data-testid=login-form]", Duration::from_secs(10)).await;
+    assert!(fresh.url().await.starts_with(&format!("{ui}/login?next=")), "{}", fresh.url().await);
+    fresh.assert_clean("the login page with a way back").await;
+    fresh.fill("#email", "alice@example.org").await;
+    fresh.fill("#password", "browser passphrase").await;
+    fresh.click("[data-testid=login-submit]").await;
+    fresh.wait_for(".monaco-workbench", Duration::from_secs(60)).await;
+    assert!(fresh.url().await.starts_with(&format!("http://s-{slug2}.")), "{}", fresh.url().await);
+    fresh.client.close().await.expect("close the browser");
+
     // The stop snapshot is listed.
     alice.goto(&format!("{ui}/snapshots")).await;
     let first = alice.text("[data-testid=snapshot-row] code").await;
@@ -381,6 +399,10 @@ async fn the_whole_flow_in_a_real_browser() {
     alice.assert_clean("the snapshots page").await;
     alice.goto(&format!("{ui}/account")).await;
     alice.assert_clean("the account page").await;
+    // Not an admin: the admin pages answer with our error page.
+    alice.goto(&format!("{ui}/admin")).await;
+    assert_eq!(alice.text("[data-testid=error-detail]").await, "This page is for admins.");
+    alice.assert_clean("the error page").await;
 
     // An admin's view: the GPU board shows alice's session holding a GPU.
     s.admin("admin@example.org").await;

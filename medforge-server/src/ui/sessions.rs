@@ -62,6 +62,7 @@ fn refusal_code(e: &LifecycleError) -> &'static str {
 fn refusal_text(code: &str, total_gpus: usize, active: usize, limit: u32) -> Option<String> {
     Some(match code {
         "no_gpus" if total_gpus == 0 => "No GPUs are enabled on this server; ask an admin.".to_owned(),
+        "no_gpus" if total_gpus == 1 => "The only GPU is in use. Try again when a session ends.".to_owned(),
         "no_gpus" => format!("All {total_gpus} GPUs are in use. Try again when a session ends."),
         "limit" => format!(
             "You already have {active} session{} running (limit {limit}). Stop one to start another.",

@@ -1,0 +1,213 @@
+//! The web UI without JavaScript: every form posts and answers with a page
+//! or a redirect, against the real server and dockerd (test pack). What a
+//! browser without scripts (or a screen reader's simple mode) gets, and the
+//! messages for every refusal. The browser test (tests/browser.rs) runs the
+//! same flow with scripts on.
+
+mod common;
+
+use common::{DOMAIN, Db, Options, Server, session_cookie};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, LOCATION, ORIGIN};
+
+/// A form post as a browser on the UI host sends it: (status, Location, Set-Cookie, body).
+async fn form(
+    s: &Server,
+    path: &str,
+    cookie: Option<&str>,
+    fields: &[(&str, &str)],
+) -> (u16, String, Option<String>, String) {
+    let mut req = s.http.post(s.url(path)).form(fields).header(ORIGIN, format!("http://{DOMAIN}:{}", s.port()));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.expect("post");
+    let status = r.status().as_u16();
+    let location = r.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let set = session_cookie(r.headers());
+    (status, location, set, r.text().await.expect("body"))
+}
+
+/// A page: (status, content type, body).
+async fn page(s: &Server, path: &str, cookie: Option<&str>) -> (u16, String, String) {
+    let mut req = s.http.get(s.url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.expect("get");
+    let status = r.status().as_u16();
+    let ct = r.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    (status, ct, r.text().await.expect("body"))
+}
+
+async fn sign_up(s: &Server, email: &str) -> String {
+    let (st, loc, cookie, body) =
+        form(s, "/signup", None, &[("email", email), ("password", "form passphrase"), ("next", "")]).await;
+    assert_eq!((st, loc.as_str()), (303, "/"), "{body}");
+    cookie.expect("a login cookie")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forms_work_without_javascript() {
+    let s = Server::start(Db::Sqlite, Options { gpus: vec![0], ..Options::default() }).await;
+
+    // Signed out: the dashboard sends to the login page and back.
+    let r = s.http.get(s.url("/")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login?next=%2F");
+    let (st, ct, body) = page(&s, "/login?next=%2Fsnapshots", None).await;
+    assert_eq!((st, ct.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(body.contains("name=\"next\" value=\"/snapshots\""), "{body}");
+
+    // Bad input: the page again, with the reason, and nothing created.
+    let (st, _, cookie, body) =
+        form(&s, "/signup", None, &[("email", "not-an-email"), ("password", "form passphrase")]).await;
+    assert_eq!((st, cookie), (422, None));
+    assert!(body.contains("data-testid=\"flash-error\"") && body.contains("Email:"), "{body}");
+    let (st, _, _, body) = form(&s, "/signup", None, &[("email", "short@example.org"), ("password", "short")]).await;
+    assert_eq!(st, 422);
+    assert!(body.contains("Password:"), "{body}");
+
+    let alice = sign_up(&s, "alice@example.org").await;
+    let (st, _, body) = page(&s, "/", Some(&alice)).await;
+    assert_eq!(st, 200);
+    assert!(body.contains("1 of 1 GPUs free") && body.contains("data-testid=\"no-sessions\""), "{body}");
+    assert!(!body.contains("start-internal"), "no internal button without the entitlement");
+
+    // Start: the progress page (it reloads itself without scripts while starting).
+    let (st, loc, _, _) = form(&s, "/sessions", Some(&alice), &[("exposure", "external")]).await;
+    assert_eq!(st, 303);
+    assert!(loc.starts_with("/sessions/"), "{loc}");
+    let (st, _, body) = page(&s, &loc, Some(&alice)).await;
+    assert_eq!(st, 200);
+    assert!(body.contains("data-testid=\"progress-steps\"") && body.contains("GPU 0 allocated"), "{body}");
+    let id = loc.trim_start_matches("/sessions/").to_owned();
+    s.wait_status(&format!("/api/v2/external/sessions/{id}"), &alice, "running").await;
+    let (_, _, body) = page(&s, &loc, Some(&alice)).await;
+    assert_eq!(body.matches("data-state=\"done\"").count(), 4, "{body}");
+    assert!(!body.contains("http-equiv=\"refresh\""), "no reloading once running");
+    assert!(body.contains(&format!(".external.{DOMAIN}:{}/\" data-testid=\"open-ide\"", s.port())), "{body}");
+
+    // Refusals, in words: the limit, the GPUs, the entitlement.
+    let (st, loc, _, _) = form(&s, "/sessions", Some(&alice), &[("exposure", "external")]).await;
+    assert_eq!((st, loc.as_str()), (303, "/?error=limit"));
+    let (_, _, body) = page(&s, &loc, Some(&alice)).await;
+    assert!(body.contains("You already have 1 session running (limit 1)."), "{body}");
+    let bob = sign_up(&s, "bob@example.org").await;
+    let (_, loc, _, _) = form(&s, "/sessions", Some(&bob), &[("exposure", "external")]).await;
+    assert_eq!(loc, "/?error=no_gpus");
+    let (_, _, body) = page(&s, &loc, Some(&bob)).await;
+    assert!(body.contains("The only GPU is in use. Try again when a session ends."), "{body}");
+    let (_, loc, _, _) = form(&s, "/sessions", Some(&bob), &[("exposure", "internal")]).await;
+    let (_, _, body) = page(&s, &loc, Some(&bob)).await;
+    assert!(body.contains("Internal sessions need the internal entitlement"), "{body}");
+    let (st, _, _, body) = form(&s, "/sessions", Some(&bob), &[("exposure", "sideways")]).await;
+    assert_eq!(st, 422, "{body}");
+
+    // Someone else's session: refused, not stoppable.
+    let (st, _, body) = page(&s, &format!("/sessions/{id}"), Some(&bob)).await;
+    assert_eq!(st, 403, "{body}");
+    let (st, _, _, _) = form(&s, &format!("/sessions/{id}/stop"), Some(&bob), &[]).await;
+    assert_eq!(st, 403);
+    let (st, _, body) = page(&s, "/admin", Some(&bob)).await;
+    assert_eq!(st, 403);
+    assert!(body.contains("This page is for admins."), "{body}");
+    // A form posted from another site: refused by the Origin rule.
+    let r = s
+        .http
+        .post(s.url(&format!("/sessions/{id}/stop")))
+        .header(ORIGIN, "http://evil.example")
+        .header("cookie", &alice)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+
+    // Login: wrong password in words; `next` only within this deployment.
+    let (st, _, cookie, body) =
+        form(&s, "/login", None, &[("email", "alice@example.org"), ("password", "wrong passphrase")]).await;
+    assert_eq!((st, cookie), (401, None));
+    assert!(body.contains("Invalid email or password."), "{body}");
+    let creds = [("email", "alice@example.org"), ("password", "form passphrase")];
+    for (next, want) in [
+        ("http://evil.example/", "/".to_owned()),
+        ("//evil.example/", "/".to_owned()),
+        ("/snapshots", "/snapshots".to_owned()),
+        (&*format!("http://s-abcdefgh.external.{DOMAIN}:1/x"), format!("http://s-abcdefgh.external.{DOMAIN}:1/x")),
+    ] {
+        let fields = [creds[0], creds[1], ("next", next)];
+        let (st, loc, cookie, _) = form(&s, "/login", None, &fields).await;
+        assert_eq!((st, loc), (303, want), "{next}");
+        assert!(cookie.is_some());
+    }
+
+    // Account: a mismatched confirmation changes nothing; a right one does.
+    let fields = [
+        ("change", "password"),
+        ("current_password", "form passphrase"),
+        ("new_password", "a new passphrase"),
+        ("confirm_password", "another passphrase"),
+    ];
+    let (st, _, _, body) = form(&s, "/account", Some(&alice), &fields).await;
+    assert_eq!(st, 422);
+    assert!(body.contains("Confirm password: does not match the new password."), "{body}");
+    let fields = [
+        ("change", "password"),
+        ("current_password", "form passphrase"),
+        ("new_password", "a new passphrase"),
+        ("confirm_password", "a new passphrase"),
+    ];
+    let (st, loc, cookie, _) = form(&s, "/account", Some(&alice), &fields).await;
+    assert_eq!((st, loc.as_str()), (303, "/account?info=password"));
+    let alice = cookie.expect("a new cookie for this browser");
+    let (st, _, _, _) = form(&s, "/login", None, &creds).await;
+    assert_eq!(st, 401, "the old password is gone");
+
+    // Stop from the dashboard's form.
+    let (st, loc, _, _) = form(&s, &format!("/sessions/{id}/stop"), Some(&alice), &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/?info=stopping"));
+    s.wait_status(&format!("/api/v2/external/sessions/{id}"), &alice, "stopped").await;
+    let (_, _, body) = page(&s, "/snapshots", Some(&alice)).await;
+    assert!(body.contains("data-testid=\"snapshot-row\"><td><code>stop-"), "{body}");
+
+    // Admin forms: a GPU off and on, a user's limit and entitlement.
+    let admin = s.admin("admin@example.org").await;
+    let (st, loc, _, _) = form(&s, "/admin/gpus/0", Some(&admin), &[("enabled", "false")]).await;
+    assert_eq!((st, loc.as_str()), (303, "/admin"));
+    let (_, _, body) = page(&s, "/admin", Some(&admin)).await;
+    assert!(body.contains("0 free, 0 held, 1 disabled."), "{body}");
+    form(&s, "/admin/gpus/0", Some(&admin), &[("enabled", "true")]).await;
+    let (st, _, _, _) = form(&s, "/admin/gpus/9", Some(&admin), &[("enabled", "true")]).await;
+    assert_eq!(st, 404);
+    let (_, _, me) = s.get("/api/v2/me", Some(&bob)).await;
+    let bob_id = me["data"]["user_id"].as_str().expect("id").to_owned();
+    let fields =
+        [("role", "user"), ("can_use_internal", "true"), ("max_concurrent_sessions", "3"), ("quota_gib", "1.5")];
+    let (st, loc, _, _) = form(&s, &format!("/admin/users/{bob_id}"), Some(&admin), &fields).await;
+    assert_eq!((st, loc.as_str()), (303, "/admin/users?status=saved"));
+    let (_, _, users) = s.get("/api/v2/admin/users", Some(&admin)).await;
+    let row = users["data"].as_array().expect("users").iter().find(|u| u["user_id"] == bob_id.as_str()).cloned();
+    let row = row.expect("bob");
+    assert_eq!((row["can_use_internal"].as_bool(), row["max_concurrent_sessions"].as_u64()), (Some(true), Some(3)));
+    assert_eq!(row["workspace_quota_bytes"].as_u64(), Some(3 << 29));
+    let (_, _, body) = page(&s, "/", Some(&bob)).await;
+    assert!(body.contains("start-internal"), "the entitlement shows");
+    let bad = [("role", "emperor"), ("max_concurrent_sessions", "3"), ("quota_gib", "")];
+    let (st, _, _, body) = form(&s, &format!("/admin/users/{bob_id}"), Some(&admin), &bad).await;
+    assert_eq!(st, 422, "{body}");
+    for p in ["/admin/sessions?status=active", "/admin/users", "/admin/events?event=session.stop"] {
+        let (st, _, body) = page(&s, p, Some(&admin)).await;
+        assert_eq!(st, 200, "{p}: {body}");
+    }
+    let (_, _, body) = page(&s, "/admin/events?event=session.stop", Some(&admin)).await;
+    assert!(body.contains("<code>session.stop</code>"), "{body}");
+    let (st, _, _) = page(&s, "/admin/sessions?status=sideways", Some(&admin)).await;
+    assert_eq!(st, 422);
+
+    // Sign out: the cookie is cleared and the dashboard asks for a login again.
+    let (st, loc, _, _) = form(&s, "/logout", Some(&alice), &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/login"));
+    let r = s.http.get(s.url("/")).header("cookie", &alice).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    s.stop().await;
+}
