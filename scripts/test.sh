@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check MedForge has: formatting, clippy, and all tests against
-# the real services they need (MariaDB, dockerd, a locally built test
+# the real services they need (MariaDB, dockerd, Podman's API service, a locally built test
 # pack image, ZFS through zfs-fuse, Caddy 2.11.7, the real code-server pack,
 # Chromium and ChromeDriver, axe-core), which it installs and starts
 # when missing. Safe to run again and again. Usage: scripts/test.sh
@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/docker.sh
 . scripts/lib/zfs.sh
 . scripts/lib/caddy.sh
+. scripts/lib/podman.sh
 . scripts/lib/pack.sh
 . scripts/lib/browser.sh
 . scripts/lib/medforge-server.sh
@@ -22,6 +23,9 @@ ensure_mariadb
 ensure_docker
 ensure_test_pack
 clean_docker_test_leftovers
+ensure_podman
+ensure_podman_test_pack
+clean_podman_test_leftovers
 ensure_zfs
 clean_zfs_test_leftovers
 ensure_caddy
