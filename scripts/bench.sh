@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # Runs MedForge's benchmarks and writes their figures into BENCHMARKS.md,
 # each section with the command that produced it. Starts MariaDB when
-# missing, like the tests. Usage: scripts/bench.sh [--secs S] [--clients N] [--starts N]
+# missing, like the tests. Usage: scripts/bench.sh [--secs S] [--clients N] [--starts N] [--only SECTION]
+# (sections: allocation, session-start, session-start-podman, gate, routing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
 . scripts/lib/caddy.sh
+. scripts/lib/podman.sh
 . scripts/lib/medforge-server.sh
 
 secs=10
 clients=32
 starts=20
+only=""
 while [ $# -gt 0 ]; do
   case $1 in
     --secs) secs=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --starts) starts=$2; shift 2 ;;
-    *) die "unknown argument $1 (usage: scripts/bench.sh [--secs S] [--clients N] [--starts N])" ;;
+    --only) only=$2; shift 2 ;;
+    *) die "unknown argument $1 (usage: scripts/bench.sh [--secs S] [--clients N] [--starts N] [--only SECTION])" ;;
   esac
 done
 
@@ -27,6 +31,13 @@ ensure_docker
 ensure_test_pack
 ensure_caddy
 clean_docker_test_leftovers
+ensure_podman
+ensure_podman_test_pack
+clean_podman_test_leftovers
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //' || echo unknown)
+# Whether section $1 runs this time.
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 # Replaces the part of BENCHMARKS.md between <!-- NAME:begin --> and
 # <!-- NAME:end --> (appending it when absent) with stdin.
@@ -48,10 +59,10 @@ open("BENCHMARKS.md", "w").write(text)
 PY
 }
 
+if want allocation; then
 cmd="cargo bench -p medforge-core --features testing --bench allocation -- --clients $clients --secs $secs"
 log "$cmd"
 table=$($cmd)
-cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //' || echo unknown)
 write_section allocation <<EOF
 ## GPU allocation: allocate+release cycles and allocation latency
 
@@ -68,6 +79,9 @@ Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || 
 $table
 EOF
 
+fi
+
+if want session-start; then
 cmd="cargo bench -p medforge-runtime-docker --bench session_start -- --starts $starts"
 log "$cmd"
 table=$($cmd)
@@ -88,6 +102,28 @@ Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || 
 $table
 EOF
 
+fi
+
+if want session-start-podman; then
+cmd="cargo bench -p medforge-runtime-podman --bench session_start -- --starts $starts"
+log "$cmd"
+table=$($cmd)
+write_section session-start-podman <<EOF
+## Session start on Podman: create until the port answers, against podman run
+
+The same measurement as the section above (20 interleaved starts after a warm-up, the test pack,
+\`gpu_mode = "none"\`), on Podman $(podman version -f '{{.Server.Version}}' 2>/dev/null || echo '?') through
+its libpod API (\`medforge-runtime-podman\`), rootful, with the test pack loaded from dockerd. The CLI
+baseline is \`podman run -d\` with the same \`nofile\`/\`nproc\` limits the sessions get.
+
+Command: \`scripts/bench.sh --starts $starts\`, which runs \`$cmd\`.
+Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores ($cpu).
+
+$table
+EOF
+fi
+
+if want gate; then
 . scripts/lib/gate-bench.sh
 log "gate benchmark"
 table=$(gate_bench "$secs")
@@ -105,6 +141,9 @@ Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || 
 
 $table
 EOF
+fi
+
+if want routing; then
 . scripts/lib/routing-bench.sh
 log "routing benchmark"
 table=$(routing_bench "$secs")
@@ -128,4 +167,5 @@ Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || 
 
 $table
 EOF
+fi
 log "wrote BENCHMARKS.md"

@@ -75,6 +75,9 @@ pub enum GateUpstream {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     pub kind: RuntimeKind,
+    /// The engine's API socket. Empty: Docker's `/var/run/docker.sock`; for
+    /// Podman, `/run/podman/podman.sock` (rootful) or else
+    /// `$XDG_RUNTIME_DIR/podman/podman.sock` (rootless), whichever exists.
     pub socket: String,
     pub gpu_mode: GpuMode,
     pub external_network: String,
@@ -201,7 +204,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             kind: RuntimeKind::Docker,
-            socket: medforge_runtime_docker::DEFAULT_SOCKET.into(),
+            socket: String::new(),
             gpu_mode: GpuMode::Nvidia,
             external_network: "medforge-external-sessions".into(),
             internal_network: "medforge-internal-sessions".into(),
@@ -309,9 +312,6 @@ impl Config {
             && secret.len() < 32
         {
             return Err(invalid("secret", "must be at least 32 characters"));
-        }
-        if self.runtime.kind == RuntimeKind::Podman {
-            return Err(invalid("runtime.kind", "podman is not available in this build yet; use docker"));
         }
         if self.storage.kind == StorageKind::Zfs {
             self.zfs_root()?;

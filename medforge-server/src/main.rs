@@ -131,14 +131,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// The pack image must be on the engine: sessions cannot start otherwise,
 /// and MedForge never pulls. An unreachable engine is only a warning here.
 async fn check_pack_image(config: &Config) -> Result<(), String> {
-    let runtime = match medforge_runtime_docker::DockerRuntime::connect(&config.runtime.socket).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("medforge: warning: cannot check pack.image: {e}");
-            return Ok(());
-        }
-    };
-    match runtime.image_exists(&config.pack.image).await {
+    match stack::image_present(config, &config.pack.image).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!(
             "invalid configuration: pack.image: {} is not present on the container engine (MedForge never pulls; build or load it first)",

@@ -14,9 +14,10 @@ use medforge_core::storage::{DirStorage, Storage};
 use medforge_core::store::{MySqlStore, Seed, SqliteStore, Store};
 use medforge_net_iptables::{Iptables, Nftables};
 use medforge_runtime_docker::DockerRuntime;
+use medforge_runtime_podman::PodmanRuntime;
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
-use crate::config::{Config, FirewallKind, StorageKind};
+use crate::config::{Config, FirewallKind, RuntimeKind, StorageKind};
 use crate::state::{AppState, GateCache, RateLimiter};
 
 /// Opens the configured database and runs its migrations.
@@ -100,7 +101,39 @@ pub async fn isolation_policy(config: &Config, runtime: &dyn ContainerRuntime) -
 }
 
 pub async fn connect_runtime(config: &Config) -> Result<Arc<dyn ContainerRuntime>, String> {
-    Ok(Arc::new(DockerRuntime::connect(&config.runtime.socket).await.map_err(|e| format!("container runtime: {e}"))?))
+    Ok(match config.runtime.kind {
+        RuntimeKind::Docker => Arc::new(connect_docker(config).await?),
+        RuntimeKind::Podman => Arc::new(connect_podman(config).await?),
+    })
+}
+
+pub async fn connect_docker(config: &Config) -> Result<DockerRuntime, String> {
+    let socket = match config.runtime.socket.as_str() {
+        "" => medforge_runtime_docker::DEFAULT_SOCKET,
+        s => s,
+    };
+    DockerRuntime::connect(socket).await.map_err(|e| format!("container runtime: {e}"))
+}
+
+pub async fn connect_podman(config: &Config) -> Result<PodmanRuntime, String> {
+    let configured = Some(config.runtime.socket.as_str()).filter(|s| !s.is_empty());
+    let socket = medforge_runtime_podman::discover_socket(configured).ok_or_else(|| {
+        format!(
+            "container runtime: no Podman API socket at {} or $XDG_RUNTIME_DIR/podman/podman.sock; \
+             start it with `podman system service --time=0` (or `systemctl enable --now podman.socket`), \
+             or set runtime.socket",
+            medforge_runtime_podman::ROOTFUL_SOCKET
+        )
+    })?;
+    PodmanRuntime::connect(socket).await.map_err(|e| format!("container runtime: {e}"))
+}
+
+/// Whether `image` is on the configured engine (MedForge never pulls).
+pub async fn image_present(config: &Config, image: &str) -> Result<bool, String> {
+    match config.runtime.kind {
+        RuntimeKind::Docker => connect_docker(config).await?.image_exists(image).await.map_err(|e| e.to_string()),
+        RuntimeKind::Podman => connect_podman(config).await?.image_exists(image).await.map_err(|e| e.to_string()),
+    }
 }
 
 /// Everything `serve` runs on.

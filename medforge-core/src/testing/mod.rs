@@ -10,6 +10,7 @@
 //! medforge_core::store_contract_tests!(harness);
 //! ```
 
+pub mod bench;
 pub mod lifecycle;
 pub mod outside;
 pub mod runtime;

@@ -29,6 +29,8 @@ pub struct Server {
     pub run: String,
     teardown: Option<Teardown>,
     pub http: reqwest::Client,
+    /// The engine's CLI, for cleaning up: `docker` or `podman`.
+    pub engine: &'static str,
 }
 
 pub fn binary() -> &'static str {
@@ -54,6 +56,8 @@ pub struct Options {
     /// `name` (X-Upstream `mf-session-<slug>:8080`) or `address` (ip:8080,
     /// for a Caddy on the host).
     pub gate_upstream: &'static str,
+    /// `docker` or `podman` (on the socket scripts/test.sh starts).
+    pub runtime: &'static str,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             routing: "builtin",
             image: None,
             gate_upstream: "name",
+            runtime: "docker",
         }
     }
 }
@@ -95,6 +100,8 @@ data_dir = "{data}"
 database_url = "{db_url}"
 
 [runtime]
+kind = "{runtime}"
+socket = "{socket}"
 gpu_mode = "none"
 external_network = "mftest-{run}-ext"
 internal_network = "mftest-{run}-int"
@@ -122,6 +129,13 @@ auth_per_minute = {per_minute}
             listen = options.listen,
             routing = options.routing,
             gate_upstream = options.gate_upstream,
+            runtime = options.runtime,
+            socket = if options.runtime == "podman" {
+                std::env::var("MEDFORGE_TEST_PODMAN_SOCKET")
+                    .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PODMAN_SOCKET is not set: run scripts/test.sh"))
+            } else {
+                String::new()
+            },
         );
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");
@@ -163,7 +177,7 @@ auth_per_minute = {per_minute}
             }
         };
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { child, base, dir, config_path, run, teardown, http }
+        Self { child, base, dir, config_path, run, teardown, http, engine: options.runtime }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -289,12 +303,9 @@ auth_per_minute = {per_minute}
     pub async fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let ids = docker(&["ps", "-aq", "--filter", &format!("label=medforge.test_run={}", self.run)]);
-        for id in ids.split_whitespace() {
-            docker(&["rm", "-f", id]);
-        }
+        self.remove_containers();
         for net in ["ext", "int"] {
-            docker(&["network", "rm", &format!("mftest-{}-{net}", self.run)]);
+            cli(self.engine, &["network", "rm", &format!("mftest-{}-{net}", self.run)]);
         }
         if let Some(t) = self.teardown.take() {
             t.run().await;
@@ -308,10 +319,17 @@ impl Drop for Server {
         // A failed test leaves no session containers: they may hold mounts
         // (a ZFS dataset) that later tests need to take down.
         if std::thread::panicking() {
-            let ids = docker(&["ps", "-aq", "--filter", &format!("label=medforge.test_run={}", self.run)]);
-            for id in ids.split_whitespace() {
-                docker(&["rm", "-f", id]);
-            }
+            self.remove_containers();
+        }
+    }
+}
+
+impl Server {
+    /// Removes this run's session containers.
+    fn remove_containers(&self) {
+        let ids = cli(self.engine, &["ps", "-aq", "--filter", &format!("label=medforge.test_run={}", self.run)]);
+        for id in ids.split_whitespace() {
+            cli(self.engine, &["rm", "-f", id]);
         }
     }
 }
@@ -372,7 +390,12 @@ pub fn docker_exec(container: &str, script: &str) -> (bool, String, String) {
 }
 
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
+    cli("docker", args)
+}
+
+/// The engine's CLI (`docker` or `podman`): stdout.
+pub fn cli(engine: &str, args: &[&str]) -> String {
+    let out = Command::new(engine).args(args).output().unwrap_or_else(|e| panic!("{engine}: {e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
