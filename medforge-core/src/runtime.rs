@@ -48,6 +48,7 @@ pub enum GpuMode {
 
 /// Per-container limits, from config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ResourceLimits {
     pub memory_bytes: Option<u64>,
     pub pids: Option<u64>,

@@ -88,6 +88,10 @@ pub struct RuntimeConfig {
     /// Extra labels on every session container; boot reconciliation only
     /// touches containers that carry them (two deployments on one engine).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Per-container limits: memory_bytes, pids, shm_bytes, and the
+    /// `nofile`/`nproc` ulimits every container gets explicitly (Podman
+    /// cannot start one without them; neither may exceed the engine's own).
+    pub limits: medforge_core::runtime::ResourceLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +216,7 @@ impl Default for RuntimeConfig {
             poll_interval_secs: 30,
             ready_timeout_secs: 120,
             labels: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -463,6 +468,14 @@ mod tests {
         assert_eq!(c.gpus.ids.resolve().expect("ids").len(), 7);
         assert_eq!(c.storage.kind, StorageKind::Dir);
         assert_eq!(c.firewall.kind, FirewallKind::None);
+    }
+
+    #[test]
+    fn container_limits_come_from_the_runtime_section() {
+        let c = load_toml("[runtime.limits]\nnofile = 2048\npids = 512\n").expect("config");
+        assert_eq!((c.runtime.limits.nofile, c.runtime.limits.pids), (2048, Some(512)));
+        assert_eq!(c.runtime.limits.nproc, medforge_core::runtime::ResourceLimits::default().nproc);
+        assert!(load_toml("[runtime.limits]\nnofiles = 1\n").is_err(), "a misspelt key is refused");
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub async fn build(
             internal_network: config.runtime.internal_network.clone(),
             gpu_mode: config.runtime.gpu_mode,
             extra_labels: config.runtime.labels.clone(),
-            ..Default::default()
+            limits: config.runtime.limits.clone(),
         },
         stop_grace: Duration::from_secs(config.runtime.stop_timeout_secs),
         ready_timeout: Duration::from_secs(config.runtime.ready_timeout_secs),

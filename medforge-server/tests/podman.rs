@@ -12,7 +12,12 @@ use common::{DOMAIN, Db, Options, Server, cli};
 async fn serve_runs_sessions_on_podman() {
     let image = std::env::var("MEDFORGE_TEST_PODMAN_PACK_IMAGE")
         .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PODMAN_PACK_IMAGE is not set: run scripts/test.sh"));
-    let s = Server::start(Db::Sqlite, Options { runtime: "podman", image: Some(image), ..Options::default() }).await;
+    let limits = "[runtime.limits]\nnofile = 2048\nnproc = 1024\n".to_owned();
+    let s = Server::start(
+        Db::Sqlite,
+        Options { runtime: "podman", image: Some(image), extra_config: limits, ..Options::default() },
+    )
+    .await;
     let (owner, _) = s.signup("podman@example.org").await;
     let (path, session) = s.start_session(&owner).await;
     let container = common::container_of(&session);
@@ -21,6 +26,9 @@ async fn serve_runs_sessions_on_podman() {
     assert!(cli("docker", &["ps", "-aq", "--filter", &format!("name={container}")]).trim().is_empty());
     let nnp = cli("podman", &["exec", &container, "grep", "NoNewPrivs", "/proc/1/status"]);
     assert!(nnp.contains('1'), "{nnp}");
+    // The configured ulimits, as the container's processes see them.
+    let ulimits = cli("podman", &["exec", &container, "sh", "-c", "ulimit -n; ulimit -u"]);
+    assert_eq!(ulimits.split_whitespace().collect::<Vec<_>>(), ["2048", "1024"], "{ulimits}");
 
     // The built-in proxy reaches it.
     let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port());
