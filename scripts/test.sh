@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/fuzz.sh
 
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
-ensure_packages cc gcc pkg-config pkg-config nft nftables iptables-restore iptables
+ensure_packages cc gcc pkg-config pkg-config nft nftables iptables-restore iptables systemd-analyze systemd
 ensure_mariadb
 ensure_docker
 ensure_test_pack

@@ -42,11 +42,16 @@ pub const ROOTFUL_SOCKET: &str = "/run/podman/podman.sock";
 /// path), else rootful Podman's, else the rootless one of this user
 /// (`$XDG_RUNTIME_DIR/podman/podman.sock`), whichever exists.
 pub fn discover_socket(configured: Option<&str>) -> Option<PathBuf> {
+    let rootless = std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("podman/podman.sock"));
+    discover_among(configured, &[Some(PathBuf::from(ROOTFUL_SOCKET)), rootless])
+}
+
+/// [`discover_socket`] over given candidates, in order.
+fn discover_among(configured: Option<&str>, candidates: &[Option<PathBuf>]) -> Option<PathBuf> {
     if let Some(c) = configured.filter(|c| !c.is_empty()) {
         return Some(PathBuf::from(c.strip_prefix("unix://").unwrap_or(c)));
     }
-    let rootless = std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("podman/podman.sock"));
-    [Some(PathBuf::from(ROOTFUL_SOCKET)), rootless].into_iter().flatten().find(|p| p.exists())
+    candidates.iter().flatten().find(|p| p.exists()).cloned()
 }
 
 /// The CDI device for exactly one GPU, as `podman run --device
@@ -490,9 +495,18 @@ mod tests {
     }
 
     #[test]
-    fn sockets_are_configured_or_found() {
+    fn sockets_are_configured_or_found_rootful_first() {
         assert_eq!(discover_socket(Some("unix:///tmp/p.sock")), Some(PathBuf::from("/tmp/p.sock")));
         assert_eq!(discover_socket(Some("/tmp/q.sock")), Some(PathBuf::from("/tmp/q.sock")));
+        let dir = tempfile::tempdir().expect("dir");
+        let (rootful, rootless) = (dir.path().join("root.sock"), dir.path().join("user/podman/podman.sock"));
+        let candidates = [Some(rootful.clone()), Some(rootless.clone())];
+        assert_eq!(discover_among(None, &candidates), None, "nothing there");
+        std::fs::create_dir_all(rootless.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&rootless, "").expect("rootless socket");
+        assert_eq!(discover_among(None, &candidates), Some(rootless.clone()), "rootless when alone");
+        std::fs::write(&rootful, "").expect("rootful socket");
+        assert_eq!(discover_among(Some(""), &candidates), Some(rootful), "rootful first");
     }
 
     #[tokio::test]

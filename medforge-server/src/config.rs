@@ -470,6 +470,45 @@ mod tests {
         assert_eq!(c.firewall.kind, FirewallKind::None);
     }
 
+    /// medforge.example.toml loads as it is, and documents every key there
+    /// is (a new key without a line there fails this).
+    #[test]
+    fn the_example_config_loads_and_has_every_key() {
+        let text = include_str!("../../medforge.example.toml");
+        let c = load_toml(text).expect("the example loads");
+        assert_eq!(
+            (c.routing, c.storage.kind, c.firewall.kind),
+            (Routing::Caddy, StorageKind::Zfs, FirewallKind::Nftables)
+        );
+        fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+            if let Some(map) = v.as_object() {
+                for (k, v) in map {
+                    match v {
+                        serde_json::Value::Object(_) if k != "labels" => walk(&format!("{prefix}{k}."), v, out),
+                        _ => out.push((prefix.trim_end_matches('.').to_owned(), k.clone())),
+                    }
+                }
+            }
+        }
+        let mut keys = Vec::new();
+        walk("", &serde_json::to_value(Config::default()).expect("json"), &mut keys);
+        assert!(keys.len() > 30, "{keys:?}");
+        for (section, key) in keys {
+            let body = if section.is_empty() {
+                text.split("\n[").next().unwrap_or_default().to_owned()
+            } else {
+                let header = format!("\n[{section}]\n");
+                let start = text.find(&header).unwrap_or_else(|| panic!("no [{section}] in the example"));
+                text[start + header.len()..].split("\n[").next().unwrap_or_default().to_owned()
+            };
+            let documented = body.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{key} ="))
+            });
+            assert!(documented, "{section}.{key} is not in medforge.example.toml");
+        }
+    }
+
     #[test]
     fn container_limits_come_from_the_runtime_section() {
         let c = load_toml("[runtime.limits]\nnofile = 2048\npids = 512\n").expect("config");

@@ -93,3 +93,21 @@ fn migrate_and_user_add_work_on_a_fresh_data_directory() {
     assert!(!out.status.success(), "a short password is refused");
     assert!(text(&out.stderr).contains("password"), "{}", text(&out.stderr));
 }
+
+/// infra/systemd/medforge.service passes `systemd-analyze verify`, with its
+/// binary path pointed at the one cargo built.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/systemd/medforge.service"))
+        .expect("unit file");
+    assert!(unit.contains("ExecStart=/usr/local/bin/medforge --config /etc/medforge/medforge.toml serve"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("medforge.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/medforge", env!("CARGO_BIN_EXE_medforge"))).expect("write");
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", path.to_str().expect("path")])
+        .output()
+        .expect("systemd-analyze (scripts/test.sh installs systemd)");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}

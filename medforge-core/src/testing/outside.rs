@@ -75,19 +75,25 @@ impl OutsideHost {
 
     /// From inside `container`: does a request reach the metadata address?
     pub fn metadata_reached_from(&self, container: &str) -> bool {
-        answered(container, "169.254.169.254", 80)
+        answered("docker", container, "169.254.169.254", 80)
     }
 
     /// From inside `container` (by id or name): does a request reach it?
     pub fn reached_from(&self, container: &str) -> bool {
-        answered(container, &self.addr, 9000)
+        answered("docker", container, &self.addr, 9000)
+    }
+
+    /// The same, for a container of another engine (`podman`).
+    pub fn reached_from_engine(&self, engine: &str, container: &str) -> bool {
+        answered(engine, container, &self.addr, 9000)
     }
 }
 
-/// An HTTP GET from inside `container` to `addr:port` got this host's page.
-fn answered(container: &str, addr: &str, port: u16) -> bool {
+/// An HTTP GET from inside `container` (run by `engine`'s CLI) to
+/// `addr:port` got this host's page.
+fn answered(engine: &str, container: &str, addr: &str, port: u16) -> bool {
     let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {addr} {port}");
-    Command::new("docker")
+    Command::new(engine)
         .args(["exec", container, "sh", "-c", &cmd])
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("outside world"))
