@@ -360,28 +360,9 @@ impl ContainerRuntime for DockerRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medforge_core::runtime::{NetworkSpec, ResourceLimits};
-    use std::collections::BTreeMap;
 
     fn spec(gpu: Option<GpuId>) -> ContainerSpec {
-        ContainerSpec {
-            name: "mf-session-abcdefgh".into(),
-            image: "pack:1".into(),
-            network: NetworkSpec { name: "medforge-external-sessions".into(), internal: false },
-            labels: BTreeMap::from([(LABEL_MANAGED.into(), "true".into())]),
-            env: BTreeMap::from([("MEDFORGE_GPU_ID".into(), "3".into())]),
-            user: "1000:1000".into(),
-            workspace: "/srv/ws/u1".into(),
-            gpu,
-            limits: ResourceLimits {
-                memory_bytes: Some(1 << 30),
-                pids: Some(256),
-                shm_bytes: Some(64 << 20),
-                nofile: 1024,
-                nproc: 512,
-            },
-            port: 8080,
-        }
+        medforge_core::testing::runtime::sample_spec("pack:1", gpu)
     }
 
     #[test]

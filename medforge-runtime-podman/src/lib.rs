@@ -16,7 +16,7 @@
 
 mod client;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -114,13 +114,14 @@ pub fn create_body(spec: &ContainerSpec, stop_timeout: Duration) -> Value {
     body
 }
 
+/// The stop timeout containers are created with, for stops Podman starts
+/// itself (the lifecycle passes its own grace to `stop`).
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Podman through its libpod API.
 #[derive(Debug, Clone)]
 pub struct PodmanRuntime {
     api: Libpod,
-    /// How long `stop` waits by default when created containers are asked
-    /// to stop by Podman itself (the lifecycle passes its own grace).
-    stop_timeout: Duration,
     network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -139,11 +140,7 @@ fn encode(segment: &str) -> String {
 impl PodmanRuntime {
     /// Connects to Podman's API at `socket` and checks that it answers.
     pub async fn connect(socket: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
-        let runtime = Self {
-            api: Libpod::new(socket.into()),
-            stop_timeout: Duration::from_secs(10),
-            network_lock: Default::default(),
-        };
+        let runtime = Self { api: Libpod::new(socket.into()), network_lock: Default::default() };
         runtime.version().await?;
         Ok(runtime)
     }
@@ -218,7 +215,7 @@ impl PodmanRuntime {
     }
 
     async fn create_and_start_inner(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        let body = create_body(spec, self.stop_timeout);
+        let body = create_body(spec, STOP_TIMEOUT);
         let (status, answer) =
             self.api.call(Method::POST, "/containers/create", Some(&body)).await.map_err(unavailable)?;
         if !status.is_success() {
@@ -293,26 +290,8 @@ fn died_event(v: &Value) -> Option<RuntimeEvent> {
 
 /// Splits a byte stream into lines (an event may span chunks).
 fn lines(chunks: BoxStream<'static, Result<bytes::Bytes, String>>) -> BoxStream<'static, Result<String, String>> {
-    futures::stream::unfold((chunks, Vec::<u8>::new(), false), |(mut chunks, mut buf, mut done)| async move {
-        loop {
-            if let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=end).collect();
-                return Some((Ok(String::from_utf8_lossy(&line).trim().to_owned()), (chunks, buf, done)));
-            }
-            if done {
-                return None;
-            }
-            match chunks.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    done = true;
-                    return Some((Err(e), (chunks, buf, done)));
-                }
-                None => done = true,
-            }
-        }
-    })
-    .boxed()
+    use futures::{AsyncBufReadExt, TryStreamExt};
+    chunks.map_err(std::io::Error::other).into_async_read().lines().map_err(|e| e.to_string()).boxed()
 }
 
 #[async_trait]
@@ -411,35 +390,12 @@ impl ContainerRuntime for PodmanRuntime {
     }
 }
 
-/// Labels as Podman reports them in events and inspect, for tests.
-pub fn label_map(v: &Value) -> HashMap<String, String> {
-    labels_of(v).into_iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medforge_core::runtime::{NetworkSpec, ResourceLimits};
 
     fn spec(gpu: Option<GpuId>) -> ContainerSpec {
-        ContainerSpec {
-            name: "mf-session-abcdefgh".into(),
-            image: "localhost/pack:1".into(),
-            network: NetworkSpec { name: "medforge-external-sessions".into(), internal: false },
-            labels: BTreeMap::from([(LABEL_MANAGED.into(), "true".into())]),
-            env: BTreeMap::from([("MEDFORGE_GPU_ID".into(), "3".into())]),
-            user: "1000:1000".into(),
-            workspace: "/srv/ws/u1".into(),
-            gpu,
-            limits: ResourceLimits {
-                memory_bytes: Some(1 << 30),
-                pids: Some(256),
-                shm_bytes: Some(64 << 20),
-                nofile: 1024,
-                nproc: 512,
-            },
-            port: 8080,
-        }
+        medforge_core::testing::runtime::sample_spec("localhost/pack:1", gpu)
     }
 
     #[test]

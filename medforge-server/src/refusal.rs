@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use medforge_core::gate::Decision;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::api::{ApiError, Finished, standalone_problem};
+use crate::api::{ApiError, standalone_problem};
 use crate::state::AppState;
 
 /// What an unauthenticated browser gets.
@@ -77,24 +77,26 @@ pub fn refuse(
         }
         return r;
     }
-    let home = format!("{}://{}{port}/", scheme(state), state.config.base_domain);
-    let (login, home) = (html_escape(&login), html_escape(&home));
-    let (refresh, sign_in) = if unauthenticated_browser {
-        (format!("<meta http-equiv=\"refresh\" content=\"0; url={login}\">"), "Sign in")
-    } else {
-        (String::new(), "Sign in as someone else")
+    let page = RefusalPage {
+        title,
+        text,
+        refresh: unauthenticated_browser,
+        sign_in: if unauthenticated_browser { "Sign in" } else { "Sign in as someone else" },
+        home: format!("{}://{}{port}/", scheme(state), state.config.base_domain),
+        login,
     };
-    let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
-         <title>{title} · MedForge</title></head>\n<body><main><h1>{title}</h1><p>{text}</p>\
-         <p><a href=\"{login}\">{sign_in}</a> · <a href=\"{home}\">Your sessions</a></p></main></body></html>\n"
-    );
-    let mut r = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
-    r.extensions_mut().insert(Finished);
-    r
+    crate::ui::render(status, page)
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+/// A session host's refusal for browsers: what happened, and the way to
+/// sign in (at once, with `refresh`) and back.
+#[derive(askama::Template)]
+#[template(path = "refusal.html")]
+struct RefusalPage {
+    title: &'static str,
+    text: &'static str,
+    refresh: bool,
+    sign_in: &'static str,
+    login: String,
+    home: String,
 }

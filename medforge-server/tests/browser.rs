@@ -144,8 +144,7 @@ impl Browser {
             .filter(|m| m["message"].as_str().is_some_and(|t| t.starts_with(&ours) && !t.starts_with(&itself)))
             .collect();
         assert!(errors.is_empty(), "console errors on {what}: {errors:#?}");
-        let axe = std::fs::read_to_string(env("MEDFORGE_TEST_AXE")).expect("axe.min.js");
-        self.client.execute(&format!("{axe}\nreturn true;"), vec![]).await.expect("load axe");
+        self.load_axe().await;
         let found = self
             .client
             .execute_async(
@@ -161,11 +160,16 @@ impl Browser {
         assert_eq!(found, json!([]), "accessibility violations on {what}");
     }
 
+    /// axe-core, into the page.
+    async fn load_axe(&self) {
+        let axe = std::fs::read_to_string(env("MEDFORGE_TEST_AXE")).expect("axe.min.js");
+        self.client.execute(&format!("{axe}\nreturn true;"), vec![]).await.expect("load axe");
+    }
+
     /// The accessibility check can fail: an image without a text
     /// alternative, added to the page, is found.
     async fn assert_axe_finds_violations(&self) {
-        let axe = std::fs::read_to_string(env("MEDFORGE_TEST_AXE")).expect("axe.min.js");
-        self.client.execute(&format!("{axe}\nreturn true;"), vec![]).await.expect("load axe");
+        self.load_axe().await;
         let found = self
             .client
             .execute_async(
@@ -181,15 +185,20 @@ impl Browser {
         assert_eq!(found, json!(["image-alt"]));
     }
 
-    /// Screenshots at laptop and phone widths into target/screenshots/.
-    async fn screenshots(&self, name: &str) {
+    /// The page as it is now, into target/screenshots/<file>.
+    async fn screenshot(&self, file: &str) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(dir.join(file), png).expect("write screenshot");
+    }
+
+    /// Screenshots at laptop and phone widths into target/screenshots/.
+    async fn screenshots(&self, name: &str) {
         for (label, w, h) in [("laptop", 1280, 800), ("phone", 390, 844)] {
             self.client.set_window_size(w, h).await.expect("window size");
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let png = self.client.screenshot().await.expect("screenshot");
-            std::fs::write(dir.join(format!("{name}-{label}.png")), png).expect("write screenshot");
+            self.screenshot(&format!("{name}-{label}.png")).await;
         }
         self.client.set_window_size(1280, 800).await.expect("window size");
     }
@@ -210,10 +219,7 @@ impl Browser {
         self.click("[data-testid=start-external]").await;
         self.wait_for("[data-testid=progress-steps]", Duration::from_secs(10)).await;
         if let Some(name) = screenshot {
-            let png = self.client.screenshot().await.expect("screenshot");
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-            std::fs::create_dir_all(&dir).expect("dir");
-            std::fs::write(dir.join(format!("{name}-laptop.png")), png).expect("write");
+            self.screenshot(&format!("{name}-laptop.png")).await;
         }
         let deadline = Instant::now() + Duration::from_secs(90);
         while !self.url().await.starts_with("http://s-") {

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod bench;
+pub mod engine;
 pub mod lifecycle;
 pub mod outside;
 pub mod runtime;

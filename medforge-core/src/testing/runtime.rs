@@ -89,6 +89,29 @@ impl RuntimeHarness {
     }
 }
 
+/// A small, fully specified spec for the pure create-body tests of each
+/// runtime: every limit set, GPU `gpu`, image `image`.
+pub fn sample_spec(image: &str, gpu: Option<GpuId>) -> ContainerSpec {
+    ContainerSpec {
+        name: "mf-session-abcdefgh".into(),
+        image: image.into(),
+        network: crate::runtime::NetworkSpec { name: "medforge-external-sessions".into(), internal: false },
+        labels: BTreeMap::from([(crate::runtime::LABEL_MANAGED.into(), "true".into())]),
+        env: BTreeMap::from([("MEDFORGE_GPU_ID".into(), "3".into())]),
+        user: "1000:1000".into(),
+        workspace: "/srv/ws/u1".into(),
+        gpu,
+        limits: ResourceLimits {
+            memory_bytes: Some(1 << 30),
+            pids: Some(256),
+            shm_bytes: Some(64 << 20),
+            nofile: 1024,
+            nproc: 512,
+        },
+        port: 8080,
+    }
+}
+
 /// Expands every case of this module into a `#[tokio::test]` on a fresh
 /// harness from `$harness` (an async fn returning [`RuntimeHarness`]).
 #[macro_export]

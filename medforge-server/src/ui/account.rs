@@ -28,10 +28,7 @@ pub struct Notice {
 }
 
 pub async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
-    let user = match signed_in(&state, &headers, "/account").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let user = or_answer!(signed_in(&state, &headers, "/account").await);
     let mut chrome = Chrome::new("Account", Some(&user), "account");
     chrome.info = match n.info.as_deref() {
         Some("email") => Some(format!("Your email is now {}.", user.email)),
@@ -61,10 +58,7 @@ pub async fn update(
     headers: HeaderMap,
     Form(form): Form<AccountForm>,
 ) -> Response {
-    let user = match signed_in(&state, &headers, "/account").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let user = or_answer!(signed_in(&state, &headers, "/account").await);
     let patch = match form.change.as_str() {
         "email" => {
             MePatch { email: Some(form.email), current_password: Some(form.current_password), new_password: None }
@@ -112,10 +106,7 @@ struct SnapshotsPage {
 }
 
 pub async fn snapshots(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let user = match signed_in(&state, &headers, "/snapshots").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let user = or_answer!(signed_in(&state, &headers, "/snapshots").await);
     let list = match state.storage.list_snapshots(user.id).await {
         Ok(l) => l,
         Err(e) => {

@@ -31,15 +31,6 @@ async fn emails(state: &AppState, ids: Vec<UserId>) -> HashMap<UserId, String> {
     found
 }
 
-macro_rules! admin_or_return {
-    ($state:expr, $headers:expr, $here:expr) => {
-        match signed_in_admin(&$state, &$headers, $here).await {
-            Ok(u) => u,
-            Err(r) => return r,
-        }
-    };
-}
-
 #[derive(Debug)]
 struct GpuCard {
     id: u32,
@@ -65,7 +56,7 @@ struct GpuBoard {
 }
 
 pub async fn gpus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let admin = admin_or_return!(state, headers, "/admin");
+    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin").await);
     match gpu_board(&state, &admin).await {
         Ok(r) => r,
         Err(e) => error_page(Some(&admin), &e),
@@ -121,7 +112,7 @@ pub async fn toggle_gpu(
     Path(id): Path<String>,
     Form(form): Form<GpuForm>,
 ) -> Response {
-    let admin = admin_or_return!(state, headers, "/admin");
+    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin").await);
     let not_found = ApiError::not_found("There is no such GPU.");
     let Ok(id) = id.parse::<u32>() else { return error_page(Some(&admin), &not_found) };
     match state.store.set_gpu_enabled(GpuId(id), form.enabled == "true").await {
@@ -159,7 +150,7 @@ pub async fn sessions(
     headers: HeaderMap,
     Query(q): Query<SessionsQuery>,
 ) -> Response {
-    let admin = admin_or_return!(state, headers, "/admin/sessions");
+    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/sessions").await);
     let statuses = match q.status.as_str() {
         "" => Vec::new(),
         "active" => SessionStatus::ACTIVE.to_vec(),
@@ -214,7 +205,7 @@ pub async fn stop(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let admin = admin_or_return!(state, headers, "/admin/sessions");
+    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/sessions").await);
     let not_found = ApiError::not_found("There is no such session.");
     let Ok(id) = id.parse::<SessionId>() else { return error_page(Some(&admin), &not_found) };
     let session = match state.store.session(id).await {
@@ -251,7 +242,7 @@ struct UsersPage {
 const GIB: f64 = (1u64 << 30) as f64;
 
 pub async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<SessionsQuery>) -> Response {
-    let admin = admin_or_return!(state, headers, "/admin/users");
+    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/users").await);
     let found = match state.store.list_users(PageRequest::first(500)).await {
         Ok(p) => p.items,
         Err(e) => return error_page(Some(&admin), &e.into()),
@@ -292,7 +283,7 @@ pub async fn update_user(
     Path(id): Path<String>,
     Form(form): Form<UserForm>,
 ) -> Response {
-    let admin = admin_or_return!(state, headers, "/admin/users");
+    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/users").await);
     let Ok(limit) = form.max_concurrent_sessions.trim().parse::<i64>() else {
         return error_page(Some(&admin), &ApiError::field("max_concurrent_sessions", "must be a whole number"));
     };
@@ -342,7 +333,7 @@ struct EventsPage {
 }
 
 pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Response {
-    let admin = admin_or_return!(state, headers, "/admin/events");
+    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/events").await);
     let event = q.event.trim().to_owned();
     if event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_') {
         return error_page(Some(&admin), &ApiError::field("event", "must be an event name such as user.login"));

@@ -54,26 +54,59 @@ fn next_query(next: &str) -> String {
     if next.is_empty() { String::new() } else { format!("?next={}", utf8_percent_encode(next, NON_ALPHANUMERIC)) }
 }
 
+/// The sign-in and sign-up forms share their fields: the frame, the email
+/// typed so far, and where to go afterwards (`next`, checked).
+type FormPage<P> = fn(Chrome, String, String, String) -> P;
+
+fn login_form(chrome: Chrome, email: String, next: String, next_query: String) -> LoginPage {
+    LoginPage { chrome, email, next, next_query }
+}
+
+fn signup_form(chrome: Chrome, email: String, next: String, next_query: String) -> SignupPage {
+    SignupPage { chrome, email, next, next_query }
+}
+
+/// One of the two forms, with `next` checked and its query for the other form's link.
+fn form_page<P: Template>(
+    status: StatusCode,
+    page: FormPage<P>,
+    chrome: Chrome,
+    email: String,
+    next: String,
+) -> Response {
+    let query = next_query(&next);
+    render(status, page(chrome, email, next, query))
+}
+
 pub async fn login_page(State(state): State<Arc<AppState>>, Query(q): Query<NextQuery>) -> Response {
     let next = q.next.map(|n| safe_next(&n, &state.config.base_domain)).unwrap_or_default();
-    let page = LoginPage {
-        chrome: Chrome::new("Sign in", None, ""),
-        email: String::new(),
-        next_query: next_query(&next),
-        next,
-    };
-    render(StatusCode::OK, page)
+    form_page(StatusCode::OK, login_form, Chrome::new("Sign in", None, ""), String::new(), next)
 }
 
 pub async fn signup_page(State(state): State<Arc<AppState>>, Query(q): Query<NextQuery>) -> Response {
     let next = q.next.map(|n| safe_next(&n, &state.config.base_domain)).unwrap_or_default();
-    let page = SignupPage {
-        chrome: Chrome::new("Sign up", None, ""),
-        email: String::new(),
-        next_query: next_query(&next),
-        next,
-    };
-    render(StatusCode::OK, page)
+    form_page(StatusCode::OK, signup_form, Chrome::new("Sign up", None, ""), String::new(), next)
+}
+
+/// After a sign-in or sign-up: to `next` with the new cookie, or the form
+/// again with the reason (and the email kept).
+fn answer<P: Template>(
+    state: &AppState,
+    outcome: Result<(medforge_core::model::User, axum::http::HeaderValue), crate::api::ApiError>,
+    form: CredentialsForm,
+    title: &'static str,
+    page: FormPage<P>,
+) -> Response {
+    match outcome {
+        Ok((_, cookie)) => signed_in_redirect(state, &form.next, cookie),
+        Err(e) => {
+            let mut chrome = Chrome::new(title, None, "");
+            chrome.error = Some(problem_text(&e));
+            let next =
+                if form.next.is_empty() { String::new() } else { safe_next(&form.next, &state.config.base_domain) };
+            form_page(e.problem().status, page, chrome, form.email, next)
+        }
+    }
 }
 
 /// After signing in or up: to `next`, with the new cookie.
@@ -108,15 +141,8 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<CredentialsForm>,
 ) -> Response {
-    match log_in(&state, peer, &headers, &rid, &form.email, &form.password).await {
-        Ok((_, cookie)) => signed_in_redirect(&state, &form.next, cookie),
-        Err(e) => {
-            let mut chrome = Chrome::new("Sign in", None, "");
-            chrome.error = Some(problem_text(&e));
-            let next = safe_next_or_empty(&state, &form.next);
-            render(e.problem().status, LoginPage { chrome, email: form.email, next_query: next_query(&next), next })
-        }
-    }
+    let outcome = log_in(&state, peer, &headers, &rid, &form.email, &form.password).await;
+    answer(&state, outcome, form, "Sign in", login_form)
 }
 
 pub async fn signup(
@@ -126,19 +152,8 @@ pub async fn signup(
     headers: HeaderMap,
     Form(form): Form<CredentialsForm>,
 ) -> Response {
-    match sign_up(&state, peer, &headers, &rid, &form.email, &form.password).await {
-        Ok((_, cookie)) => signed_in_redirect(&state, &form.next, cookie),
-        Err(e) => {
-            let mut chrome = Chrome::new("Sign up", None, "");
-            chrome.error = Some(problem_text(&e));
-            let next = safe_next_or_empty(&state, &form.next);
-            render(e.problem().status, SignupPage { chrome, email: form.email, next_query: next_query(&next), next })
-        }
-    }
-}
-
-fn safe_next_or_empty(state: &AppState, next: &str) -> String {
-    if next.is_empty() { String::new() } else { safe_next(next, &state.config.base_domain) }
+    let outcome = sign_up(&state, peer, &headers, &rid, &form.email, &form.password).await;
+    answer(&state, outcome, form, "Sign up", signup_form)
 }
 
 pub async fn logout(

@@ -5,6 +5,17 @@
 //! ready. Handlers share their logic with the API's (`crate::api`): the UI
 //! shows the same outcomes as pages.
 
+/// The value, or return the page the error already is (a login redirect,
+/// an error page): every handler's first lines.
+macro_rules! or_answer {
+    ($result:expr) => {
+        match $result {
+            Ok(v) => v,
+            Err(page) => return page,
+        }
+    };
+}
+
 mod account;
 mod admin;
 mod auth;
@@ -147,11 +158,6 @@ pub async fn signed_in_admin(state: &AppState, headers: &HeaderMap, here: &str) 
     Ok(user)
 }
 
-/// `http(s)://`, as the cookie settings say the deployment is served.
-fn scheme(state: &AppState) -> &'static str {
-    crate::refusal::scheme(state)
-}
-
 /// `:port` of this request's Host (the session hosts share the UI's port).
 fn port_of(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -163,7 +169,14 @@ fn port_of(headers: &HeaderMap) -> String {
 
 /// The IDE's address: `s-<slug>.<exposure>.<domain>`.
 pub fn ide_url(state: &AppState, headers: &HeaderMap, s: &Session) -> String {
-    format!("{}://s-{}.{}.{}{}/", scheme(state), s.slug, s.exposure, state.config.base_domain, port_of(headers))
+    format!(
+        "{}://s-{}.{}.{}{}/",
+        crate::refusal::scheme(state),
+        s.slug,
+        s.exposure,
+        state.config.base_domain,
+        port_of(headers)
+    )
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 days ago".

@@ -77,10 +77,7 @@ fn refusal_text(code: &str, total_gpus: usize, active: usize, limit: u32) -> Opt
 }
 
 pub async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
-    let user = match signed_in(&state, &headers, "/").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let user = or_answer!(signed_in(&state, &headers, "/").await);
     match dashboard_page(&state, &headers, &user, n).await {
         Ok(r) => r,
         Err(e) => error_page(Some(&user), &e),
@@ -141,10 +138,7 @@ pub async fn start(
     headers: HeaderMap,
     Form(form): Form<StartForm>,
 ) -> Response {
-    let user = match signed_in(&state, &headers, "/").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let user = or_answer!(signed_in(&state, &headers, "/").await);
     let Ok(exposure) = form.exposure.parse::<Exposure>() else {
         return error_page(Some(&user), &ApiError::field("exposure", "must be external or internal"));
     };
@@ -220,14 +214,8 @@ fn progress_steps(s: &Session) -> Vec<Step> {
 }
 
 pub async fn progress(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let user = match signed_in(&state, &headers, &format!("/sessions/{id}")).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let session = match visible(&state, &user, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let user = or_answer!(signed_in(&state, &headers, &format!("/sessions/{id}")).await);
+    let session = or_answer!(visible(&state, &user, &id).await);
     let mut chrome = Chrome::new(format!("Session s-{}", session.slug), Some(&user), "dashboard");
     if session.status == SessionStatus::Starting {
         chrome.refresh_secs = 2;
@@ -248,14 +236,8 @@ pub async fn stop(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let user = match signed_in(&state, &headers, "/").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let session = match visible(&state, &user, &id).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let user = or_answer!(signed_in(&state, &headers, "/").await);
+    let session = or_answer!(visible(&state, &user, &id).await);
     let reason = if session.user_id == user.id { StopReason::User } else { StopReason::Admin };
     match stop_in_background(&state, session, reason, rid).await {
         Ok(_) => Redirect::to("/?info=stopping").into_response(),

@@ -341,6 +341,7 @@ pub fn container_of(session: &Value) -> String {
 
 /// GETs through a front (the built-in proxy at the server's address, or
 /// Caddy at its own) with a session host's `Host`.
+#[derive(Clone)]
 pub struct Hosted {
     pub http: reqwest::Client,
     /// `http://127.0.0.1:<port>` of the front.
@@ -394,10 +395,7 @@ pub fn docker(args: &[&str]) -> String {
 }
 
 /// The engine's CLI (`docker` or `podman`): stdout.
-pub fn cli(engine: &str, args: &[&str]) -> String {
-    let out = Command::new(engine).args(args).output().unwrap_or_else(|e| panic!("{engine}: {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use medforge_core::testing::engine::cli;
 
 pub async fn read(r: reqwest::Response) -> (u16, HeaderMap, Value) {
     let status = r.status().as_u16();

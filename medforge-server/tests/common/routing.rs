@@ -107,6 +107,7 @@ pub async fn large_bodies_stream_with_flat_memory(front: &Hosted, cookie: &str, 
 
 /// A running session as a load target: its host on the front, its owner's
 /// cookie, its slug, its container.
+#[derive(Clone)]
 pub struct Target {
     pub front: Hosted,
     pub cookie: String,
@@ -133,12 +134,7 @@ pub struct Load {
 /// one foreign host may have reached a container, and each container saw
 /// at least the hits its clients were answered.
 pub async fn load_without_misroutes(targets: &[Target], connections: usize, secs: u64) -> Load {
-    let targets = Arc::new(
-        targets
-            .iter()
-            .map(|t| (t.front.base.clone(), t.front.host.clone(), t.cookie.clone(), t.slug.clone()))
-            .collect::<Vec<_>>(),
-    );
+    let targets = Arc::new(targets.to_vec());
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for conn in 0..connections {
@@ -155,14 +151,14 @@ pub async fn load_without_misroutes(targets: &[Target], connections: usize, secs
             let mut n = 0usize;
             while Instant::now() < deadline {
                 let which = (conn + n) % targets.len();
-                let (base, host, cookie, slug) = &targets[which];
+                let t = &targets[which];
                 let gate = n % 8 == 7;
                 let path = if gate { GATE_SPELLINGS[(n / 8) % GATE_SPELLINGS.len()] } else { "/cgi-bin/hit" };
                 n += 1;
                 let sent = http
-                    .get(format!("{base}{path}"))
-                    .header(reqwest::header::HOST, host)
-                    .header("cookie", cookie)
+                    .get(format!("{}{path}", t.front.base))
+                    .header(reqwest::header::HOST, &t.front.host)
+                    .header("cookie", &t.cookie)
                     .send()
                     .await;
                 let answer = match sent {
@@ -174,11 +170,11 @@ pub async fn load_without_misroutes(targets: &[Target], connections: usize, secs
                 };
                 match (gate, answer.0) {
                     (true, 403) => load.gate_refused += 1,
-                    (false, 200) if answer.1.trim() == slug => load.hits[which] += 1,
+                    (false, 200) if answer.1.trim() == t.slug => load.hits[which] += 1,
                     _ => {
                         load.unexpected_count += 1;
                         if load.unexpected.len() < 5 {
-                            load.unexpected.push(format!("{host}{path}: {} {:?}", answer.0, answer.1));
+                            load.unexpected.push(format!("{}{path}: {} {:?}", t.front.host, answer.0, answer.1));
                         }
                     }
                 }
