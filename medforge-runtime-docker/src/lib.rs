@@ -136,6 +136,22 @@ impl DockerRuntime {
         }
     }
 
+    /// The engine's version and the API version agreed on, e.g.
+    /// `Docker Engine 20.10.24 (API 1.41)`, for `medforge doctor`.
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let v = self.docker.version().await.map_err(backend("version"))?;
+        Ok(format!("Docker Engine {} (API {})", v.version.as_deref().unwrap_or("?"), self.docker.client_version()))
+    }
+
+    /// The names of the engine's OCI runtimes (`runc`, and `nvidia` where
+    /// the NVIDIA Container Toolkit registered its runtime).
+    pub async fn runtimes(&self) -> Result<Vec<String>, RuntimeError> {
+        let info = self.docker.info().await.map_err(backend("info"))?;
+        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The underlying client, for tests and tools.
     pub fn client(&self) -> &Docker {
         &self.docker

@@ -54,6 +54,23 @@ fn discover_among(configured: Option<&str>, candidates: &[Option<PathBuf>]) -> O
     candidates.iter().flatten().find(|p| p.exists()).cloned()
 }
 
+/// Where CDI specs live (the NVIDIA Container Toolkit writes
+/// `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`).
+pub const CDI_SPEC_DIRS: &[&str] = &["/etc/cdi", "/var/run/cdi"];
+
+/// The first CDI spec in `dirs` that declares NVIDIA GPUs (`kind:
+/// nvidia.com/gpu`): without one, Podman cannot pass a GPU to a container.
+pub fn nvidia_cdi_spec(dirs: &[&str]) -> Option<PathBuf> {
+    let mut specs: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+        .collect();
+    specs.sort();
+    specs.into_iter().find(|p| std::fs::read_to_string(p).is_ok_and(|text| text.contains("nvidia.com/gpu")))
+}
+
 /// The CDI device for exactly one GPU, as `podman run --device
 /// nvidia.com/gpu=<index>` asks for it (the NVIDIA Container Toolkit's CDI
 /// spec names each GPU by index).
@@ -396,6 +413,18 @@ mod tests {
 
     fn spec(gpu: Option<GpuId>) -> ContainerSpec {
         medforge_core::testing::runtime::sample_spec("localhost/pack:1", gpu)
+    }
+
+    #[test]
+    fn an_nvidia_cdi_spec_is_found_and_others_are_not_taken_for_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8");
+        assert_eq!(nvidia_cdi_spec(&[d, "/nonexistent-cdi-dir"]), None);
+        std::fs::write(dir.path().join("other.yaml"), "cdiVersion: 0.5.0\nkind: vendor.example/fpga\n").expect("w");
+        std::fs::write(dir.path().join("nvidia.txt"), "kind: nvidia.com/gpu\n").expect("w");
+        assert_eq!(nvidia_cdi_spec(&[d]), None, "only .yaml/.yml/.json files are specs");
+        std::fs::write(dir.path().join("nvidia.yaml"), "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n").expect("w");
+        assert_eq!(nvidia_cdi_spec(&[d]), Some(dir.path().join("nvidia.yaml")));
     }
 
     #[test]

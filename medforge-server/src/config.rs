@@ -79,7 +79,7 @@ pub struct RuntimeConfig {
     /// Podman, `/run/podman/podman.sock` (rootful) or else
     /// `$XDG_RUNTIME_DIR/podman/podman.sock` (rootless), whichever exists.
     pub socket: String,
-    pub gpu_mode: GpuMode,
+    pub gpu_mode: GpuModeSetting,
     pub external_network: String,
     pub internal_network: String,
     pub stop_timeout_secs: u64,
@@ -92,6 +92,32 @@ pub struct RuntimeConfig {
     /// `nofile`/`nproc` ulimits every container gets explicitly (Podman
     /// cannot start one without them; neither may exceed the engine's own).
     pub limits: medforge_core::runtime::ResourceLimits,
+}
+
+/// How sessions get their GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuModeSetting {
+    /// `nvidia` when the engine has NVIDIA support (Docker's `nvidia`
+    /// runtime or hook, a CDI spec for Podman), else `none` with a warning:
+    /// a laptop or a CI machine runs without editing the config.
+    Auto,
+    /// Always pass the session's GPU; sessions fail to start without NVIDIA support.
+    Nvidia,
+    /// Never pass a GPU (the containers are otherwise the same).
+    None,
+}
+
+impl GpuModeSetting {
+    /// The mode sessions run with, given whether the engine has NVIDIA support.
+    pub fn resolve(self, nvidia_available: bool) -> GpuMode {
+        match self {
+            GpuModeSetting::Nvidia => GpuMode::Nvidia,
+            GpuModeSetting::None => GpuMode::None,
+            GpuModeSetting::Auto if nvidia_available => GpuMode::Nvidia,
+            GpuModeSetting::Auto => GpuMode::None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,7 +235,7 @@ impl Default for RuntimeConfig {
         Self {
             kind: RuntimeKind::Docker,
             socket: String::new(),
-            gpu_mode: GpuMode::Nvidia,
+            gpu_mode: GpuModeSetting::Auto,
             external_network: "medforge-external-sessions".into(),
             internal_network: "medforge-internal-sessions".into(),
             stop_timeout_secs: 30,
@@ -339,6 +365,17 @@ impl Config {
         Ok(())
     }
 
+    /// Where browsers open the web UI: the built-in router on the port
+    /// `serve` listens on, or behind Caddy on the default HTTPS port.
+    pub fn ui_url(&self, listen_port: u16) -> String {
+        let scheme = if self.cookie_secure { "https" } else { "http" };
+        match self.routing {
+            Routing::Caddy => format!("{scheme}://{}", self.base_domain),
+            Routing::Builtin if listen_port == 80 && !self.cookie_secure => format!("http://{}", self.base_domain),
+            Routing::Builtin => format!("{scheme}://{}:{listen_port}", self.base_domain),
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("medforge.db").display()))
     }
@@ -420,7 +457,7 @@ impl GpuIds {
 }
 
 /// `nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader`.
-fn discover_gpus() -> Result<Vec<GpuId>, String> {
+pub fn discover_gpus() -> Result<Vec<GpuId>, String> {
     let out = std::process::Command::new("nvidia-smi")
         .args(["--query-gpu=index,uuid,name", "--format=csv,noheader"])
         .output()
@@ -468,6 +505,15 @@ mod tests {
         assert_eq!(c.gpus.ids.resolve().expect("ids").len(), 7);
         assert_eq!(c.storage.kind, StorageKind::Dir);
         assert_eq!(c.firewall.kind, FirewallKind::None);
+        assert_eq!(c.runtime.gpu_mode, GpuModeSetting::Auto);
+    }
+
+    #[test]
+    fn auto_gpu_mode_follows_the_engine_and_explicit_modes_do_not() {
+        assert_eq!(GpuModeSetting::Auto.resolve(true), GpuMode::Nvidia);
+        assert_eq!(GpuModeSetting::Auto.resolve(false), GpuMode::None);
+        assert_eq!(GpuModeSetting::Nvidia.resolve(false), GpuMode::Nvidia);
+        assert_eq!(GpuModeSetting::None.resolve(true), GpuMode::None);
     }
 
     /// medforge.example.toml loads as it is, and documents every key there
@@ -522,7 +568,7 @@ mod tests {
         let c = load_toml("base_domain = \"lab.example.org\"\n[runtime]\ngpu_mode = \"none\"\n[gpus]\nids = [0, 2]\n")
             .expect("valid");
         assert_eq!(c.base_domain, "lab.example.org");
-        assert_eq!(c.runtime.gpu_mode, GpuMode::None);
+        assert_eq!(c.runtime.gpu_mode, GpuModeSetting::None);
         assert_eq!(c.gpus.ids, GpuIds::List(vec![0, 2]));
         let auto = load_toml("[gpus]\nids = \"auto\"\n").expect("auto");
         assert_eq!(auto.gpus.ids, GpuIds::Auto(AutoKeyword::Auto));

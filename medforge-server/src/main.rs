@@ -1,7 +1,9 @@
 //! `medforge`: serve the API, or administer a deployment from the shell.
 
 mod api;
+mod bootstrap;
 mod config;
+mod doctor;
 mod proxy;
 mod refusal;
 mod stack;
@@ -46,11 +48,35 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The GPU table: list, or take a GPU out of (and back into) allocation.
+    Gpu {
+        #[command(subcommand)]
+        command: GpuCommand,
+    },
     /// The session isolation rules of `firewall.kind` (nftables or iptables).
     Firewall {
         #[command(subcommand)]
         command: FirewallCommand,
     },
+    /// Check the database, the runtime, the pack image, GPUs, storage, the
+    /// firewall, DNS, cookies and TLS, and Caddy; say how to fix what is
+    /// wrong. Non-zero exit when something required fails.
+    Doctor {
+        /// How to run Caddy in routing = "caddy" (`version` is appended),
+        /// e.g. `docker exec medforge-caddy-1 caddy`.
+        #[arg(long, default_value = "caddy")]
+        caddy: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GpuCommand {
+    /// Every GPU with its state and the session holding it.
+    List,
+    /// Let sessions be allocated on this GPU again.
+    Enable { id: u32 },
+    /// Allocate no new session on this GPU (a running one keeps it).
+    Disable { id: u32 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +150,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::User { command } => user_command(&config, command).await,
         Command::Firewall { command } => firewall_command(&config, command).await,
+        Command::Gpu { command } => gpu_command(&config, command).await,
+        Command::Doctor { caddy } => {
+            let findings = doctor::examine(&config, &doctor::Options { caddy }).await;
+            print!("{}", doctor::render(&findings));
+            match findings.iter().filter(|f| f.outcome == doctor::Outcome::Fail).count() {
+                0 => Ok(()),
+                n => Err(format!("{n} required check(s) failed; the fix is under each")),
+            }
+        }
         Command::Serve => serve(config).await,
     }
 }
@@ -179,6 +214,31 @@ async fn firewall_command(config: &Config, command: FirewallCommand) -> Result<(
     }
 }
 
+async fn gpu_command(config: &Config, command: GpuCommand) -> Result<(), String> {
+    let store = stack::open_store(config).await?;
+    let (id, enabled) = match command {
+        GpuCommand::List => {
+            println!("{:<4} {:<9} SESSION", "GPU", "STATE");
+            for gpu in store.list_gpus().await.map_err(|e| e.to_string())? {
+                let holder = match (gpu.session_id, gpu.user_id) {
+                    (Some(session), Some(user)) => format!("{session} (user {user})"),
+                    _ => "-".into(),
+                };
+                println!("{:<4} {:<9} {holder}", gpu.id, if gpu.enabled { "enabled" } else { "disabled" });
+            }
+            return Ok(());
+        }
+        GpuCommand::Enable { id } => (id, true),
+        GpuCommand::Disable { id } => (id, false),
+    };
+    let gpu = medforge_core::model::GpuId(id);
+    if !store.set_gpu_enabled(gpu, enabled).await.map_err(|e| e.to_string())? {
+        return Err(format!("no GPU {id} in the GPU table (`medforge gpu list`; gpus.ids in the config)"));
+    }
+    eprintln!("medforge: GPU {id} {}", if enabled { "enabled" } else { "disabled: no new sessions on it" });
+    Ok(())
+}
+
 async fn user_command(config: &Config, command: UserCommand) -> Result<(), String> {
     let store = stack::open_store(config).await?;
     match command {
@@ -214,6 +274,7 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
 async fn serve(config: Config) -> Result<(), String> {
     let listen = config.listen;
     let state = stack::build(config, api::metrics::install()?).await?;
+    let first_admin = bootstrap::first_admin(&state.config, state.store.as_ref()).await?;
     let report = state.sessions.reconcile().await.map_err(|e| format!("boot reconciliation: {e}"))?;
     tracing::info!(
         kept = report.kept.len(),
@@ -235,6 +296,11 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!(address = %bound, "serving");
     // The line scripts and tests wait for.
     eprintln!("medforge: listening on http://{bound}");
+    let ui_url = state.config.ui_url(bound.port());
+    eprintln!("medforge: the web UI is at {ui_url}");
+    if let Some(admin) = &first_admin {
+        bootstrap::announce(admin, &ui_url);
+    }
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle: a proxied response's head and body go out as separate
     // writes, and Nagle would hold the body back for the client's delayed

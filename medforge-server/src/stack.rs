@@ -9,7 +9,7 @@ use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
 use medforge_core::events::{EventSink, JsonLines, Recorded};
 use medforge_core::firewall::{Firewall, IsolationPolicy, NoFirewall};
 use medforge_core::lifecycle::{LifecycleConfig, Sessions};
-use medforge_core::runtime::{ContainerRuntime, SessionContainerConfig};
+use medforge_core::runtime::{ContainerRuntime, GpuMode, SessionContainerConfig};
 use medforge_core::storage::{DirStorage, Storage};
 use medforge_core::store::{MySqlStore, Seed, SqliteStore, Store};
 use medforge_net_iptables::{Iptables, Nftables};
@@ -17,7 +17,7 @@ use medforge_runtime_docker::DockerRuntime;
 use medforge_runtime_podman::PodmanRuntime;
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
-use crate::config::{Config, FirewallKind, RuntimeKind, StorageKind};
+use crate::config::{Config, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind};
 use crate::state::{AppState, GateCache, RateLimiter};
 
 /// Opens the configured database and runs its migrations.
@@ -49,7 +49,8 @@ pub fn token_key(config: &Config) -> Result<TokenKey, String> {
     TokenKey::new(secret.trim_ascii()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+/// Writes a new file readable by this user only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -136,6 +137,51 @@ pub async fn image_present(config: &Config, image: &str) -> Result<bool, String>
     }
 }
 
+/// How this host's engine passes NVIDIA GPUs to containers, in words, or
+/// `None` when it cannot: Docker's `nvidia` runtime or the
+/// `nvidia-container-runtime-hook` its `--gpus` device requests call; for
+/// Podman, a CDI spec declaring `nvidia.com/gpu`.
+pub async fn nvidia_support(config: &Config) -> Result<Option<String>, String> {
+    match config.runtime.kind {
+        RuntimeKind::Docker => {
+            let runtimes = connect_docker(config).await?.runtimes().await.map_err(|e| e.to_string())?;
+            if runtimes.iter().any(|r| r == "nvidia") {
+                return Ok(Some("Docker's \"nvidia\" runtime".into()));
+            }
+            Ok(find_on_path("nvidia-container-runtime-hook")
+                .map(|p| format!("{} (Docker device requests)", p.display())))
+        }
+        RuntimeKind::Podman => Ok(medforge_runtime_podman::nvidia_cdi_spec(medforge_runtime_podman::CDI_SPEC_DIRS)
+            .map(|p| format!("CDI spec {}", p.display()))),
+    }
+}
+
+/// The first executable called `name` in `$PATH`.
+pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// The GPU mode sessions run with: `auto` becomes `nvidia` or, on an
+/// engine without NVIDIA support, `none` with a warning.
+pub async fn gpu_mode(config: &Config) -> Result<GpuMode, String> {
+    if config.runtime.gpu_mode != GpuModeSetting::Auto {
+        return Ok(config.runtime.gpu_mode.resolve(false));
+    }
+    let support = nvidia_support(config).await?;
+    let mode = config.runtime.gpu_mode.resolve(support.is_some());
+    match support {
+        Some(how) => tracing::info!(via = %how, "GPUs reach sessions through the NVIDIA container support"),
+        None => tracing::warn!(
+            "no NVIDIA container support on this host: sessions start without a GPU \
+             (runtime.gpu_mode = \"auto\" fell back to \"none\"; `medforge doctor` explains)"
+        ),
+    }
+    Ok(mode)
+}
+
 /// Everything `serve` runs on.
 pub async fn build(
     config: Config,
@@ -155,6 +201,7 @@ pub async fn build(
         tracing::info!(added = ?report.gpus_added, disabled = ?report.gpus_disabled, "GPU table follows the config");
     }
     let runtime = connect_runtime(&config).await?;
+    let gpu_mode = gpu_mode(&config).await?;
     let storage = open_storage(&config).await?;
     // Every event goes to stdout as a JSON line and into the admin event log.
     let events: Arc<dyn EventSink> = Arc::new(Recorded::new(store.clone(), Arc::new(JsonLines::stdout())));
@@ -162,7 +209,7 @@ pub async fn build(
         containers: SessionContainerConfig {
             external_network: config.runtime.external_network.clone(),
             internal_network: config.runtime.internal_network.clone(),
-            gpu_mode: config.runtime.gpu_mode,
+            gpu_mode,
             extra_labels: config.runtime.labels.clone(),
             limits: config.runtime.limits.clone(),
         },

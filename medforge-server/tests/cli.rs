@@ -111,3 +111,161 @@ fn the_systemd_unit_verifies() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+/// The finding line of `area` in doctor's report, e.g. `FAIL  pack image  ...`.
+fn finding<'a>(report: &'a str, area: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(area)))
+        .unwrap_or_else(|| panic!("no {area} finding in:\n{report}"))
+}
+
+/// The fix printed under `area`'s finding.
+fn fix_of<'a>(report: &'a str, area: &str) -> &'a str {
+    let line = finding(report, area);
+    let after = report.split_once(line).map(|(_, rest)| rest).unwrap_or_default();
+    after.lines().nth(1).filter(|l| l.trim_start().starts_with("fix: ")).unwrap_or_else(|| panic!("no fix for {area}"))
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("docker")
+}
+
+/// `medforge doctor` on this machine (which scripts/test.sh set up): ok for
+/// what is there, and FAIL with a fix and a non-zero exit once something
+/// required is taken away.
+#[test]
+fn doctor_reports_each_check_and_fails_once_something_required_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pack = std::env::var("MEDFORGE_TEST_PACK_IMAGE").expect("MEDFORGE_TEST_PACK_IMAGE: run scripts/test.sh");
+    // A tag of our own, so that removing it takes nothing from other tests.
+    let tag = format!("medforge-doctor-pack:{}", std::process::id());
+    assert!(docker(&["tag", &pack, &tag]).status.success());
+    let doctor = |extra: &[(&str, &str)]| {
+        let mut env = vec![("MEDFORGE_PACK__IMAGE", tag.as_str()), ("MEDFORGE_RUNTIME__GPU_MODE", "none")];
+        env.extend_from_slice(extra);
+        let out = medforge(dir.path(), &["doctor"], &env);
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let (ok, report, err) = doctor(&[]);
+    assert!(ok, "{report}{err}");
+    for area in ["database", "runtime", "pack image", "nvidia", "gpus", "domain", "cookies/TLS", "secret"] {
+        assert!(finding(&report, area).starts_with("ok "), "{area}: {report}");
+    }
+    assert!(finding(&report, "runtime").contains("Docker Engine"), "{report}");
+    // Works, but not for production: a warning with the fix.
+    assert!(finding(&report, "firewall").starts_with("warn"), "{report}");
+    assert!(fix_of(&report, "firewall").contains("firewall.kind = \"nftables\""), "{report}");
+    assert!(!report.contains("FAIL"), "{report}");
+
+    // The pack image goes: sessions could not start.
+    assert!(docker(&["rmi", &tag]).status.success());
+    let (ok, report, err) = doctor(&[]);
+    assert!(!ok, "a missing pack image must fail: {report}");
+    assert!(finding(&report, "pack image").starts_with("FAIL"), "{report}");
+    assert!(fix_of(&report, "pack image").contains("docker build -t"), "{report}");
+    assert!(err.contains("1 required check(s) failed"), "{err}");
+
+    // GPUs demanded on a host without NVIDIA container support.
+    let (ok, report, _) = doctor(&[("MEDFORGE_RUNTIME__GPU_MODE", "nvidia")]);
+    assert!(!ok);
+    assert!(finding(&report, "nvidia").starts_with("FAIL"), "{report}");
+    assert!(fix_of(&report, "nvidia").contains("nvidia-ctk"), "{report}");
+    // "auto" (the default) falls back: a warning, not a failure.
+    let (_, report, _) = doctor(&[("MEDFORGE_RUNTIME__GPU_MODE", "auto")]);
+    assert!(finding(&report, "nvidia").starts_with("warn"), "{report}");
+
+    // A ZFS root that is not there.
+    let (ok, report, _) =
+        doctor(&[("MEDFORGE_STORAGE__KIND", "zfs"), ("MEDFORGE_STORAGE__ROOT", "mfdoctornopool/workspaces")]);
+    assert!(!ok);
+    assert!(finding(&report, "storage").starts_with("FAIL"), "{report}");
+    assert!(finding(&report, "storage").contains("mfdoctornopool"), "{report}");
+    assert!(fix_of(&report, "storage").contains("infra/zfs/setup.sh"), "{report}");
+
+    // No engine: the runtime fails and what needs it is not checked.
+    let (ok, report, _) = doctor(&[("MEDFORGE_RUNTIME__SOCKET", "unix:///nonexistent/docker.sock")]);
+    assert!(!ok);
+    assert!(finding(&report, "runtime").starts_with("FAIL"), "{report}");
+    assert!(finding(&report, "pack image").starts_with("skip"), "{report}");
+
+    // A domain that does not resolve, and plain HTTP off this machine.
+    let (ok, report, _) = doctor(&[("MEDFORGE_BASE_DOMAIN", "medforge.invalid")]);
+    assert!(!ok);
+    assert!(finding(&report, "domain").starts_with("FAIL"), "{report}");
+    assert!(fix_of(&report, "domain").contains("*.medforge.invalid"), "{report}");
+    assert!(finding(&report, "cookies/TLS").starts_with("warn"), "{report}");
+
+    // A secret file others can read.
+    let data = dir.path().join("medforge-data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("secret"), "s".repeat(64)).expect("secret");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data.join("secret"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, report, _) = doctor(&[]);
+    assert!(!ok);
+    assert!(finding(&report, "secret").starts_with("FAIL"), "{report}");
+    assert!(fix_of(&report, "secret").contains("chmod 600"), "{report}");
+}
+
+/// In Caddy mode doctor asks Caddy its version and refuses one older than
+/// 2.11 (its forward_auth can misroute gate checks, TESTING.md).
+#[test]
+fn doctor_requires_caddy_2_11_in_caddy_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let caddy = std::env::var("MEDFORGE_TEST_CADDY").expect("MEDFORGE_TEST_CADDY: run scripts/test.sh");
+    // Debian's 2.6.2 as it answers `caddy version` (installing the package
+    // would start a Caddy on port 80).
+    let old = dir.path().join("caddy-2.6.2");
+    std::fs::write(&old, "#!/bin/sh\necho 'v2.6.2 h1:iGsM1rQDcBvzu1KI/WNgLtSb1I7cgvZbKs1WvnDNGuc='\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let env =
+        [("MEDFORGE_ROUTING", "caddy"), ("MEDFORGE_COOKIE_SECURE", "true"), ("MEDFORGE_RUNTIME__GPU_MODE", "none")];
+
+    let out = medforge(dir.path(), &["doctor", "--caddy", &caddy], &env);
+    let report = text(&out.stdout);
+    let line = finding(&report, "caddy");
+    assert!(line.starts_with("ok ") && line.contains("Caddy 2.1"), "{report}");
+    assert!(finding(&report, "cookies/TLS").starts_with("ok "), "{report}");
+
+    let out = medforge(dir.path(), &["doctor", "--caddy", old.to_str().expect("path")], &env);
+    let report = text(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(finding(&report, "caddy").starts_with("FAIL") && report.contains("2.6.2 is older than 2.11"), "{report}");
+    assert!(fix_of(&report, "caddy").contains("Caddy 2.11 or newer"), "{report}");
+
+    let out = medforge(dir.path(), &["doctor", "--caddy", "/nonexistent/caddy"], &env);
+    assert!(!out.status.success());
+    assert!(finding(&text(&out.stdout), "caddy").starts_with("FAIL"));
+}
+
+/// Doctor compares the isolation rules with the config: missing until
+/// `medforge firewall apply`, in place after.
+#[test]
+fn doctor_checks_the_isolation_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pack = std::env::var("MEDFORGE_TEST_PACK_IMAGE").expect("MEDFORGE_TEST_PACK_IMAGE: run scripts/test.sh");
+    let table = format!("mfdoctor_{}", std::process::id());
+    let env = [
+        ("MEDFORGE_PACK__IMAGE", pack.as_str()),
+        ("MEDFORGE_RUNTIME__GPU_MODE", "none"),
+        ("MEDFORGE_FIREWALL__KIND", "nftables"),
+        ("MEDFORGE_FIREWALL__NFT_TABLE", table.as_str()),
+    ];
+    let out = medforge(dir.path(), &["doctor"], &env);
+    let report = text(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(finding(&report, "firewall").starts_with("FAIL") && report.contains("missing"), "{report}");
+    assert!(fix_of(&report, "firewall").contains("medforge firewall apply"), "{report}");
+
+    let out = medforge(dir.path(), &["firewall", "apply"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = medforge(dir.path(), &["doctor"], &env);
+    let report = text(&out.stdout);
+    let removed = medforge(dir.path(), &["firewall", "remove"], &env);
+    assert!(out.status.success(), "{report}");
+    assert!(finding(&report, "firewall").starts_with("ok ") && report.contains("rules in place for br-"), "{report}");
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+}
