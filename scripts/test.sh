@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/browser.sh
 . scripts/lib/medforge-server.sh
 . scripts/lib/fuzz.sh
+. scripts/lib/compose.sh
 
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 ensure_packages cc gcc pkg-config pkg-config nft nftables iptables-restore iptables systemd-analyze systemd
@@ -33,6 +34,7 @@ ensure_browser
 ensure_axe
 ensure_base_image
 ensure_default_pack
+ensure_compose
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -45,5 +47,13 @@ cargo bench -p medforge-core --features testing --bench allocation -- --clients 
 log "API fuzzing (schemathesis against the live server's OpenAPI document)"
 cargo build -p medforge-server
 fuzz_api
+log "infra/compose validates (every Compose here) and matches the architecture"
+bash scripts/tests/compose.sh
+log "the docs cover every CLI command, UI page and API route once; links resolve"
+bash scripts/tests/docs.sh target/debug/medforge
 log "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
 cargo test --workspace --all-features
+log "examples/: the core embedded with a runtime of its own (sessions as local processes)"
+cargo run -p medforge-example-process-runtime
+log "the README's first command (scripts/run.sh) from a fresh-like state: no binary, no images, no database"
+bash scripts/tests/run-sh.sh

@@ -207,6 +207,10 @@ pub struct LimitsConfig {
     pub auth_per_minute: u32,
     /// Request bodies larger than this get 413.
     pub max_body_bytes: usize,
+    /// Proxies (addresses or subnets) whose `X-Forwarded-For` names the
+    /// client: behind Caddy every request's TCP peer is Caddy, and rate
+    /// limits and events would lump all users together. Empty: the peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -279,7 +283,7 @@ impl Default for FirewallConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { auth_per_minute: 10, max_body_bytes: 1 << 20 }
+        Self { auth_per_minute: 10, max_body_bytes: 1 << 20, trusted_proxies: Vec::new() }
     }
 }
 

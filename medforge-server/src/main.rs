@@ -4,6 +4,7 @@ mod api;
 mod bootstrap;
 mod config;
 mod doctor;
+mod forwarded;
 mod proxy;
 mod refusal;
 mod stack;

@@ -361,6 +361,16 @@ async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
     let retry: u64 =
         h.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
     assert!((1..=60).contains(&retry));
+    // Not behind a trusted proxy: a client cannot name itself someone else.
+    let r = s
+        .http
+        .post(s.url("/api/v2/auth/login"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&json!({ "email": "x@example.org", "password": "no" }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 429, "X-Forwarded-For from an untrusted peer is ignored");
 
     // A 10 MB body is 413, and the server carries on. Over raw TCP: the
     // server answers as soon as it reads the Content-Length and closes, so
@@ -588,5 +598,36 @@ async fn me_can_change_email_and_password(db: Db) {
         |pw: &str| s.post("/api/v2/auth/login", None, Some(json!({"email": "new@example.org", "password": pw})));
     assert_eq!(login("a long passphrase").await.0, 401);
     assert_eq!(login("a brand new passphrase").await.0, 200);
+    s.stop().await;
+}
+
+/// Behind a trusted proxy (`limits.trusted_proxies`, here loopback as for a
+/// Caddy on the host), each client named in X-Forwarded-For has its own
+/// login budget, and the events log the client, not the proxy.
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_told_apart() {
+    let s = Server::start(
+        Db::Sqlite,
+        Options { auth_per_minute: 2, trusted_proxies: "[\"127.0.0.1/32\"]", ..Options::default() },
+    )
+    .await;
+    let login = |client: &'static str| {
+        let req = s
+            .http
+            .post(s.url("/api/v2/auth/login"))
+            .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+            .json(&json!({ "email": "x@example.org", "password": "wrong password" }));
+        async move { req.send().await.expect("post").status().as_u16() }
+    };
+    assert_eq!((login("198.51.100.7").await, login("198.51.100.7").await), (401, 401));
+    assert_eq!(login("198.51.100.7").await, 429, "the client's own budget is spent");
+    assert_eq!(login("198.51.100.8").await, 401, "another client behind the same proxy is not refused");
+    let admin = s.admin("boss@example.org").await;
+    let (_, _, b) = s.get("/api/v2/admin/events?event=user.login_failed&limit=50", Some(&admin)).await;
+    let ips: Vec<&str> =
+        b["data"].as_array().expect("events").iter().filter_map(|e| e["data"]["ip"].as_str()).collect();
+    assert!(ips.contains(&"198.51.100.8") && ips.contains(&"198.51.100.7"), "{b}");
+    // Not the proxy, and not the left-most entry (the client's own claim).
+    assert!(!ips.contains(&"127.0.0.1") && !ips.contains(&"6.6.6.6"), "{b}");
     s.stop().await;
 }

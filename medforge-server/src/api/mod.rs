@@ -381,5 +381,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Outermost: session hosts never reach the layers above (no body
         // limit, no rewriting of an upstream's errors).
         .layer(middleware::from_fn_with_state(state.clone(), crate::proxy::dispatch))
+        // Before anything reads the client's address.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::forwarded::layer))
         .with_state(state)
 }

@@ -58,6 +58,8 @@ pub struct Options {
     pub gate_upstream: &'static str,
     /// `docker` or `podman` (on the socket scripts/test.sh starts).
     pub runtime: &'static str,
+    /// `limits.trusted_proxies`, a TOML array.
+    pub trusted_proxies: &'static str,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
         Self {
             gpus: vec![0, 1],
             auth_per_minute: 1000,
+            trusted_proxies: "[]",
             fake_nvidia_smi: None,
             extra_config: String::new(),
             listen: "127.0.0.1:0",
@@ -118,6 +121,7 @@ ids = {gpus}
 
 [limits]
 auth_per_minute = {per_minute}
+trusted_proxies = {trusted_proxies}
 
 {extra}
 "#,
@@ -125,6 +129,7 @@ auth_per_minute = {per_minute}
             gpus =
                 if options.fake_nvidia_smi.is_some() { "\"auto\"".to_owned() } else { format!("{:?}", options.gpus) },
             per_minute = options.auth_per_minute,
+            trusted_proxies = options.trusted_proxies,
             extra = options.extra_config,
             listen = options.listen,
             routing = options.routing,
