@@ -18,6 +18,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib/fuzz.sh
 . scripts/lib/compose.sh
 
+# The tests build the pack on the small Debian base, registry or not.
+export MEDFORGE_PACK_BASE=${MEDFORGE_PACK_BASE:-debootstrap}
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
 ensure_packages cc gcc pkg-config pkg-config nft nftables iptables-restore iptables systemd-analyze systemd
 ensure_mariadb

@@ -4,6 +4,12 @@
 # ensure_base_image: a Debian bookworm base image (medforge-base:bookworm),
 #   made with `debootstrap --variant=minbase` from this host's Debian mirror
 #   and `docker import`ed; nothing is pulled. Skipped when the image exists.
+# ensure_pack_base: picks the pack's base and sets BASE_IMAGE_TAG. With
+#   MEDFORGE_PACK_BASE=auto (the default): the CUDA runtime image
+#   ($CUDA_BASE_IMAGE, what GPU sessions want) when it is present or a
+#   registry answers the pull, else the debootstrap base above (air-gapped
+#   labs with only a package mirror, our test machines). `cuda` or
+#   `debootstrap` forces one.
 # ensure_default_pack: builds infra/packs/default (the production
 #   Dockerfile) on that base, tagged $DEFAULT_PACK_IMAGE and labelled
 #   medforge.build_hash=<hash of its build context and base image>; skipped
@@ -15,6 +21,7 @@
 #   in $PACK_BUILD_LOG.
 
 BASE_IMAGE_TAG=${BASE_IMAGE_TAG:-medforge-base:bookworm}
+CUDA_BASE_IMAGE=${CUDA_BASE_IMAGE:-nvidia/cuda:12.4.1-runtime-ubuntu22.04}
 DEFAULT_PACK_IMAGE=${DEFAULT_PACK_IMAGE:-medforge-pack-default:latest}
 PACK_BUILD_LOG=${PACK_BUILD_LOG:-${TMPDIR:-/tmp}/medforge-pack-build.log}
 
@@ -60,8 +67,28 @@ ensure_base_image() {
   $sudo rm -rf "$dir" "$dir.log"
 }
 
+ensure_pack_base() {
+  local mode=${MEDFORGE_PACK_BASE:-auto}
+  case "$mode" in
+    debootstrap) ensure_base_image ;;
+    cuda | auto)
+      if docker image inspect "$CUDA_BASE_IMAGE" >/dev/null 2>&1; then
+        BASE_IMAGE_TAG=$CUDA_BASE_IMAGE
+      elif log "pulling $CUDA_BASE_IMAGE (the CUDA base)" && docker pull -q "$CUDA_BASE_IMAGE" >/dev/null 2>&1; then
+        BASE_IMAGE_TAG=$CUDA_BASE_IMAGE
+      elif [ "$mode" = cuda ]; then
+        die "cannot pull $CUDA_BASE_IMAGE (MEDFORGE_PACK_BASE=cuda): no registry reachable?"
+      else
+        log "no registry answers: the pack's base is built from Debian's packages instead (no CUDA libraries)"
+        ensure_base_image
+      fi
+      ;;
+    *) die "MEDFORGE_PACK_BASE must be auto, cuda or debootstrap (not $mode)" ;;
+  esac
+}
+
 ensure_default_pack() {
-  ensure_base_image
+  ensure_pack_base
   local src ctx hash base_id crt
   src="$(_pack_repo_root)/infra/packs/default"
   [ -f "$src/Dockerfile" ] || die "no $src/Dockerfile"

@@ -41,8 +41,10 @@ rm -f target/release/medforge
 
 log "run.sh check: scripts/run.sh with a new data dir, no binary, no base or pack image (minutes)"
 # run.sh execs medforge, so $pid is the server once it runs.
-MEDFORGE_DATA_DIR="$work/data" MEDFORGE_LISTEN="127.0.0.1:$port" MEDFORGE_PACK__IMAGE="$pack_tag" \
-  BASE_IMAGE_TAG="$base_tag" PACK_BUILD_LOG="$work/pack-build.log" \
+# MEDFORGE_PACK_BASE unset, as for a user: the registry's CUDA base if one
+# answers, else debootstrap.
+env -u MEDFORGE_PACK_BASE MEDFORGE_DATA_DIR="$work/data" MEDFORGE_LISTEN="127.0.0.1:$port" \
+  MEDFORGE_PACK__IMAGE="$pack_tag" BASE_IMAGE_TAG="$base_tag" PACK_BUILD_LOG="$work/pack-build.log" \
   scripts/run.sh >"$work/run.log" 2>&1 &
 pid=$!
 
@@ -53,7 +55,18 @@ for _ in $(seq 2400); do
   sleep 1
 done
 grep -q "medforge: listening on" "$work/run.log" || fail "not serving after 40 minutes"
-grep -q "debootstrap bookworm" "$work/run.log" || fail "the base image was not built from Debian's packages"
+# Either branch, but a whole one: the CUDA base from a registry, or (none
+# answered) the Debian base from debootstrap.
+pack_base=$(docker image inspect -f '{{ index .Config.Labels "medforge.build_hash" }}' "$pack_tag" 2>/dev/null || true)
+[ -n "$pack_base" ] || fail "$pack_tag carries no build hash label"
+if grep -q "no registry answers" "$work/run.log"; then
+  grep -q "debootstrap bookworm" "$work/run.log" || fail "no registry, yet no debootstrap base was built"
+  log "run.sh check: no registry here: the pack was built on a debootstrap base"
+else
+  docker image inspect "${CUDA_BASE_IMAGE:-nvidia/cuda:12.4.1-runtime-ubuntu22.04}" >/dev/null 2>&1 \
+    || fail "neither the CUDA base nor the debootstrap fallback was used"
+  log "run.sh check: the pack was built on the registry's CUDA base"
+fi
 docker image inspect "$pack_tag" >/dev/null || fail "the pack $pack_tag was not built"
 [ -x target/release/medforge ] || fail "no release binary"
 
