@@ -83,6 +83,25 @@ pub struct IsolationPolicy {
     pub allowed_host_ports: Vec<u16>,
 }
 
+impl IsolationPolicy {
+    /// Refuses networks whose rules would cut the host off: the rules drop
+    /// everything arriving on a bridge, so a runtime that described
+    /// loopback (a process runtime, say) or no interface at all would take
+    /// the database and the API down with the sessions.
+    pub fn check_networks(&self) -> Result<(), FirewallError> {
+        for n in &self.networks {
+            let bridge = n.bridge.as_str();
+            if bridge.is_empty() || bridge == "lo" || bridge.contains(['*', '+', ' ']) {
+                return Err(FirewallError::Invalid(format!(
+                    "network {} has bridge {bridge:?}: isolation rules need the network's own bridge interface",
+                    n.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hook {
@@ -234,6 +253,20 @@ mod tests {
         assert_eq!((c.addr, c.prefix, c.to_string().as_str()), (Ipv4Addr::new(10, 1, 0, 0), 24, "10.1.0.0/24"));
         for bad in ["10.1.0.0", "10.1.0.0/33", "10.1.0/24", "x/8", "10.0.0.0/-1", ""] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_policy_on_loopback_or_no_interface_is_refused() {
+        let policy = |bridge: &str| IsolationPolicy {
+            networks: vec![network("br-aaa"), network(bridge)],
+            proxy_addrs: vec![],
+            allowed_host_ports: vec![],
+        };
+        assert!(policy("br-bbb").check_networks().is_ok());
+        for bad in ["lo", "", "br+", "br-*"] {
+            let err = policy(bad).check_networks().expect_err(bad).to_string();
+            assert!(err.contains("bridge"), "{bad}: {err}");
         }
     }
 

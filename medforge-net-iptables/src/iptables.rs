@@ -182,6 +182,7 @@ impl Iptables {
 #[async_trait]
 impl Firewall for Iptables {
     async fn apply(&self, policy: &IsolationPolicy) -> Result<(), FirewallError> {
+        policy.check_networks()?;
         let saved = self.saved().await?;
         if !saved.docker_user_exists {
             return Err(FirewallError::Invalid(format!(

@@ -151,6 +151,7 @@ impl Nftables {
 #[async_trait]
 impl Firewall for Nftables {
     async fn apply(&self, policy: &IsolationPolicy) -> Result<(), FirewallError> {
+        policy.check_networks()?;
         let rules = isolation_rules(policy);
         let batch = apply_batch(&self.table, &rules).to_string();
         run(&self.nft, &["-j", "-f", "-"], Some(batch.as_bytes())).await?;
