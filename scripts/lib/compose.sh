@@ -30,10 +30,5 @@ ensure_compose() {
     _compose_works docker-compose || die "docker-compose was installed but does not work (docker-compose version)"
     COMPOSE=docker-compose
   fi
-  # docker-compose 1.x: build through the docker CLI and BuildKit (which
-  # sends only what a Dockerfile copies, and reads per-Dockerfile ignores).
-  if [ "$COMPOSE" = docker-compose ]; then
-    export COMPOSE_DOCKER_CLI_BUILD=${COMPOSE_DOCKER_CLI_BUILD:-1} DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-1}
-  fi
   export COMPOSE
 }
