@@ -162,6 +162,11 @@ impl PodmanRuntime {
         Ok(runtime)
     }
 
+    /// The API socket this runtime talks to.
+    pub fn socket(&self) -> &std::path::Path {
+        self.api.socket()
+    }
+
     /// Podman's version, as its API reports it.
     pub async fn version(&self) -> Result<String, RuntimeError> {
         let (status, body) = self.api.call(Method::GET, "/version", None).await.map_err(unavailable)?;

@@ -191,11 +191,20 @@ async fn runtime(config: &Config) -> Finding {
     const AREA: &str = "runtime";
     let found = match config.runtime.kind {
         RuntimeKind::Docker => match stack::connect_docker(config).await {
-            Ok(docker) => docker.version().await.map_err(|e| e.to_string()),
+            Ok(docker) => {
+                let socket = Some(config.runtime.socket.as_str())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(medforge_runtime_docker::DEFAULT_SOCKET);
+                docker.version().await.map(|v| format!("{v} at {socket}")).map_err(|e| e.to_string())
+            }
             Err(e) => Err(e),
         },
         RuntimeKind::Podman => match stack::connect_podman(config).await {
-            Ok(podman) => podman.version().await.map(|v| format!("Podman {v}")).map_err(|e| e.to_string()),
+            Ok(podman) => podman
+                .version()
+                .await
+                .map(|v| format!("Podman {v} at {}", podman.socket().display()))
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         },
     };
