@@ -8,7 +8,7 @@ ensure_docker() {
   ensure_packages /usr/sbin/dockerd docker.io docker docker.io /bin/busybox busybox-static ip iproute2
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd"
-    nohup /usr/sbin/dockerd >/var/log/medforge-dockerd.log 2>&1 &
+    setsid nohup /usr/sbin/dockerd >/var/log/medforge-dockerd.log 2>&1 </dev/null &
     wait_for "docker info" 60 || die "dockerd did not start; see /var/log/medforge-dockerd.log"
   fi
 }

@@ -11,7 +11,7 @@ ensure_mariadb() {
     log "starting MariaDB"
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
     [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >/dev/null 2>&1 || true
-    nohup mysqld_safe --user=mysql --port="$MARIADB_PORT" --bind-address=127.0.0.1 \
+    setsid nohup mysqld_safe --user=mysql --port="$MARIADB_PORT" --bind-address=127.0.0.1 \
       >/var/log/medforge-mariadb.log 2>&1 &
     wait_for "mariadb -e 'SELECT 1'" 60 || die "MariaDB did not start; see /var/log/medforge-mariadb.log"
   fi

@@ -10,16 +10,38 @@ _podman_answers() {
   curl -sf --max-time 5 --unix-socket "$PODMAN_SOCKET" http://podman/v4.0.0/libpod/_ping >/dev/null 2>&1
 }
 
+_start_podman_service() {
+  log "starting podman's API service on $PODMAN_SOCKET"
+  mkdir -p "$(dirname "$PODMAN_SOCKET")"
+  rm -f "$PODMAN_SOCKET"
+  # setsid: a service in the caller's process group dies with it.
+  setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >/var/log/medforge-podman.log 2>&1 </dev/null &
+  wait_for _podman_answers 30 || die "podman's API service did not start; see /var/log/medforge-podman.log"
+}
+
 ensure_podman() {
   ensure_packages podman podman curl curl
-  if ! _podman_answers; then
-    log "starting podman's API service on $PODMAN_SOCKET"
-    mkdir -p "$(dirname "$PODMAN_SOCKET")"
-    rm -f "$PODMAN_SOCKET"
-    nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >/var/log/medforge-podman.log 2>&1 &
-    wait_for _podman_answers 30 || die "podman's API service did not start; see /var/log/medforge-podman.log"
-  fi
+  _podman_answers || _start_podman_service
   export MEDFORGE_TEST_PODMAN_SOCKET=$PODMAN_SOCKET
+}
+
+# Does the API service start a container? One left running by an earlier
+# run can answer pings yet fail every start ("write child: broken pipe",
+# seen once here); one of ours that does is started again.
+_podman_service_runs() {
+  podman --remote --url "unix://$PODMAN_SOCKET" run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+    "$MEDFORGE_TEST_PODMAN_PACK_IMAGE" true >/dev/null 2>&1
+}
+
+ensure_podman_service_runs() {
+  _podman_service_runs && return 0
+  if pgrep -f "^podman system service --time=0 unix://$PODMAN_SOCKET\$" >/dev/null; then
+    log "podman's API service answers but cannot start containers: starting it again"
+    pkill -f "^podman system service --time=0 unix://$PODMAN_SOCKET\$" || true
+    sleep 1
+    _start_podman_service
+  fi
+  _podman_service_runs || die "podman's API service on $PODMAN_SOCKET cannot start a container (see /var/log/medforge-podman.log)"
 }
 
 # Copies IMAGE from dockerd into Podman's store when Podman's copy is
@@ -38,6 +60,7 @@ ensure_podman_test_pack() {
   MEDFORGE_TEST_PODMAN_PACK_IMAGE=$(_podman_copy "$MEDFORGE_TEST_PACK_IMAGE")
   MEDFORGE_TEST_PODMAN_SILENT_PACK_IMAGE=$(_podman_copy "$MEDFORGE_TEST_SILENT_PACK_IMAGE")
   export MEDFORGE_TEST_PODMAN_PACK_IMAGE MEDFORGE_TEST_PODMAN_SILENT_PACK_IMAGE
+  ensure_podman_service_runs
 }
 
 # Containers and networks of earlier test runs.
