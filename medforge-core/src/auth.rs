@@ -39,6 +39,13 @@ pub fn check_password_policy(password: &str) -> Result<(), AuthError> {
     if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) { Ok(()) } else { Err(AuthError::PasswordPolicy) }
 }
 
+/// A new account with this password, checked against the policy and
+/// hashed: what sign-up, `medforge user add` and the first admin share.
+pub fn new_user(email: Email, password: &str) -> Result<NewUser, AuthError> {
+    check_password_policy(password)?;
+    Ok(NewUser::new(email, hash_password(password)?))
+}
+
 /// Hashes a password with argon2id and a random salt, as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     Argon2::default()
@@ -237,9 +244,7 @@ impl Authenticator {
         password: &str,
         client: ClientInfo,
     ) -> Result<(User, SessionToken), AuthError> {
-        check_password_policy(password)?;
-        let password_hash = hash_password(password)?;
-        let user = self.store.create_user(NewUser::new(email, password_hash)).await?;
+        let user = self.store.create_user(new_user(email, password)?).await?;
         let token = self.open_login(&user, client).await?;
         Ok((user, token))
     }

@@ -114,6 +114,14 @@ fn is_status(e: &DockerError, code: u16) -> bool {
     matches!(e, DockerError::DockerResponseServerError { status_code, .. } if *status_code == code)
 }
 
+/// The first executable called `name` in `$PATH`.
+fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
 impl DockerRuntime {
     /// Connects to `socket` (`unix:///var/run/docker.sock`, or a path) and
     /// agrees on an API version: Debian's dockerd speaks 1.41, older than
@@ -143,13 +151,16 @@ impl DockerRuntime {
         Ok(format!("Docker Engine {} (API {})", v.version.as_deref().unwrap_or("?"), self.docker.client_version()))
     }
 
-    /// The names of the engine's OCI runtimes (`runc`, and `nvidia` where
-    /// the NVIDIA Container Toolkit registered its runtime).
-    pub async fn runtimes(&self) -> Result<Vec<String>, RuntimeError> {
+    /// How this engine passes GPUs to containers, in words, or `None`
+    /// when it cannot: the NVIDIA Container Toolkit's `nvidia` runtime, or
+    /// the `nvidia-container-runtime-hook` that dockerd runs for
+    /// `--gpus`-style device requests (looked up on this process's PATH).
+    pub async fn nvidia_support(&self) -> Result<Option<String>, RuntimeError> {
         let info = self.docker.info().await.map_err(backend("info"))?;
-        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-        names.sort();
-        Ok(names)
+        if info.runtimes.unwrap_or_default().contains_key("nvidia") {
+            return Ok(Some("Docker's \"nvidia\" runtime".into()));
+        }
+        Ok(find_on_path("nvidia-container-runtime-hook").map(|p| format!("{} (Docker device requests)", p.display())))
     }
 
     /// The underlying client, for tests and tools.

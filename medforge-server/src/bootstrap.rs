@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use medforge_core::model::{Email, Role};
-use medforge_core::store::{NewUser, Store, StoreError};
+use medforge_core::model::Email;
+use medforge_core::store::{Store, StoreError};
 
 use crate::config::Config;
 
@@ -37,11 +37,7 @@ pub async fn first_admin(config: &Config, store: &dyn Store) -> Result<Option<Fi
     let mut bytes = [0u8; 15];
     rand::fill(&mut bytes);
     let password = data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase();
-    medforge_core::auth::check_password_policy(&password).map_err(|e| e.to_string())?;
-    let hash = medforge_core::auth::hash_password(&password).map_err(|e| e.to_string())?;
-    let mut new = NewUser::new(email.clone(), hash);
-    new.role = Role::Admin;
-    new.can_use_internal = true;
+    let new = medforge_core::auth::new_user(email.clone(), &password).map_err(|e| e.to_string())?.admin();
     match store.create_user(new).await {
         Ok(_) => {}
         Err(StoreError::EmailTaken) => return Ok(None),
@@ -81,6 +77,7 @@ pub fn announce(admin: &FirstAdmin, ui_url: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use medforge_core::model::Role;
     use medforge_core::store::SqliteStore;
 
     #[tokio::test]

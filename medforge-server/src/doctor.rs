@@ -95,12 +95,10 @@ pub async fn examine(config: &Config, options: &Options) -> Vec<Finding> {
     }
     findings.push(gpus(config, wants_devices));
     findings.push(storage(config).await);
-    findings.push(match engine {
-        Some(_) => firewall(config).await,
-        None if config.firewall.kind != FirewallKind::None => {
-            Finding::skip("firewall", "the container runtime is unreachable")
-        }
-        None => firewall(config).await,
+    findings.push(if engine.is_none() && config.firewall.kind != FirewallKind::None {
+        Finding::skip("firewall", "the container runtime is unreachable")
+    } else {
+        firewall(config).await
     });
     findings.push(domain(config).await);
     findings.push(cookies(config));
@@ -470,7 +468,7 @@ fn secret(config: &Config) -> Finding {
             Err(e) => Finding::fail(AREA, e, "use 32 or more random bytes: `openssl rand -base64 48`"),
         };
     }
-    let file = config.data_dir.join("secret");
+    let file = stack::secret_file(config);
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(&file) {
         Ok(m) if m.permissions().mode() & 0o077 != 0 => Finding::fail(

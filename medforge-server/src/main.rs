@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use medforge_core::model::Role;
-use medforge_core::store::{NewUser, UserUpdate};
+use medforge_core::store::UserUpdate;
 
 use crate::config::{Config, FirewallKind, StorageKind};
 
@@ -248,14 +248,8 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password).map_err(|e| format!("reading the password: {e}"))?;
             let password = password.trim_end_matches(['\r', '\n']);
-            medforge_core::auth::check_password_policy(password).map_err(|e| e.to_string())?;
-            let hash = medforge_core::auth::hash_password(password).map_err(|e| e.to_string())?;
-            let mut new = NewUser::new(email, hash);
-            if admin {
-                new.role = Role::Admin;
-                new.can_use_internal = true;
-            }
-            let user = store.create_user(new).await.map_err(|e| e.to_string())?;
+            let new = medforge_core::auth::new_user(email, password).map_err(|e| e.to_string())?;
+            let user = store.create_user(if admin { new.admin() } else { new }).await.map_err(|e| e.to_string())?;
             eprintln!("medforge: created {} ({}) as {}", user.email, user.id, user.role);
             Ok(())
         }

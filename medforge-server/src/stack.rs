@@ -38,7 +38,7 @@ pub fn token_key(config: &Config) -> Result<TokenKey, String> {
     if let Some(secret) = &config.secret {
         return TokenKey::new(secret.as_bytes()).map_err(|e| e.to_string());
     }
-    let path = config.data_dir.join("secret");
+    let path = secret_file(config);
     if !path.exists() {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
         let mut bytes = [0u8; 48];
@@ -47,6 +47,11 @@ pub fn token_key(config: &Config) -> Result<TokenKey, String> {
     }
     let secret = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     TokenKey::new(secret.trim_ascii()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Where the token key lives when `secret` is not configured.
+pub fn secret_file(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("secret")
 }
 
 /// Writes a new file readable by this user only.
@@ -137,31 +142,14 @@ pub async fn image_present(config: &Config, image: &str) -> Result<bool, String>
     }
 }
 
-/// How this host's engine passes NVIDIA GPUs to containers, in words, or
-/// `None` when it cannot: Docker's `nvidia` runtime or the
-/// `nvidia-container-runtime-hook` its `--gpus` device requests call; for
-/// Podman, a CDI spec declaring `nvidia.com/gpu`.
+/// How the configured engine passes NVIDIA GPUs to containers, in words,
+/// or `None` when it cannot (each runtime plugin knows its own way).
 pub async fn nvidia_support(config: &Config) -> Result<Option<String>, String> {
     match config.runtime.kind {
-        RuntimeKind::Docker => {
-            let runtimes = connect_docker(config).await?.runtimes().await.map_err(|e| e.to_string())?;
-            if runtimes.iter().any(|r| r == "nvidia") {
-                return Ok(Some("Docker's \"nvidia\" runtime".into()));
-            }
-            Ok(find_on_path("nvidia-container-runtime-hook")
-                .map(|p| format!("{} (Docker device requests)", p.display())))
-        }
+        RuntimeKind::Docker => connect_docker(config).await?.nvidia_support().await.map_err(|e| e.to_string()),
         RuntimeKind::Podman => Ok(medforge_runtime_podman::nvidia_cdi_spec(medforge_runtime_podman::CDI_SPEC_DIRS)
             .map(|p| format!("CDI spec {}", p.display()))),
     }
-}
-
-/// The first executable called `name` in `$PATH`.
-pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// The GPU mode sessions run with: `auto` becomes `nvidia` or, on an

@@ -94,6 +94,48 @@ fn migrate_and_user_add_work_on_a_fresh_data_directory() {
     assert!(text(&out.stderr).contains("password"), "{}", text(&out.stderr));
 }
 
+/// `medforge gpu`: the table follows gpus.ids; a disabled GPU says so
+/// until enabled again; an unknown one is an error.
+#[test]
+fn gpu_list_disable_and_enable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [("MEDFORGE_GPUS__IDS", "[0, 1, 2]")];
+    // The GPU table is seeded by serve's start-up; migrate leaves it empty.
+    let out = medforge(dir.path(), &["gpu", "list"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut serve = std::process::Command::new(common::binary())
+        .current_dir(dir.path())
+        .args(["serve"])
+        .envs(env)
+        .env("MEDFORGE_LISTEN", "127.0.0.1:0")
+        .env("MEDFORGE_RUNTIME__GPU_MODE", "none")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut err = std::io::BufReader::new(serve.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut err, &mut line).expect("read") > 0, "serve exited");
+    }
+    serve.kill().expect("kill");
+    let _ = serve.wait();
+
+    let list = |env: &[(&str, &str)]| text(&medforge(dir.path(), &["gpu", "list"], env).stdout);
+    let rows = list(&env);
+    assert_eq!(rows.lines().filter(|l| l.contains(" enabled ")).count(), 3, "{rows}");
+    let out = medforge(dir.path(), &["gpu", "disable", "1"], &env);
+    assert!(out.status.success() && text(&out.stderr).contains("GPU 1 disabled"), "{}", text(&out.stderr));
+    let rows = list(&env);
+    assert!(rows.lines().any(|l| l.starts_with("1 ") && l.contains("disabled")), "{rows}");
+    let out = medforge(dir.path(), &["gpu", "enable", "1"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(list(&env).lines().filter(|l| l.contains(" enabled ")).count(), 3);
+    let out = medforge(dir.path(), &["gpu", "disable", "9"], &env);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no GPU 9"), "{}", text(&out.stderr));
+}
+
 /// infra/systemd/medforge.service passes `systemd-analyze verify`, with its
 /// binary path pointed at the one cargo built.
 #[test]

@@ -47,6 +47,21 @@ class Problems:
         self.items.append(f"{where}: {message}")
 
 
+def check_once(problems, doc_name, expected, found, lines, missing, repeated, unknown):
+    """Each of `expected` (in the order given) exactly once among what the
+    doc names (`found`, a Counter; `lines`, where): the three callables word
+    a missing one, a repeated one (key, count, lines) and one the code does
+    not have (key, lines)."""
+    for key in expected:
+        n = found.get(key, 0)
+        if n == 0:
+            problems.add(doc_name, missing(key))
+        elif n > 1:
+            problems.add(doc_name, repeated(key, n, ", ".join(str(x) for x in lines[key])))
+    for key in sorted(set(found) - set(expected)):
+        problems.add(doc_name, unknown(key, ", ".join(str(x) for x in lines[key])))
+
+
 def read(path):
     with open(path, encoding="utf-8") as f:
         return f.read()
@@ -179,18 +194,15 @@ def check_cli(problems, binary, doc_path, doc_name):
         if path:
             found[tuple(path)] += 1
             lines.setdefault(tuple(path), []).append(number)
-    for command in commands:
-        name = "medforge " + " ".join(command)
-        n = found.get(command, 0)
-        if n == 0:
-            problems.add(doc_name, f"no heading for `{name}` (`medforge help` lists it): add `### {name}`")
-        elif n > 1:
-            where = ", ".join(str(x) for x in lines[command])
-            problems.add(doc_name, f"{n} headings for `{name}` (lines {where}); document each command once")
-    for path in sorted(set(found) - set(commands)):
-        name = "medforge " + " ".join(path)
-        where = ", ".join(str(x) for x in lines[path])
-        problems.add(doc_name, f"heading for `{name}` (line {where}), which `medforge help` does not list")
+    def name(command):
+        return "medforge " + " ".join(command)
+
+    check_once(
+        problems, doc_name, commands, found, lines,
+        lambda c: f"no heading for `{name(c)}` (`medforge help` lists it): add `### {name(c)}`",
+        lambda c, n, where: f"{n} headings for `{name(c)}` (lines {where}); document each command once",
+        lambda c, where: f"heading for `{name(c)}` (line {where}), which `medforge help` does not list",
+    )
     for option in sorted(options):
         if not re.search(rf"(?<![\w-])--{re.escape(option)}(?![\w-])", text):
             problems.add(doc_name, f"option `--{option}` (in `medforge help`) is not mentioned")
@@ -217,16 +229,12 @@ def check_ui(problems, root, doc_path, doc_name):
         for path in re.findall(r"`(/[^`\s]*)`", heading):
             found[path] += 1
             lines.setdefault(path, []).append(number)
-    for route in routes:
-        n = found.get(route, 0)
-        if n == 0:
-            problems.add(doc_name, f"UI route `{route}` (medforge-server/src/ui/mod.rs) is in no heading")
-        elif n > 1:
-            where = ", ".join(str(x) for x in lines[route])
-            problems.add(doc_name, f"UI route `{route}` is in {n} headings (lines {where}); document it once")
-    for path in sorted(set(found) - set(routes)):
-        where = ", ".join(str(x) for x in lines[path])
-        problems.add(doc_name, f"heading names `{path}` (line {where}), which the UI router does not have")
+    check_once(
+        problems, doc_name, routes, found, lines,
+        lambda r: f"UI route `{r}` (medforge-server/src/ui/mod.rs) is in no heading",
+        lambda r, n, where: f"UI route `{r}` is in {n} headings (lines {where}); document it once",
+        lambda r, where: f"heading names `{r}` (line {where}), which the UI router does not have",
+    )
     return len(routes)
 
 
@@ -298,16 +306,12 @@ def check_api(problems, root, doc_path, doc_name):
         lines.setdefault(pair, []).append(number)
     if "/api/v2/openapi.json" not in text:
         problems.add(doc_name, "does not name the live document, /api/v2/openapi.json")
-    for pair in sorted(routes):
-        n = found.get(pair, 0)
-        if n == 0:
-            problems.add(doc_name, f"`{pair[0]} {pair[1]}` is not a row of the route table")
-        elif n > 1:
-            where = ", ".join(str(x) for x in lines[pair])
-            problems.add(doc_name, f"`{pair[0]} {pair[1]}` is in {n} rows (lines {where}); list each route once")
-    for pair in sorted(set(found) - routes):
-        where = ", ".join(str(x) for x in lines[pair])
-        problems.add(doc_name, f"row `{pair[0]} {pair[1]}` (line {where}) is not a route of the server")
+    check_once(
+        problems, doc_name, sorted(routes), found, lines,
+        lambda p: f"`{p[0]} {p[1]}` is not a row of the route table",
+        lambda p, n, where: f"`{p[0]} {p[1]}` is in {n} rows (lines {where}); list each route once",
+        lambda p, where: f"row `{p[0]} {p[1]}` (line {where}) is not a route of the server",
+    )
     return len(routes)
 
 

@@ -96,22 +96,22 @@ log "run.sh check: $email signed in as admin"
 started=$(api -b "$jar" "${origin[@]}" -d '{}' "http://$host/api/v2/external/sessions") || fail "start failed"
 id=$(printf '%s' "$started" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])') \
   || fail "no session in: $started"
-status=""
-for _ in $(seq 120); do
-  status=$(api -b "$jar" "http://$host/api/v2/external/sessions/$id" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["status"])')
-  [ "$status" = running ] && break
-  case "$status" in error | stopped) break ;; esac
-  sleep 1
-done
+# Waits up to $2 seconds for session $id to reach status $1 (or a terminal
+# one); prints the status it ended at.
+await_status() {
+  local status=""
+  for _ in $(seq "$2"); do
+    status=$(api -b "$jar" "http://$host/api/v2/external/sessions/$id" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["status"])')
+    case "$status" in "$1" | error | stopped) break ;; esac
+    sleep 1
+  done
+  printf '%s' "$status"
+}
+status=$(await_status running 120)
 [ "$status" = running ] || fail "session $id is $status, not running"
 api -b "$jar" "${origin[@]}" -X POST "http://$host/api/v2/external/sessions/$id/stop" >/dev/null || fail "stop failed"
-for _ in $(seq 60); do
-  status=$(api -b "$jar" "http://$host/api/v2/external/sessions/$id" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["status"])')
-  [ "$status" = stopped ] && break
-  sleep 1
-done
+status=$(await_status stopped 60)
 [ "$status" = stopped ] || fail "session $id is $status after stop"
 log "run.sh check: a session started on the fresh pack, ran and stopped"
 

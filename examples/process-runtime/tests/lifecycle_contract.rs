@@ -15,7 +15,7 @@ use medforge_core::lifecycle::StopOutcome;
 use medforge_core::model::SessionStatus;
 use medforge_core::storage::{SnapshotKind, Storage};
 use medforge_core::testing::engine::{RUN_LABEL, run_config};
-use medforge_core::testing::lifecycle::{self, LifecycleHarness};
+use medforge_core::testing::lifecycle::LifecycleHarness;
 
 async fn harness() -> LifecycleHarness {
     common::require_root();
@@ -32,22 +32,9 @@ async fn harness() -> LifecycleHarness {
     )
 }
 
-/// The core's cases, each on a fresh harness, as `lifecycle_contract_tests!`
-/// expands them (that macro takes all seven; this file runs six as they are).
-macro_rules! core_cases {
-    ($($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let harness = harness().await;
-                lifecycle::$case(&harness).await;
-                harness.finish().await;
-            }
-        )+
-    };
-}
-
-core_cases!(
+// The core's cases, each on a fresh harness: six of the seven of
+// `lifecycle_contract_tests!` as they are; the seventh is restated below.
+medforge_core::contract_cases!(lifecycle, harness;
     seven_sessions_start_concurrently_and_the_eighth_is_refused,
     a_killed_container_is_marked_error_within_two_seconds_and_frees_its_gpu,
     the_poller_catches_a_death_the_events_missed,

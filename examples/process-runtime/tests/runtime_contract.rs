@@ -27,7 +27,7 @@ use medforge_core::probe;
 use medforge_core::runtime::{ContainerInfo, ContainerRuntime, ContainerState, LABEL_SESSION_ID, SESSION_PORT};
 use medforge_core::storage::DirStorage;
 use medforge_core::testing::engine::run_config;
-use medforge_core::testing::runtime::{self, RuntimeHarness};
+use medforge_core::testing::runtime::RuntimeHarness;
 use medforge_example_process_runtime::ProcessRuntime;
 
 async fn harness_and_runtime() -> (RuntimeHarness, ProcessRuntime) {
@@ -52,20 +52,7 @@ async fn harness() -> RuntimeHarness {
     harness_and_runtime().await.0
 }
 
-macro_rules! core_cases {
-    ($($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let harness = harness().await;
-                runtime::$case(&harness).await;
-                harness.finish().await;
-            }
-        )+
-    };
-}
-
-core_cases!(
+medforge_core::contract_cases!(runtime, harness;
     stop_and_remove_are_idempotent,
     a_missing_image_is_an_error_and_leaves_nothing,
     a_taken_name_is_refused,

@@ -118,6 +118,13 @@ impl NewUser {
             created_at: crate::model::now(),
         }
     }
+
+    /// The same account as an admin, entitled to internal sessions.
+    pub fn admin(mut self) -> Self {
+        self.role = Role::Admin;
+        self.can_use_internal = true;
+        self
+    }
 }
 
 /// A change to a user; `None` fields stay as they are.

@@ -210,6 +210,17 @@ macro_rules! __contract_cases {
     };
 }
 
+/// Runs a chosen subset of one contract's cases, for an implementation
+/// that cannot honour all of them (a runtime without containers, say):
+/// `contract_cases!(lifecycle, harness; case_a, case_b);`. Say in the test
+/// file why each left-out case does not apply.
+#[macro_export]
+macro_rules! contract_cases {
+    ($($cases:tt)+) => {
+        $crate::__contract_cases!($($cases)+);
+    };
+}
+
 /// Expands every case of [`store`] into a `#[tokio::test]` that runs it on a
 /// fresh harness from `$harness` (an async fn returning [`StoreHarness`]).
 #[macro_export]
