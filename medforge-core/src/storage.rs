@@ -174,9 +174,12 @@ pub struct DirStorage {
 }
 
 impl DirStorage {
-    /// Creates `root` if missing.
+    /// Creates `root` if missing. A relative `root` is taken against the
+    /// working directory now: runtimes bind-mount workspaces and need
+    /// absolute paths (Docker refuses a relative one).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
+        let root = std::path::absolute(&root).map_err(|e| StorageError::io(format!("resolve {}", root.display()), e))?;
         std::fs::create_dir_all(&root).map_err(|e| StorageError::io(format!("create {}", root.display()), e))?;
         Ok(Self { root })
     }
@@ -350,5 +353,19 @@ mod tests {
         ] {
             assert!(bad.parse::<SnapshotName>().is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// A relative root is resolved once, against the working directory
+    /// (tests run in the crate's directory; this one writes under target/).
+    #[test]
+    fn a_relative_root_gives_absolute_workspaces() {
+        let relative = PathBuf::from(format!("../target/dirstorage-relative-{}", std::process::id()));
+        let storage = DirStorage::new(&relative).expect("storage");
+        let user = UserId::new_random();
+        let path = storage.workspace_path(user);
+        let expected = std::env::current_dir().expect("cwd").join(&relative).join(user.to_string());
+        std::fs::remove_dir_all(&relative).expect("clean up");
+        assert!(path.is_absolute(), "{}", path.display());
+        assert_eq!(path, expected);
     }
 }

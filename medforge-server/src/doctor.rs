@@ -468,7 +468,7 @@ fn secret(config: &Config) -> Finding {
             Err(e) => Finding::fail(AREA, e, "use 32 or more random bytes: `openssl rand -base64 48`"),
         };
     }
-    let file = stack::secret_file(config);
+    let file = config.secret_file();
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(&file) {
         Ok(m) if m.permissions().mode() & 0o077 != 0 => Finding::fail(

@@ -38,7 +38,7 @@ pub fn token_key(config: &Config) -> Result<TokenKey, String> {
     if let Some(secret) = &config.secret {
         return TokenKey::new(secret.as_bytes()).map_err(|e| e.to_string());
     }
-    let path = secret_file(config);
+    let path = config.secret_file();
     if !path.exists() {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
         let mut bytes = [0u8; 48];
@@ -47,11 +47,6 @@ pub fn token_key(config: &Config) -> Result<TokenKey, String> {
     }
     let secret = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     TokenKey::new(secret.trim_ascii()).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Where the token key lives when `secret` is not configured.
-pub fn secret_file(config: &Config) -> std::path::PathBuf {
-    config.data_dir.join("secret")
 }
 
 /// Writes a new file readable by this user only.

@@ -71,6 +71,7 @@ fn write(path: &Path, text: &str) {
 pub async fn workspaces_are_per_user_idempotent_and_owned_by_the_session_user(h: &StorageHarness) {
     let (alice, bob) = (UserId::new_random(), UserId::new_random());
     let a = h.storage.ensure_workspace(alice, Some(64 << 20)).await.expect("ensure");
+    assert!(a.host_path.is_absolute(), "runtimes bind-mount it, so it must be absolute: {}", a.host_path.display());
     let meta = std::fs::metadata(&a.host_path).expect("workspace exists");
     assert!(meta.is_dir());
     assert_eq!((meta.uid(), meta.gid()), (SESSION_UID, SESSION_GID), "owned by the session user");

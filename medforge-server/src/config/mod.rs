@@ -1,6 +1,9 @@
 //! Configuration: built-in defaults, then a TOML file, then `MEDFORGE_*`
 //! environment variables (`__` between levels), merged with figment.
 //! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Paths come out absolute ([`paths`] says against what).
+
+mod paths;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -301,18 +304,22 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 
 impl Config {
     /// Defaults, then `file` (or `./medforge.toml` when present and no file
-    /// is named), then the environment; validated.
+    /// is named), then the environment; every path made absolute; validated.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| invalid("data_dir", format!("cannot tell the working directory: {e}")))?;
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        match file {
-            Some(path) => {
-                if !path.exists() {
-                    return Err(invalid("--config", format!("{} does not exist", path.display())));
-                }
-                figment = figment.merge(Toml::file(path));
+        let file = match file {
+            Some(path) if !path.exists() => {
+                return Err(invalid("--config", format!("{} does not exist", path.display())));
             }
-            None if Path::new("medforge.toml").exists() => figment = figment.merge(Toml::file("medforge.toml")),
-            None => {}
+            Some(path) => Some(paths::absolute(path, &cwd)),
+            None => Some(cwd.join("medforge.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = &file {
+            // `file_exact`: figment's `file` would also search the parent
+            // directories for a relative name.
+            figment = figment.merge(Toml::file_exact(path));
         }
         let env = Env::prefixed("MEDFORGE_")
             .filter(|key| {
@@ -321,9 +328,31 @@ impl Config {
                 TOP_LEVEL_KEYS.contains(&top.as_str())
             })
             .split("__");
-        let config: Config = figment.merge(env).extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let figment = figment.merge(env);
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.make_paths_absolute(&paths::Bases { figment: &figment, cwd });
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every filesystem path, absolute; the defaults that derive from
+    /// `data_dir` (the SQLite file, the workspaces) written out, so that
+    /// `config check` shows them.
+    fn make_paths_absolute(&mut self, bases: &paths::Bases) {
+        self.data_dir = paths::absolute(&self.data_dir, &bases.of("data_dir"));
+        self.database_url = Some(match &self.database_url {
+            Some(url) => paths::database_url(url, &bases.of("database_url")),
+            None => self.database_url(),
+        });
+        if self.storage.kind == StorageKind::Dir {
+            let root = match &self.storage.root {
+                Some(root) => paths::absolute(Path::new(root), &bases.of("storage.root")),
+                None => self.data_dir.join("workspaces"),
+            };
+            self.storage.root = Some(root.display().to_string());
+        }
+        self.storage.zfs_command = paths::command(&self.storage.zfs_command, &bases.of("storage.zfs_command"));
+        self.runtime.socket = paths::socket(&self.runtime.socket, &bases.of("runtime.socket"));
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -381,7 +410,12 @@ impl Config {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("medforge.db").display()))
+        self.database_url.clone().unwrap_or_else(|| paths::sqlite_url(&self.data_dir.join("medforge.db")))
+    }
+
+    /// Where the token key lives when `secret` is not configured.
+    pub fn secret_file(&self) -> PathBuf {
+        self.data_dir.join("secret")
     }
 
     /// The ZFS root dataset, validated: it goes on the `zfs` command line.
@@ -406,7 +440,11 @@ impl Config {
         shown.secret = shown.secret.as_ref().map(|_| "********".into());
         shown.database_url = Some(mask_url_password(&self.database_url()));
         let value = serde_json::to_value(&shown).unwrap_or_default();
-        to_toml(&value)
+        let secret = match &self.secret {
+            Some(_) => String::new(),
+            None => format!("# secret: read from {} (made on first start)\n", self.secret_file().display()),
+        };
+        secret + &to_toml(&value)
     }
 }
 
@@ -492,24 +530,157 @@ pub fn parse_nvidia_smi(text: &str) -> Result<Vec<GpuId>, String> {
 mod tests {
     use super::*;
 
+    use figment::Jail;
+
+    /// Runs `f` in a jail: its own working directory (a new temporary one)
+    /// and environment, one jail at a time, so that the tests that set
+    /// `MEDFORGE_*` variables or load `./medforge.toml` do not see each other.
+    fn jailed<T>(f: impl FnOnce(&mut Jail) -> T) -> T {
+        let mut out = None;
+        Jail::expect_with(|jail| {
+            out = Some(f(jail));
+            Ok(())
+        });
+        out.expect("the jail ran")
+    }
+
     fn load_toml(text: &str) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("medforge.toml");
-        std::fs::write(&path, text).expect("write");
-        Config::load(Some(&path))
+        jailed(|jail| {
+            jail.create_file("medforge.toml", text).expect("write");
+            Config::load(Some(Path::new("medforge.toml")))
+        })
     }
 
     #[test]
     fn defaults_run_on_one_machine() {
-        let c = load_toml("").expect("defaults");
+        let (c, cwd) = jailed(|_| (Config::load(None).expect("defaults"), std::env::current_dir().expect("cwd")));
         assert_eq!(c.base_domain, "medforge.localhost");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert!(!c.cookie_secure);
-        assert_eq!(c.database_url(), "sqlite://./medforge-data/medforge.db");
+        assert_eq!(c.data_dir, cwd.join("medforge-data"));
+        assert_eq!(c.database_url(), format!("sqlite://{}/medforge-data/medforge.db", cwd.display()));
+        assert_eq!(c.storage_root(), format!("{}/medforge-data/workspaces", cwd.display()));
+        assert_eq!(c.secret_file(), cwd.join("medforge-data/secret"));
         assert_eq!(c.gpus.ids.resolve().expect("ids").len(), 7);
         assert_eq!(c.storage.kind, StorageKind::Dir);
         assert_eq!(c.firewall.kind, FirewallKind::None);
         assert_eq!(c.runtime.gpu_mode, GpuModeSetting::Auto);
+    }
+
+    /// A path key of the config: how to set it, and how it reads back.
+    struct PathKey {
+        env: &'static str,
+        /// The TOML that sets it to `{}`.
+        toml: &'static str,
+        /// The value to set, under `prefix` ("" for a relative one).
+        value: fn(&str) -> String,
+        read: fn(&Config) -> String,
+        /// What `read` must give when the value is relative to `base`.
+        want: fn(&Path) -> String,
+    }
+
+    const PATH_KEYS: &[PathKey] = &[
+        PathKey {
+            env: "MEDFORGE_DATA_DIR",
+            toml: "data_dir = \"{}\"",
+            value: |p| format!("{p}state"),
+            read: |c| c.data_dir.display().to_string(),
+            want: |b| b.join("state").display().to_string(),
+        },
+        // The files that derive from data_dir follow it.
+        PathKey {
+            env: "MEDFORGE_DATA_DIR",
+            toml: "data_dir = \"{}\"",
+            value: |p| format!("{p}state"),
+            read: |c| format!("{} {} {}", c.secret_file().display(), c.database_url(), c.storage_root()),
+            want: |b| {
+                let d = b.join("state");
+                format!(
+                    "{} sqlite://{}/medforge.db {}/workspaces",
+                    d.join("secret").display(),
+                    d.display(),
+                    d.display()
+                )
+            },
+        },
+        PathKey {
+            env: "MEDFORGE_DATABASE_URL",
+            toml: "database_url = \"{}\"",
+            value: |p| format!("sqlite:{p}state/lab.db?mode=rwc"),
+            read: Config::database_url,
+            want: |b| format!("sqlite://{}/state/lab.db?mode=rwc", b.display()),
+        },
+        PathKey {
+            env: "MEDFORGE_STORAGE__ROOT",
+            toml: "[storage]\nroot = \"{}\"",
+            value: |p| format!("{p}./workspaces"),
+            read: Config::storage_root,
+            want: |b| b.join("workspaces").display().to_string(),
+        },
+        PathKey {
+            env: "MEDFORGE_STORAGE__ZFS_COMMAND",
+            toml: "[storage]\nzfs_command = \"{}\"",
+            value: |p| format!("{p}bin/zfs"),
+            read: |c| c.storage.zfs_command.display().to_string(),
+            want: |b| b.join("bin/zfs").display().to_string(),
+        },
+        PathKey {
+            env: "MEDFORGE_RUNTIME__SOCKET",
+            toml: "[runtime]\nsocket = \"{}\"",
+            value: |p| format!("unix://{p}run/engine.sock"),
+            read: |c| c.runtime.socket.clone(),
+            want: |b| format!("unix://{}", b.join("run/engine.sock").display()),
+        },
+    ];
+
+    /// Each path key ends absolute: relative in the environment (against
+    /// the working directory), relative in a file in another directory
+    /// (against that file's directory), and absolute (as written).
+    #[test]
+    fn every_path_key_ends_absolute_as_documented() {
+        for key in PATH_KEYS {
+            jailed(|jail| {
+                let cwd = std::env::current_dir().expect("cwd");
+                jail.set_env(key.env, (key.value)(""));
+                let c = Config::load(None).expect("relative, from the environment");
+                assert_eq!((key.read)(&c), (key.want)(&cwd), "{} relative in the environment", key.env);
+                jail.set_env(key.env, (key.value)("/opt/mf/"));
+                let c = Config::load(None).expect("absolute, from the environment");
+                assert_eq!((key.read)(&c), (key.want)(Path::new("/opt/mf")), "{} absolute in the environment", key.env);
+            });
+            jailed(|jail| {
+                let cwd = std::env::current_dir().expect("cwd");
+                let toml = |value: &str| key.toml.replace("{}", value);
+                // Named on the command line as a relative path, in another directory.
+                jail.create_dir("etc/lab").expect("mkdir");
+                jail.create_file("etc/lab/relative.toml", &toml(&(key.value)(""))).expect("write");
+                let c = Config::load(Some(Path::new("etc/lab/relative.toml"))).expect("relative, in a file");
+                assert_eq!((key.read)(&c), (key.want)(&cwd.join("etc/lab")), "{} relative in a file", key.toml);
+                jail.create_file("etc/lab/absolute.toml", &toml(&(key.value)("/opt/mf/"))).expect("write");
+                let c = Config::load(Some(&cwd.join("etc/lab/absolute.toml"))).expect("absolute, in a file");
+                assert_eq!((key.read)(&c), (key.want)(Path::new("/opt/mf")), "{} absolute in a file", key.toml);
+
+                // ./medforge.toml, found by itself: its directory is the working one.
+                jail.create_file("medforge.toml", &toml(&(key.value)(""))).expect("write");
+                let c = Config::load(None).expect("./medforge.toml");
+                assert_eq!((key.read)(&c), (key.want)(&cwd), "{} in ./medforge.toml", key.toml);
+            });
+        }
+    }
+
+    /// `config check` shows the paths as the server uses them.
+    #[test]
+    fn the_effective_config_shows_absolute_paths() {
+        let (shown, cwd) = jailed(|jail| {
+            jail.set_env("MEDFORGE_DATA_DIR", "./medforge-data");
+            (Config::load(None).expect("config").masked_toml(), std::env::current_dir().expect("cwd"))
+        });
+        let data = cwd.join("medforge-data");
+        assert!(shown.contains(&format!("data_dir = \"{}\"\n", data.display())), "{shown}");
+        assert!(shown.contains(&format!("database_url = \"sqlite://{}/medforge.db\"", data.display())), "{shown}");
+        assert!(shown.contains(&format!("root = \"{}/workspaces\"", data.display())), "{shown}");
+        assert!(shown.contains(&format!("# secret: read from {}/secret", data.display())), "{shown}");
+        assert!(!shown.contains("./"), "{shown}");
     }
 
     #[test]
@@ -524,7 +695,7 @@ mod tests {
     /// is (a new key without a line there fails this).
     #[test]
     fn the_example_config_loads_and_has_every_key() {
-        let text = include_str!("../../medforge.example.toml");
+        let text = include_str!("../../../medforge.example.toml");
         let c = load_toml(text).expect("the example loads");
         assert_eq!(
             (c.routing, c.storage.kind, c.firewall.kind),
@@ -590,7 +761,7 @@ mod tests {
             let r = load_toml(bad);
             assert!(r.is_err(), "{bad:?} accepted");
         }
-        let missing = Config::load(Some(Path::new("/nonexistent/medforge.toml")));
+        let missing = jailed(|_| Config::load(Some(Path::new("/nonexistent/medforge.toml"))));
         assert!(missing.is_err());
     }
 
