@@ -8,7 +8,7 @@
 //! database, the sessions networks for the firewall check).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
@@ -132,19 +132,11 @@ pub fn render(findings: &[Finding]) -> String {
     out
 }
 
-/// The SQLite file a `sqlite:` URL names, `None` for other databases and
-/// in-memory ones.
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
-}
-
 async fn database(config: &Config) -> Finding {
     const AREA: &str = "database";
     let url = config.database_url();
     let shown = crate::config::mask_url_password(&url);
-    if let Some(file) = sqlite_file(&url)
+    if let Some(file) = crate::config::sqlite_file(&url)
         && !file.exists()
     {
         let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -536,14 +528,6 @@ mod tests {
         assert_eq!(parse_caddy_version("v2.12.0-beta.1 h1:x"), Some((2, 12, 0)));
         assert_eq!(parse_caddy_version("caddy: command not found"), None);
         assert!((2, 6) < MIN_CADDY && (2, 11) >= MIN_CADDY && (3, 0) >= MIN_CADDY);
-    }
-
-    #[test]
-    fn sqlite_urls_name_their_file() {
-        assert_eq!(sqlite_file("sqlite://./data/m.db"), Some(PathBuf::from("./data/m.db")));
-        assert_eq!(sqlite_file("sqlite:///var/lib/m.db?mode=rwc"), Some(PathBuf::from("/var/lib/m.db")));
-        assert_eq!(sqlite_file("sqlite::memory:"), None);
-        assert_eq!(sqlite_file("mysql://u:p@h/db"), None);
     }
 
     #[test]

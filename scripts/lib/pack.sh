@@ -67,6 +67,38 @@ ensure_base_image() {
   $sudo rm -rf "$dir" "$dir.log"
 }
 
+# How long a registry may take to answer before the pack falls back to the
+# debootstrap base: a closed network often drops packets instead of
+# refusing, and `docker pull` would wait minutes. Only a registry that
+# answers this fast is waited for through the whole download.
+CUDA_PULL_ANSWER_SECS=${CUDA_PULL_ANSWER_SECS:-20}
+
+# Pulls $CUDA_BASE_IMAGE when its registry answers within
+# $CUDA_PULL_ANSWER_SECS: the pull itself is the probe, cut off when it has
+# printed no progress by then, and otherwise left to finish the download.
+_pull_cuda_base() {
+  local out pull_pid i answered='Pulling from|Pulling fs layer|Already exists|Downloading|Digest:'
+  out=$(mktemp)
+  docker pull "$CUDA_BASE_IMAGE" >"$out" 2>&1 &
+  pull_pid=$!
+  for ((i = 0; i < CUDA_PULL_ANSWER_SECS * 4; i++)); do
+    if ! kill -0 "$pull_pid" 2>/dev/null; then break; fi
+    # A progress line: the registry answered.
+    if grep -qE "$answered" "$out"; then break; fi
+    sleep 0.25
+  done
+  if kill -0 "$pull_pid" 2>/dev/null && ! grep -qE "$answered" "$out"; then
+    kill "$pull_pid" 2>/dev/null || true
+    wait "$pull_pid" 2>/dev/null || true
+    rm -f "$out"
+    return 1
+  fi
+  local rc=0
+  wait "$pull_pid" || rc=$?
+  rm -f "$out"
+  return "$rc"
+}
+
 ensure_pack_base() {
   local mode=${MEDFORGE_PACK_BASE:-auto}
   case "$mode" in
@@ -74,7 +106,8 @@ ensure_pack_base() {
     cuda | auto)
       if docker image inspect "$CUDA_BASE_IMAGE" >/dev/null 2>&1; then
         BASE_IMAGE_TAG=$CUDA_BASE_IMAGE
-      elif log "pulling $CUDA_BASE_IMAGE (the CUDA base)" && docker pull -q "$CUDA_BASE_IMAGE" >/dev/null 2>&1; then
+      elif log "pulling $CUDA_BASE_IMAGE (the CUDA base; ${CUDA_PULL_ANSWER_SECS} s for a registry to answer)" \
+        && _pull_cuda_base; then
         BASE_IMAGE_TAG=$CUDA_BASE_IMAGE
       elif [ "$mode" = cuda ]; then
         die "cannot pull $CUDA_BASE_IMAGE (MEDFORGE_PACK_BASE=cuda): no registry reachable?"
@@ -85,6 +118,7 @@ ensure_pack_base() {
       ;;
     *) die "MEDFORGE_PACK_BASE must be auto, cuda or debootstrap (not $mode)" ;;
   esac
+  log "the pack's base: $BASE_IMAGE_TAG"
 }
 
 ensure_default_pack() {

@@ -1,119 +1,155 @@
 #!/usr/bin/env bash
-# The README's first command, scripts/run.sh, from a state like a fresh
-# machine's: no medforge binary, no base image, no pack image, no
-# database. It must build what is missing (the base image from Debian's
-# packages through debootstrap: no registry), serve, answer /healthz, let
-# the first admin it created sign in and start a session, and shut down
-# cleanly on SIGTERM.
+# The README's path, exactly as a newcomer takes it: a fresh clone of this
+# repository, `scripts/run.sh` typed at its root with no MEDFORGE_*
+# variable, then the README's tour in a real browser
+# (medforge-server/tests/readme_tour.rs: sign in as the first admin with
+# the password from medforge-data/first-admin.txt, start a session, wait
+# for VS Code on its own host, stop it, find the stop snapshot), then
+# `target/release/medforge doctor`, then a clean exit on SIGTERM.
 #
-# Fresh, yet harmless to the machine: the images get tags of their own
-# (removed afterwards), the data directory is new, and only the release
-# binary is deleted (cargo links it again; on a fresh clone it builds all).
-# Needs dockerd (scripts/lib/docker.sh); takes minutes (debootstrap, the
-# pack's npm install, a release build).
+# What a newcomer lacks, the clone lacks: no medforge-data, no
+# medforge.toml, nothing ignored by git (it holds this working tree's
+# files, committed or not, so a developer tests what they changed). The
+# environment is a login shell's (env -i: PATH, HOME and little more).
+# Cached between runs on one machine, because each is rebuilt exactly when
+# its inputs change: the clone's cargo target directory (kept in
+# target/readme-check/cargo-target) and the base and pack images (their
+# build-hash label). On a machine where nothing was built, run.sh builds
+# all of it from nothing; scripts/test.sh runs this before it builds the
+# pack itself, so that a fresh CI machine takes that path.
+#
+# Harmless to the machine: it stops only the server it started, and removes
+# only the containers that server made and the networks it created.
+# Needs cargo, Chromium and ChromeDriver (installed here when missing),
+# and root, as run.sh does; takes minutes on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/common.sh
+. scripts/lib/browser.sh
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/medforge-run-sh.XXXXXX")
-port=$(free_port)
-host="medforge.localhost:$port"
-base_tag="medforge-base-fresh-check:$$"
-pack_tag="medforge-pack-fresh-check:$$"
+repo=$(pwd)
+check=$repo/target/readme-check
+clone=$check/medforge
+cargo_cache=$check/cargo-target
+run_log=$check/run.log
 pid=""
+networks=(medforge-external-sessions medforge-internal-sessions)
+
+ensure_browser
+log "README check: building the tour's browser driver"
+cargo test -q -p medforge-server --test readme_tour --no-run
+
+# A fresh clone, with the working tree's changes (CI's tree has none).
+mkdir -p "$check"
+if [ -d "$clone/target" ]; then rm -rf "$cargo_cache" && mv "$clone/target" "$cargo_cache"; fi
+rm -rf "$clone" "$run_log"
+git clone -q "$repo" "$clone"
+git ls-files -z --deleted | (cd "$clone" && xargs -0 -r rm -f --)
+git ls-files -z --modified --others --exclude-standard \
+  | tar -C "$repo" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$clone" -xf -
+if [ -d "$cargo_cache" ]; then mv "$cargo_cache" "$clone/target"; fi
+
+# The newcomer's environment: a login shell's, with the toolchain and any
+# proxy it needs to reach the package registries.
+newcomer=(env -i "PATH=$PATH" "HOME=${HOME:-/root}" "USER=${USER:-root}" "LANG=${LANG:-C.UTF-8}")
+for var in CARGO_HOME RUSTUP_HOME TMPDIR http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+  if [ -n "${!var:-}" ]; then newcomer+=("$var=${!var}"); fi
+done
+# The README's address is port 8080. Only when something else holds that
+# port here (a developer's own server, say) does the check move, with
+# MEDFORGE_LISTEN: the one variable it may set, and only for that reason.
+port=8080
+if ! python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 8080))' 2>/dev/null; then
+  port=$(free_port)
+  log "README check: port 8080 is taken on this machine: the server listens on $port instead (MEDFORGE_LISTEN)"
+  newcomer+=("MEDFORGE_LISTEN=127.0.0.1:$port")
+fi
+ui="http://medforge.localhost:$port"
+
+docker_up() { docker info >/dev/null 2>&1; }
+# What was on the engine before the server started, so that only what it
+# made goes. (When dockerd is not up yet, run.sh starts it: the look is
+# taken then, minutes before the server serves.)
+engine_seen=""
+containers_before=""
+networks_before=""
+look_at_the_engine() {
+  if [ -z "$engine_seen" ] && docker_up; then
+    containers_before=$(docker ps -aq --no-trunc --filter label=medforge.managed | sort)
+    networks_before=$(docker network ls --format '{{.Name}}' | sort)
+    engine_seen=1
+  fi
+}
+look_at_the_engine
 
 cleanup() {
+  local id net
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  docker ps -aq --filter "ancestor=$pack_tag" | xargs -r docker rm -f >/dev/null 2>&1 || true
-  docker rmi "$pack_tag" "$base_tag" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  if [ -n "$engine_seen" ] && docker_up; then
+    for id in $(docker ps -aq --no-trunc --filter label=medforge.managed); do
+      printf '%s\n' "$containers_before" | grep -qx "$id" || docker rm -f "$id" >/dev/null 2>&1 || true
+    done
+    for net in "${networks[@]}"; do
+      printf '%s\n' "$networks_before" | grep -qx "$net" || docker network rm "$net" >/dev/null 2>&1 || true
+    done
+  fi
+  # The cargo target stays for the next run; the clone stays for a look
+  # at what failed (its run.log, its medforge-data) until then.
+  if [ -d "$clone/target" ]; then rm -rf "$cargo_cache" && mv "$clone/target" "$cargo_cache"; fi
 }
 trap cleanup EXIT
 
 fail() {
-  echo "--- scripts/run.sh output (last 40 lines) ---" >&2
-  tail -n 40 "$work/run.log" >&2 || true
-  die "run.sh check: $*"
+  echo "--- scripts/run.sh output (last 40 lines; all of it in $run_log) ---" >&2
+  tail -n 40 "$run_log" >&2 || true
+  die "README check: $*"
 }
 
-docker image inspect "$base_tag" >/dev/null 2>&1 && die "$base_tag exists already"
-rm -f target/release/medforge
-
-log "run.sh check: scripts/run.sh with a new data dir, no binary, no base or pack image (minutes)"
+log "README check: \`scripts/run.sh\` in a fresh clone ($clone), no MEDFORGE_* variable (minutes on a fresh machine)"
 # run.sh execs medforge, so $pid is the server once it runs.
-# MEDFORGE_PACK_BASE unset, as for a user: the registry's CUDA base if one
-# answers, else debootstrap.
-env -u MEDFORGE_PACK_BASE MEDFORGE_DATA_DIR="$work/data" MEDFORGE_LISTEN="127.0.0.1:$port" \
-  MEDFORGE_PACK__IMAGE="$pack_tag" BASE_IMAGE_TAG="$base_tag" PACK_BUILD_LOG="$work/pack-build.log" \
-  scripts/run.sh >"$work/run.log" 2>&1 &
+(cd "$clone" && exec "${newcomer[@]}" scripts/run.sh) >"$run_log" 2>&1 &
 pid=$!
 
-# Up to 40 minutes: a fresh clone builds every crate in release mode.
+# Up to 40 minutes: on a fresh machine run.sh installs dockerd, makes the
+# base image, builds the pack and every crate in release mode.
 for _ in $(seq 2400); do
-  grep -q "medforge: listening on" "$work/run.log" && break
+  grep -q "medforge: listening on" "$run_log" && break
+  look_at_the_engine
   kill -0 "$pid" 2>/dev/null || fail "run.sh exited before serving"
   sleep 1
 done
-grep -q "medforge: listening on" "$work/run.log" || fail "not serving after 40 minutes"
-# Either branch, but a whole one: the CUDA base from a registry, or (none
-# answered) the Debian base from debootstrap.
-pack_base=$(docker image inspect -f '{{ index .Config.Labels "medforge.build_hash" }}' "$pack_tag" 2>/dev/null || true)
-[ -n "$pack_base" ] || fail "$pack_tag carries no build hash label"
-if grep -q "no registry answers" "$work/run.log"; then
-  grep -q "debootstrap bookworm" "$work/run.log" || fail "no registry, yet no debootstrap base was built"
-  log "run.sh check: no registry here: the pack was built on a debootstrap base"
-else
-  docker image inspect "${CUDA_BASE_IMAGE:-nvidia/cuda:12.4.1-runtime-ubuntu22.04}" >/dev/null 2>&1 \
-    || fail "neither the CUDA base nor the debootstrap fallback was used"
-  log "run.sh check: the pack was built on the registry's CUDA base"
+grep -q "medforge: listening on" "$run_log" || fail "not serving after 40 minutes"
+base=$(sed -n "s/^\[run.sh\] the pack's base: //p" "$run_log" | tail -n 1)
+[ -n "$base" ] || fail "run.sh did not say which base the pack is built on"
+if grep -q "no registry answers" "$run_log"; then
+  [ "$base" = medforge-base:bookworm ] || fail "no registry, yet the pack's base is $base"
 fi
-docker image inspect "$pack_tag" >/dev/null || fail "the pack $pack_tag was not built"
-[ -x target/release/medforge ] || fail "no release binary"
+log "README check: serving; the pack's base is $base"
 
-api() { curl -sS --resolve "$host:127.0.0.1" "$@"; }
-health=$(api -w ' %{http_code}' "http://$host/healthz") || fail "/healthz unreachable"
+api() { curl -sS --resolve "medforge.localhost:$port:127.0.0.1" "$@"; }
+health=$(api -w ' %{http_code}' "$ui/healthz") || fail "/healthz unreachable"
 case "$health" in *'"status":"ok"'*' 200') ;; *) fail "/healthz answered: $health" ;; esac
-log "run.sh check: /healthz: $health"
-
-grep -q "medforge: the web UI is at http://$host" "$work/run.log" || fail "no URL printed"
-grep -q "created the first admin account" "$work/run.log" || fail "no first admin announced"
-creds="$work/data/first-admin.txt"
+grep -q "medforge: the web UI is at $ui" "$run_log" || fail "no URL printed"
+grep -q "created the first admin account" "$run_log" || fail "no first admin announced"
+creds="$clone/medforge-data/first-admin.txt"
+[ -f "$creds" ] || fail "no $creds, where the README says the password is"
 [ "$(stat -c %a "$creds")" = 600 ] || fail "$creds is not mode 600"
-email=$(sed -n 's/^email = //p' "$creds")
 password=$(sed -n 's/^password = //p' "$creds")
-[ -n "$email" ] && [ -n "$password" ] || fail "no credentials in $creds"
+[ -n "$password" ] || fail "no password in $creds"
 # Not a terminal here: the password must stay out of the output.
-if grep -qF "$password" "$work/run.log"; then fail "the password was printed to a non-terminal"; fi
+if grep -qF "$password" "$run_log"; then fail "the password was printed to a non-terminal"; fi
 
-jar="$work/cookies"
-origin=(-H "Origin: http://$host" -H "Content-Type: application/json")
-login=$(api -c "$jar" "${origin[@]}" -w ' %{http_code}' -d "{\"email\":\"$email\",\"password\":\"$password\"}" \
-  "http://$host/api/v2/auth/login") || fail "login request failed"
-case "$login" in *'"role":"admin"'*' 200') ;; *) fail "the first admin could not sign in: $login" ;; esac
-log "run.sh check: $email signed in as admin"
+log "README check: the README's tour in Chromium"
+MEDFORGE_TEST_CHROMEDRIVER=$MEDFORGE_TEST_CHROMEDRIVER \
+  cargo test -q -p medforge-server --test readme_tour -- "$ui" "$creds" "$clone/README.md" \
+  || fail "the README's tour failed in the browser (screenshots in target/screenshots/readme-*.png)"
 
-# The short tour: start a session on the pack run.sh built, see it running, stop it.
-started=$(api -b "$jar" "${origin[@]}" -d '{}' "http://$host/api/v2/external/sessions") || fail "start failed"
-id=$(printf '%s' "$started" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])') \
-  || fail "no session in: $started"
-# Waits up to $2 seconds for session $id to reach status $1 (or a terminal
-# one); prints the status it ended at.
-await_status() {
-  local status=""
-  for _ in $(seq "$2"); do
-    status=$(api -b "$jar" "http://$host/api/v2/external/sessions/$id" \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["status"])')
-    case "$status" in "$1" | error | stopped) break ;; esac
-    sleep 1
-  done
-  printf '%s' "$status"
-}
-status=$(await_status running 120)
-[ "$status" = running ] || fail "session $id is $status, not running"
-api -b "$jar" "${origin[@]}" -X POST "http://$host/api/v2/external/sessions/$id/stop" >/dev/null || fail "stop failed"
-status=$(await_status stopped 60)
-[ "$status" = stopped ] || fail "session $id is $status after stop"
-log "run.sh check: a session started on the fresh pack, ran and stopped"
+log "README check: target/release/medforge doctor, from the clone's root"
+doctor_rc=0
+doctor=$(cd "$clone" && "${newcomer[@]}" target/release/medforge doctor 2>&1) || doctor_rc=$?
+printf '%s\n' "$doctor" | sed 's/^/  /' >&2
+[ "$doctor_rc" = 0 ] || fail "doctor exited $doctor_rc on the README's set-up"
+if printf '%s\n' "$doctor" | grep -q '^FAIL'; then fail "doctor failed a check on the README's set-up"; fi
 
 kill -TERM "$pid"
 for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
@@ -122,5 +158,5 @@ rc=0
 wait "$pid" || rc=$?
 pid=""
 [ "$rc" = 0 ] || fail "exit status $rc after SIGTERM"
-grep -q "shutting down" "$work/run.log" || fail "no graceful shutdown logged"
-log "run.sh check: passed (clean exit after SIGTERM)"
+grep -q "shutting down" "$run_log" || fail "no graceful shutdown logged"
+log "README check: passed (clone, run.sh, the tour in a browser, doctor, clean exit after SIGTERM)"

@@ -5,6 +5,8 @@
 
 mod paths;
 
+pub use paths::sqlite_file;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

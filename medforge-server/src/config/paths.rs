@@ -69,19 +69,31 @@ pub fn sqlite_url(file: &Path) -> String {
     format!("sqlite://{}", utf8_percent_encode(&file.display().to_string(), SQLITE_PATH))
 }
 
+/// A `sqlite:` URL's file, as sqlx reads it (scheme and query off, the
+/// path percent-decoded), and its query; `None` for other databases and
+/// in-memory ones.
+fn sqlite_parts(url: &str) -> Option<(PathBuf, Option<&str>)> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let (file, query) = match rest.split_once('?') {
+        Some((file, query)) => (file, Some(query)),
+        None => (rest, None),
+    };
+    if file.is_empty() || file == ":memory:" || query.is_some_and(|q| q.split('&').any(|p| p == "mode=memory")) {
+        return None;
+    }
+    Some((PathBuf::from(percent_decode_str(file).decode_utf8_lossy().as_ref()), query))
+}
+
+/// The file a `sqlite:` URL names; `None` for other databases and in-memory ones.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    sqlite_parts(url).map(|(file, _)| file)
+}
+
 /// A database URL with the SQLite file inside it made absolute, and the
 /// `socket=` of a MySQL URL too; in-memory SQLite and other URLs unchanged.
 pub fn database_url(url: &str, base: &Path) -> String {
-    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        let (file, query) = match rest.split_once('?') {
-            Some((file, query)) => (file, Some(query)),
-            None => (rest, None),
-        };
-        if file.is_empty() || file == ":memory:" {
-            return url.to_owned();
-        }
-        let decoded = percent_decode_str(file).decode_utf8_lossy();
-        let mut out = sqlite_url(&absolute(Path::new(decoded.as_ref()), base));
+    if let Some((file, query)) = sqlite_parts(url) {
+        let mut out = sqlite_url(&absolute(&file, base));
         if let Some(query) = query {
             out.push('?');
             out.push_str(query);
@@ -123,6 +135,15 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_files_are_read_as_sqlx_reads_them() {
+        assert_eq!(sqlite_file("sqlite://./data/m.db"), Some(PathBuf::from("./data/m.db")));
+        assert_eq!(sqlite_file("sqlite:///var/lib/m.db?mode=rwc"), Some(PathBuf::from("/var/lib/m.db")));
+        assert_eq!(sqlite_file("sqlite:///srv/my%20lab/m.db"), Some(PathBuf::from("/srv/my lab/m.db")));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("mysql://u:p@h/db"), None);
+    }
+
+    #[test]
     fn commands_on_path_stay_bare() {
         let base = Path::new(BASE);
         assert_eq!(command(Path::new("zfs"), base), Path::new("zfs"));
@@ -151,6 +172,7 @@ mod tests {
         assert_eq!(database_url("sqlite:///var/lib/m.db", base), "sqlite:///var/lib/m.db");
         assert_eq!(database_url("sqlite::memory:", base), "sqlite::memory:");
         assert_eq!(database_url("sqlite://?mode=memory", base), "sqlite://?mode=memory");
+        assert_eq!(database_url("sqlite:lab.db?mode=memory", base), "sqlite:lab.db?mode=memory");
         // sqlx decodes the path: what needs escaping stays escaped.
         assert_eq!(database_url("sqlite://my%20lab/a%3Fb.db", base), "sqlite:///srv/lab/my%20lab/a%3Fb.db");
         assert_eq!(
