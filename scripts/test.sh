@@ -6,7 +6,12 @@
 # when missing. Safe to run again and again. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The tests' copy of the code-server pack has a tag of its own: the
+# production tag (medforge-pack-default:latest, run.sh's) is left as
+# run.sh built it. An image with the same build hash is tagged, not rebuilt.
+export DEFAULT_PACK_IMAGE=medforge-pack-default:test
 . scripts/lib/common.sh
+. scripts/lib/stages.sh
 . scripts/lib/mariadb.sh
 . scripts/lib/docker.sh
 . scripts/lib/zfs.sh
@@ -21,7 +26,9 @@ cd "$(dirname "$0")/.."
 # The tests build the pack on the small Debian base, registry or not.
 export MEDFORGE_PACK_BASE=${MEDFORGE_PACK_BASE:-debootstrap}
 command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
-ensure_packages cc gcc pkg-config pkg-config nft nftables iptables-restore iptables systemd-analyze systemd
+stage "install: packages, services (MariaDB, dockerd, Podman, zfs-fuse), test images, Caddy, Chromium"
+ensure_packages cc gcc pkg-config pkg-config nft nftables iptables-restore iptables systemd-analyze systemd \
+  python3 python3 curl curl git git
 ensure_mariadb
 ensure_docker
 ensure_test_pack
@@ -34,28 +41,34 @@ clean_zfs_test_leftovers
 ensure_caddy
 ensure_browser
 ensure_axe
-ensure_base_image
-ensure_default_pack
 ensure_compose
 
-log "cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-log "cargo clippy"
+stage "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# --all-targets leaves out test targets with `test = false`: the README tour's driver.
+cargo clippy -p medforge-server --all-features --test readme_tour -- -D warnings
+# Before this script builds the pack itself: on a fresh machine the README's
+# run.sh must build its base and pack from nothing (later steps reuse them).
+stage "README check: scripts/run.sh in a fresh clone, the tour in Chromium (scripts/tests/run-sh.sh)"
+bash scripts/tests/run-sh.sh
+stage "install: the code-server pack for the browser test (built above by run.sh when the hash matches)"
+ensure_base_image
+ensure_default_pack
 # The benchmark must keep running (it once found an InnoDB deadlock the
 # tests had not): a short smoke run, which does not touch BENCHMARKS.md.
-log "benchmark smoke run (before the tests, so their summary closes the output)"
+stage "benchmark smoke run"
 cargo bench -p medforge-core --features testing --bench allocation -- --clients 8 --secs 1
-log "API fuzzing (schemathesis against the live server's OpenAPI document)"
+stage "API fuzzing (schemathesis against the live server's OpenAPI document)"
 cargo build -p medforge-server
 fuzz_api
-log "infra/compose validates (every Compose here) and matches the architecture"
+stage "infra/compose validates (every Compose here) and matches the architecture"
 bash scripts/tests/compose.sh
-log "the docs cover every CLI command, UI page and API route once; links resolve"
+stage "the docs cover every CLI command, UI page and API route once; links resolve"
 bash scripts/tests/docs.sh target/debug/medforge
-log "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
-cargo test --workspace --all-features
-log "examples/: the core embedded with a runtime of its own (sessions as local processes)"
+stage "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
+_stage_name="" # each test binary gets a row of its own
+cargo test --workspace --all-features 2>&1 | python3 scripts/lib/test_times.py "$STAGE_TIMES"
+stage "examples/: the core embedded with a runtime of its own (sessions as local processes)"
 cargo run -p medforge-example-process-runtime
-log "the README's first command (scripts/run.sh) from a fresh-like state: no binary, no images, no database"
-bash scripts/tests/run-sh.sh

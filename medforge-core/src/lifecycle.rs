@@ -513,8 +513,9 @@ impl Sessions {
                 &ctx,
             );
         }
-        // Only this deployment's containers: the configured extra labels
-        // tell them apart from another MedForge's on the same engine.
+        // Only this deployment's containers: the extra labels (the server
+        // puts its deployment id among them, `LABEL_DEPLOYMENT`) tell them
+        // apart from another MedForge's on the same engine.
         let extra = &self.config.containers.extra_labels;
         for container in self.runtime.list_managed().await? {
             let ours = extra.iter().all(|(k, v)| container.labels.get(k) == Some(v));

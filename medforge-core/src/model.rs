@@ -57,6 +57,12 @@ macro_rules! uuid_id {
 }
 
 uuid_id!(
+    /// One deployment: its database, made once. Every container it starts
+    /// carries it, so that two deployments on one engine never take each
+    /// other's containers for orphans.
+    DeploymentId
+);
+uuid_id!(
     /// A user account.
     UserId
 );

@@ -24,6 +24,14 @@ pub const LABEL_MANAGED: &str = "medforge.managed";
 pub const LABEL_SESSION_ID: &str = "medforge.session_id";
 pub const LABEL_SLUG: &str = "medforge.slug";
 pub const LABEL_USER_ID: &str = "medforge.user_id";
+/// The deployment a container belongs to ([`Store::deployment_id`]): put
+/// it in [`SessionContainerConfig::extra_labels`] (the server does), so that
+/// boot reconciliation, which removes only containers carrying every extra
+/// label, never takes another deployment's containers on the same engine
+/// for orphans.
+///
+/// [`Store::deployment_id`]: crate::store::Store::deployment_id
+pub const LABEL_DEPLOYMENT: &str = "medforge.deployment";
 
 /// The port code-server listens on inside every session container.
 pub const SESSION_PORT: u16 = 8080;

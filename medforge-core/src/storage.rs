@@ -179,7 +179,8 @@ impl DirStorage {
     /// absolute paths (Docker refuses a relative one).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
-        let root = std::path::absolute(&root).map_err(|e| StorageError::io(format!("resolve {}", root.display()), e))?;
+        let root =
+            std::path::absolute(&root).map_err(|e| StorageError::io(format!("resolve {}", root.display()), e))?;
         std::fs::create_dir_all(&root).map_err(|e| StorageError::io(format!("create {}", root.display()), e))?;
         Ok(Self { root })
     }

@@ -9,7 +9,7 @@ use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
 use medforge_core::events::{EventSink, JsonLines, Recorded};
 use medforge_core::firewall::{Firewall, IsolationPolicy, NoFirewall};
 use medforge_core::lifecycle::{LifecycleConfig, Sessions};
-use medforge_core::runtime::{ContainerRuntime, GpuMode, SessionContainerConfig};
+use medforge_core::runtime::{ContainerRuntime, GpuMode, LABEL_DEPLOYMENT, SessionContainerConfig};
 use medforge_core::storage::{DirStorage, Storage};
 use medforge_core::store::{MySqlStore, Seed, SqliteStore, Store};
 use medforge_net_iptables::{Iptables, Nftables};
@@ -188,12 +188,18 @@ pub async fn build(
     let storage = open_storage(&config).await?;
     // Every event goes to stdout as a JSON line and into the admin event log.
     let events: Arc<dyn EventSink> = Arc::new(Recorded::new(store.clone(), Arc::new(JsonLines::stdout())));
+    // Containers carry this deployment's id: reconciliation removes only
+    // its own orphans, whatever else runs on the engine.
+    let deployment = store.deployment_id().await.map_err(|e| format!("the deployment id: {e}"))?;
+    tracing::info!(%deployment, "this deployment's containers carry {LABEL_DEPLOYMENT}={deployment}");
+    let mut labels = config.runtime.labels.clone();
+    labels.insert(LABEL_DEPLOYMENT.into(), deployment.to_string());
     let lifecycle = LifecycleConfig {
         containers: SessionContainerConfig {
             external_network: config.runtime.external_network.clone(),
             internal_network: config.runtime.internal_network.clone(),
             gpu_mode,
-            extra_labels: config.runtime.labels.clone(),
+            extra_labels: labels,
             limits: config.runtime.limits.clone(),
         },
         stop_grace: Duration::from_secs(config.runtime.stop_timeout_secs),

@@ -13,6 +13,16 @@ fn medforge(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
     cmd.output().expect("run medforge")
 }
 
+/// `dir/medforge.toml` (read by every command run in `dir`) with the
+/// runtime keys that keep this test's serve off other deployments'
+/// containers and networks; returns the run's name.
+fn own_config(dir: &std::path::Path) -> String {
+    let run = medforge_core::model::Slug::generate().to_string();
+    std::fs::write(dir.join("medforge.toml"), format!("[runtime]\n{}", common::own_runtime_keys(&run)))
+        .expect("config");
+    run
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -99,6 +109,7 @@ fn migrate_and_user_add_work_on_a_fresh_data_directory() {
 #[test]
 fn gpu_list_disable_and_enable() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let run = own_config(dir.path());
     let env = [("MEDFORGE_GPUS__IDS", "[0, 1, 2]")];
     // The GPU table is seeded by serve's start-up; migrate leaves it empty.
     let out = medforge(dir.path(), &["gpu", "list"], &env);
@@ -133,6 +144,7 @@ fn gpu_list_disable_and_enable() {
     assert_eq!(list(&env).lines().filter(|l| l.contains(" enabled ")).count(), 3);
     let out = medforge(dir.path(), &["gpu", "disable", "9"], &env);
     assert!(!out.status.success());
+    common::remove_own_networks("docker", &run);
     assert!(text(&out.stderr).contains("no GPU 9"), "{}", text(&out.stderr));
 }
 
@@ -179,6 +191,7 @@ fn docker(args: &[&str]) -> Output {
 #[test]
 fn doctor_reports_each_check_and_fails_once_something_required_is_gone() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let run = own_config(dir.path());
     let pack = std::env::var("MEDFORGE_TEST_PACK_IMAGE").expect("MEDFORGE_TEST_PACK_IMAGE: run scripts/test.sh");
     // A tag of our own, so that removing it takes nothing from other tests.
     let tag = format!("medforge-doctor-pack:{}", std::process::id());
@@ -209,14 +222,25 @@ fn doctor_reports_each_check_and_fails_once_something_required_is_gone() {
     assert!(fix_of(&report, "pack image").contains("docker build -t"), "{report}");
     assert!(err.contains("1 required check(s) failed"), "{err}");
 
-    // GPUs demanded on a host without NVIDIA container support.
-    let (ok, report, _) = doctor(&[("MEDFORGE_RUNTIME__GPU_MODE", "nvidia")]);
+    // GPUs demanded on a host without NVIDIA container support: an engine
+    // without the `nvidia` runtime (a stand-in) and no hook on PATH, so
+    // that this holds on a GPU host too.
+    let plain = common::StandInEngine::start(false);
+    let no_hook = common::path_without("nvidia-container-runtime-hook");
+    let without = [("MEDFORGE_RUNTIME__SOCKET", plain.socket()), ("PATH", no_hook.as_str())];
+    let (ok, report, _) = doctor(&[without.as_slice(), &[("MEDFORGE_RUNTIME__GPU_MODE", "nvidia")]].concat());
     assert!(!ok);
+    assert!(finding(&report, "runtime").contains("20.10.24-standin"), "the stand-in answered: {report}");
     assert!(finding(&report, "nvidia").starts_with("FAIL"), "{report}");
     assert!(fix_of(&report, "nvidia").contains("nvidia-ctk"), "{report}");
     // "auto" (the default) falls back: a warning, not a failure.
-    let (_, report, _) = doctor(&[("MEDFORGE_RUNTIME__GPU_MODE", "auto")]);
+    let (_, report, _) = doctor(&[without.as_slice(), &[("MEDFORGE_RUNTIME__GPU_MODE", "auto")]].concat());
     assert!(finding(&report, "nvidia").starts_with("warn"), "{report}");
+    // An engine with Docker's `nvidia` runtime: GPUs are passed.
+    let gpu = common::StandInEngine::start(true);
+    let with = [("MEDFORGE_RUNTIME__SOCKET", gpu.socket()), ("PATH", no_hook.as_str())];
+    let (_, report, _) = doctor(&[with.as_slice(), &[("MEDFORGE_RUNTIME__GPU_MODE", "nvidia")]].concat());
+    assert!(finding(&report, "nvidia").starts_with("ok ") && report.contains("\"nvidia\" runtime"), "{report}");
 
     // A ZFS root that is not there.
     let (ok, report, _) =
@@ -249,6 +273,7 @@ fn doctor_reports_each_check_and_fails_once_something_required_is_gone() {
     assert!(!ok);
     assert!(finding(&report, "secret").starts_with("FAIL"), "{report}");
     assert!(fix_of(&report, "secret").contains("chmod 600"), "{report}");
+    common::remove_own_networks("docker", &run);
 }
 
 /// In Caddy mode doctor asks Caddy its version and refuses one older than
@@ -288,6 +313,7 @@ fn doctor_requires_caddy_2_11_in_caddy_mode() {
 #[test]
 fn doctor_checks_the_isolation_rules() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let run = own_config(dir.path());
     let pack = std::env::var("MEDFORGE_TEST_PACK_IMAGE").expect("MEDFORGE_TEST_PACK_IMAGE: run scripts/test.sh");
     let table = format!("mfdoctor_{}", std::process::id());
     let env = [
@@ -310,4 +336,5 @@ fn doctor_checks_the_isolation_rules() {
     assert!(out.status.success(), "{report}");
     assert!(finding(&report, "firewall").starts_with("ok ") && report.contains("rules in place for br-"), "{report}");
     assert!(removed.status.success(), "{}", text(&removed.stderr));
+    common::remove_own_networks("docker", &run);
 }

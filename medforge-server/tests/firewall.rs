@@ -155,20 +155,44 @@ fn firewall_commands_need_a_firewall_configured() {
     assert_eq!(err.trim(), "medforge: firewall.kind is \"none\": set it to \"nftables\" or \"iptables\" first");
 }
 
-/// Restarts dockerd the way scripts/lib/docker.sh starts it.
-fn restart_dockerd() {
-    sh("pkill", &["-x", "dockerd"]).expect("stop dockerd");
+/// The PID of the dockerd scripts/test.sh started, if that is the one
+/// running: it records it in `$MEDFORGE_TEST_PIDS/dockerd.pid`.
+fn our_dockerd() -> Option<(std::path::PathBuf, String)> {
+    let dir = std::env::var("MEDFORGE_TEST_PIDS").expect("MEDFORGE_TEST_PIDS is not set: run scripts/test.sh");
+    let file = std::path::Path::new(&dir).join("dockerd.pid");
+    let pid = std::fs::read_to_string(&file).ok()?.trim().to_owned();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some((file, pid))
+}
+
+/// Restarts dockerd the way scripts/lib/docker.sh starts it, if the
+/// scripts started the one running; true when it did. A dockerd the host
+/// runs for itself is never stopped by a test: then `sessions`'
+/// containers are killed instead, as the restart would have killed them.
+fn restart_dockerd(sessions: &[String]) -> bool {
+    let Some((pid_file, pid)) = our_dockerd() else {
+        eprintln!("this dockerd was not started by scripts/test.sh: killing the sessions instead of restarting it");
+        for container in sessions {
+            sh("docker", &["kill", container]).expect("kill a session's container");
+        }
+        return false;
+    };
+    sh("kill", &["-TERM", &pid]).expect("stop dockerd");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sh("pgrep", &["-x", "dockerd"]).is_ok() {
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
         assert!(Instant::now() < deadline, "dockerd did not stop");
         std::thread::sleep(Duration::from_millis(200));
     }
-    sh("sh", &["-c", "setsid nohup /usr/sbin/dockerd >>/var/log/medforge-dockerd.log 2>&1 &"]).expect("start dockerd");
+    sh("sh", &["-c", "setsid nohup /usr/sbin/dockerd >>/var/log/medforge-dockerd.log 2>&1 </dev/null &"])
+        .expect("start dockerd");
     let deadline = Instant::now() + Duration::from_secs(60);
     while sh("docker", &["info"]).is_err() {
         assert!(Instant::now() < deadline, "dockerd did not come back");
         std::thread::sleep(Duration::from_millis(250));
     }
+    let new_pid = std::fs::read_to_string("/var/run/docker.pid").expect("dockerd's pid file");
+    std::fs::write(&pid_file, new_pid).expect("record the new dockerd as ours");
+    true
 }
 
 /// dockerd restarts (its sessions die with it) and the sessions networks
@@ -181,12 +205,12 @@ async fn isolation_survives_a_dockerd_restart_and_recreated_networks() {
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
     let (a_cookie, _) = s.signup("restart-a@example.org").await;
     let (b_cookie, _) = s.signup("restart-b@example.org").await;
-    let (a_path, _) = s.start_session(&a_cookie).await;
-    let (b_path, _) = s.start_session(&b_cookie).await;
+    let (a_path, a_session) = s.start_session(&a_cookie).await;
+    let (b_path, b_session) = s.start_session(&b_cookie).await;
     let ext = format!("mftest-{}-ext", s.run);
     let bridge_before = sh("docker", &["network", "inspect", "-f", "{{.Id}}", &ext]).expect("network");
 
-    restart_dockerd();
+    restart_dockerd(&[container_of(&a_session), container_of(&b_session)]);
     // The sessions died with dockerd; the server notices and frees the GPUs.
     s.wait_status(&a_path, &a_cookie, "error").await;
     s.wait_status(&b_path, &b_cookie, "error").await;

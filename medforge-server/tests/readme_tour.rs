@@ -35,9 +35,9 @@ fn assert_the_readme_says_so(readme: &str) {
     let tour = tour_text(readme);
     let mut from = 0;
     for step in STEPS {
-        let at = tour[from..]
-            .find(&format!("**{step}**"))
-            .unwrap_or_else(|| panic!("the README's tour does not say **{step}** (after what it said before):\n{tour}"));
+        let at = tour[from..].find(&format!("**{step}**")).unwrap_or_else(|| {
+            panic!("the README's tour does not say **{step}** (after what it said before):\n{tour}")
+        });
         from += at + step.len();
     }
     for needle in [
@@ -62,7 +62,8 @@ async fn wait_for_status(b: &Browser, ui: &str, slug: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         b.goto(&format!("{ui}/")).await;
-        let status = b.text(&format!("[data-testid=session-row][data-slug='{slug}'] [data-testid=session-status]")).await;
+        let status =
+            b.text(&format!("[data-testid=session-row][data-slug='{slug}'] [data-testid=session-status]")).await;
         if status == want {
             return;
         }

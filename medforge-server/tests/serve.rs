@@ -1,4 +1,5 @@
-//! `medforge serve` as a process: GPU discovery and graceful shutdown.
+//! `medforge serve` as a process: GPU discovery, graceful shutdown, and
+//! boot reconciliation beside another deployment on the same engine.
 
 mod common;
 
@@ -40,4 +41,66 @@ async fn sigterm_exits_cleanly_and_leaves_sessions_running() {
         Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", &container]).output().expect("docker");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true", "the session's container must keep running");
     s.stop().await;
+}
+
+fn label_of(container: &str, label: &str) -> String {
+    common::docker(&["inspect", "-f", &format!("{{{{ index .Config.Labels \"{label}\" }}}}"), container])
+        .trim()
+        .to_owned()
+}
+
+fn exists(container: &str) -> bool {
+    Command::new("docker").args(["inspect", container]).output().expect("docker").status.success()
+}
+
+/// Two deployments on one engine with the same `runtime.labels`, as two
+/// default set-ups have: a restart's reconciliation removes an orphan of
+/// its own (it carries this deployment's id) and leaves the other
+/// deployment's sessions, and containers without an id, alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_removes_only_this_deployments_orphans() {
+    let a = Server::start(Db::Sqlite, Options::default()).await;
+    let mut b = Server::start(Db::Sqlite, Options { run: Some(a.run.clone()), ..Options::default() }).await;
+    let (a_cookie, _) = a.signup("deployment-a@example.org").await;
+    let (_, a_session) = a.start_session(&a_cookie).await;
+    let (b_cookie, _) = b.signup("deployment-b@example.org").await;
+    let (b_path, b_session) = b.start_session(&b_cookie).await;
+    let (a_container, b_container) = (common::container_of(&a_session), common::container_of(&b_session));
+    let deployment = "medforge.deployment";
+    let (a_id, b_id) = (label_of(&a_container, deployment), label_of(&b_container, deployment));
+    assert!(!a_id.is_empty() && !b_id.is_empty() && a_id != b_id, "deployment ids: {a_id:?} {b_id:?}");
+
+    // An orphan of B's (no session of B's owns it), and a container from
+    // before deployment ids, both with the run's label.
+    let image = std::env::var("MEDFORGE_TEST_PACK_IMAGE").expect("MEDFORGE_TEST_PACK_IMAGE: run scripts/test.sh");
+    let run_label = format!("medforge.test_run={}", a.run);
+    let orphan = format!("mf-session-orphan{}", &b_id[..8]);
+    let legacy = format!("mf-session-legacy{}", &b_id[..8]);
+    for (name, extra) in [(&orphan, format!("{deployment}={b_id}")), (&legacy, "medforge.before_ids=true".into())] {
+        common::docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            "medforge.managed=true",
+            "--label",
+            &run_label,
+            "--label",
+            &extra,
+            &image,
+        ]);
+        assert!(exists(name), "{name} was not created");
+    }
+
+    b.restart();
+    assert!(!exists(&orphan), "B's orphan survived B's reconciliation");
+    assert!(exists(&a_container), "B's reconciliation removed A's session");
+    assert!(exists(&legacy), "B's reconciliation removed a container it cannot prove is its own");
+    assert!(exists(&b_container), "B's own session was removed");
+    let (st, _, body) = b.get(&b_path, Some(&b_cookie)).await;
+    assert_eq!((st, body["data"]["status"].as_str()), (200, Some("running")), "{body}");
+    common::docker(&["rm", "-f", &legacy]);
+    b.stop().await;
+    a.stop().await;
 }

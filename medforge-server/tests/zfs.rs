@@ -1,7 +1,7 @@
 //! `storage = "zfs"` end to end: the real server, real dockerd, the test
 //! pack, and a real ZFS pool (zfs-fuse here) made by each test and set up
-//! with `infra/zfs/setup.sh`. The tests take turns: one of them stops the
-//! ZFS daemon under a running session.
+//! with `infra/zfs/setup.sh`. The tests take turns (so do all users of
+//! test pools: `TestPool`).
 
 mod common;
 
@@ -9,10 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Db, Options, Server, container_of, docker, docker_exec};
-use medforge_storage_zfs::testing::{TestPool, must, run, stop_zfs_daemon};
+use medforge_storage_zfs::testing::{TestPool, must, run};
 use serde_json::{Value, json};
 
-/// One test at a time: a daemon stopped by one would fail the others.
+/// One test at a time: zfs-fuse wedges when pools come and go at once.
 static ZFS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const SESSIONS: &str = "/api/v2/external/sessions";
@@ -25,6 +25,17 @@ fn pool_with_root() -> (TestPool, String) {
     let out = Command::new("bash").arg(script).arg(&root).output().expect("setup.sh");
     assert!(out.status.success(), "setup.sh: {}", String::from_utf8_lossy(&out.stderr));
     (pool, root)
+}
+
+/// A `zfs` of its own in `dir` that runs the real one after `before` (shell
+/// lines, e.g. to log or to fail); its path, for `storage.zfs_command`.
+fn zfs_wrapper(dir: &std::path::Path, before: &str) -> String {
+    let wrapper = dir.join("zfs");
+    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v zfs"]).output().expect("which").stdout)
+        .expect("utf8");
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{before}\nexec {} \"$@\"\n", real.trim())).expect("wrapper");
+    must("chmod", &["755", &wrapper.display().to_string()]);
+    wrapper.display().to_string()
 }
 
 fn zfs_config(root: &str, quota: Option<u64>, zfs_command: Option<&str>) -> String {
@@ -164,17 +175,34 @@ async fn a_quota_stops_writes_in_one_session_and_nowhere_else() {
 async fn a_failing_snapshot_ends_the_session_as_error_and_loses_nothing() {
     let _turn = ZFS.lock().await;
     let (pool, root) = pool_with_root();
-    let s =
-        Server::start(Db::Sqlite, Options { extra_config: zfs_config(&root, None, None), ..Options::default() }).await;
+    // ZFS can go away under a running session (its daemon dies, the pool
+    // is pulled): the server's `zfs` then answers as zfs does without its
+    // daemon for as long as the flag file exists. Only this server's
+    // commands fail; the host's ZFS and its other pools are left alone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gone = dir.path().join("zfs-is-gone");
+    let wrapper = zfs_wrapper(
+        dir.path(),
+        &format!(
+            "if [ -e {} ]; then printf '%s\\n' 'connect: No such file or directory' \
+             'Please make sure that the zfs-fuse daemon is running.' \
+             'internal error: failed to initialize ZFS library' >&2; exit 1; fi",
+            gone.display()
+        ),
+    );
+    let s = Server::start(
+        Db::Sqlite,
+        Options { extra_config: zfs_config(&root, None, Some(&wrapper)), ..Options::default() },
+    )
+    .await;
     let admin = s.admin("snapfail-admin@example.org").await;
     let (cookie, user_id) = s.signup("snapfail@example.org").await;
     let (path, session) = s.start_session(&cookie).await;
     let (ok, _, err) = docker_exec(&container_of(&session), "echo precious > /workspace/results.csv && sync");
     assert!(ok, "{err}");
 
-    // ZFS goes away under the running session (its daemon stops, and every
-    // pool with it); then the user stops the session.
-    let daemon = stop_zfs_daemon();
+    // ZFS goes away under the running session; then the user stops it.
+    std::fs::write(&gone, "").expect("flag");
     let ended = stop(&s, &path, &cookie, "error").await;
     let message = ended["error_message"].as_str().expect("message");
     assert!(message.starts_with("snapshot failed: `zfs snapshot "), "{message}");
@@ -189,7 +217,7 @@ async fn a_failing_snapshot_ends_the_session_as_error_and_loses_nothing() {
     assert!(!b.to_string().contains("zfs"), "no internals in the answer: {b}");
 
     // ZFS comes back: the workspace is intact and the next session has it.
-    daemon.restart();
+    std::fs::remove_file(&gone).expect("flag");
     let (path, next) = s.start_session(&cookie).await;
     let (ok, out, err) = docker_exec(&container_of(&next), "cat /workspace/results.csv");
     assert!(ok, "{err}");
@@ -207,16 +235,7 @@ async fn hostile_inputs_never_reach_the_zfs_command() {
     let (pool, root) = pool_with_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("zfs.log");
-    let wrapper = dir.path().join("zfs");
-    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v zfs"]).output().expect("which").stdout)
-        .expect("utf8");
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n", log.display(), real.trim()),
-    )
-    .expect("wrapper");
-    must("chmod", &["755", &wrapper.display().to_string()]);
-    let wrapper = wrapper.display().to_string();
+    let wrapper = zfs_wrapper(dir.path(), &format!("printf '%s\\n' \"$*\" >> {}", log.display()));
 
     let s = Server::start(
         Db::Sqlite,
@@ -284,8 +303,9 @@ async fn serve_refuses_to_start_without_the_pool_or_the_root() {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[runtime]\ngpu_mode = \"none\"\n[gpus]\nids = [0]\n{}",
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[runtime]\ngpu_mode = \"none\"\n{}[gpus]\nids = [0]\n{}",
                 dir.path().display(),
+                common::own_runtime_keys("zfsrefusal"),
                 zfs_config(&root, None, None)
             ),
         )

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::DatasetName;
 
@@ -153,43 +153,4 @@ fn retry(mut f: impl FnMut() -> Result<String, String>) {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("{last:?}");
-}
-
-/// Stops the zfs-fuse daemon (every pool goes away with it), for tests of
-/// what MedForge does when ZFS fails under it. The returned guard starts it
-/// again, and waits for the pools to come back, when dropped.
-pub fn stop_zfs_daemon() -> DaemonDown {
-    must("pkill", &["-x", "zfs-fuse"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while run("pgrep", &["-x", "zfs-fuse"]).is_ok() {
-        assert!(Instant::now() < deadline, "zfs-fuse did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    DaemonDown(())
-}
-
-#[derive(Debug)]
-pub struct DaemonDown(());
-
-impl DaemonDown {
-    /// Starts zfs-fuse again and mounts every dataset.
-    pub fn restart(self) {
-        drop(self)
-    }
-}
-
-impl Drop for DaemonDown {
-    fn drop(&mut self) {
-        let _ = run("zfs-fuse", &[]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while run("zpool", &["list"]).is_err() {
-            if Instant::now() > deadline {
-                // Not a panic inside a drop that may run during a panic.
-                eprintln!("zfs-fuse did not come back within 30 s");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let _ = run("zfs", &["mount", "-a"]);
-    }
 }

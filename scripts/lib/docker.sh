@@ -8,9 +8,16 @@ ensure_docker() {
   ensure_packages /usr/sbin/dockerd docker.io docker docker.io /bin/busybox busybox-static ip iproute2
   if ! docker info >/dev/null 2>&1; then
     log "starting dockerd"
-    setsid nohup /usr/sbin/dockerd >/var/log/medforge-dockerd.log 2>&1 </dev/null &
-    wait_for "docker info" 60 || die "dockerd did not start; see /var/log/medforge-dockerd.log"
+    start_dockerd
   fi
+}
+
+# Starts dockerd in the background (setsid: a daemon in the caller's
+# process group dies with it) and records it as ours.
+start_dockerd() {
+  setsid nohup /usr/sbin/dockerd >>/var/log/medforge-dockerd.log 2>&1 </dev/null &
+  wait_for "docker info" 60 || die "dockerd did not start; see /var/log/medforge-dockerd.log"
+  record_daemon dockerd "$(cat /var/run/docker.pid)"
 }
 
 # The test pack: busybox's httpd serving /healthz on :8080 as uid 1000, in

@@ -6,13 +6,12 @@
 SCHEMATHESIS_VERSION=4.32.5
 
 ensure_schemathesis() {
-  ensure_packages python3 python3 curl curl
-  python3 -c "import ensurepip, venv" 2>/dev/null || ensure_packages /nonexistent-venv-marker python3-venv
+  ensure_packages curl curl
   local venv=target/schemathesis-venv
   if [ ! -x "$venv/bin/st" ] || [ "$("$venv/bin/st" --version 2>/dev/null | awk '{print $3}')" != "$SCHEMATHESIS_VERSION" ]; then
     log "installing schemathesis $SCHEMATHESIS_VERSION"
     rm -rf "$venv"
-    python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv)"
+    ensure_venv "$venv"
     "$venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" || die "pip install schemathesis failed"
   fi
   SCHEMATHESIS="$venv/bin/st"

@@ -13,7 +13,8 @@
 # ensure_default_pack: builds infra/packs/default (the production
 #   Dockerfile) on that base, tagged $DEFAULT_PACK_IMAGE and labelled
 #   medforge.build_hash=<hash of its build context and base image>; skipped
-#   when an image with that label already exists. The host's extra CA
+#   when the tag has that label already, and tagged without a build when
+#   another tag of the same hash exists. The host's extra CA
 #   certificates (/usr/local/share/ca-certificates/*.crt, a TLS-intercepting
 #   proxy's) go into the build context's certs/ for the build stage only.
 #   Exports MEDFORGE_TEST_CODE_SERVER_IMAGE. The first build takes minutes
@@ -137,7 +138,14 @@ ensure_default_pack() {
     (cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
     echo "base $base_id"
   } | sha256sum | cut -c1-16)
-  if [ "$(docker image inspect -f '{{ index .Config.Labels "medforge.build_hash" }}' "$DEFAULT_PACK_IMAGE" 2>/dev/null)" != "$hash" ]; then
+  local same
+  same=$(docker images -q --filter "label=medforge.build_hash=$hash" | head -n 1)
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "medforge.build_hash" }}' "$DEFAULT_PACK_IMAGE" 2>/dev/null)" = "$hash" ]; then
+    :
+  elif [ -n "$same" ]; then
+    log "tagging $DEFAULT_PACK_IMAGE: the pack with build hash $hash is built already"
+    docker tag "$same" "$DEFAULT_PACK_IMAGE" || die "docker tag $same $DEFAULT_PACK_IMAGE failed"
+  else
     log "building $DEFAULT_PACK_IMAGE (a few minutes; log: $PACK_BUILD_LOG)"
     if ! docker build --build-arg "BASE_IMAGE=$BASE_IMAGE_TAG" --label "medforge.build_hash=$hash" \
       -t "$DEFAULT_PACK_IMAGE" "$ctx" >"$PACK_BUILD_LOG" 2>&1; then

@@ -16,6 +16,7 @@ _start_podman_service() {
   rm -f "$PODMAN_SOCKET"
   # setsid: a service in the caller's process group dies with it.
   setsid nohup podman system service --time=0 "unix://$PODMAN_SOCKET" >/var/log/medforge-podman.log 2>&1 </dev/null &
+  record_daemon podman-service $!
   wait_for _podman_answers 30 || die "podman's API service did not start; see /var/log/medforge-podman.log"
 }
 
@@ -35,9 +36,8 @@ _podman_service_runs() {
 
 ensure_podman_service_runs() {
   _podman_service_runs && return 0
-  if pgrep -f "^podman system service --time=0 unix://$PODMAN_SOCKET\$" >/dev/null; then
-    log "podman's API service answers but cannot start containers: starting it again"
-    pkill -f "^podman system service --time=0 unix://$PODMAN_SOCKET\$" || true
+  if stop_our_daemon podman-service podman; then
+    log "podman's API service answered but could not start containers: started it again"
     sleep 1
     _start_podman_service
   fi

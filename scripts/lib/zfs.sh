@@ -17,18 +17,26 @@ _zfs_fuse_answers() {
   done
 }
 
-# Kills zfs-fuse and starts it afresh; when every pool it knew was a test
-# pool, it forgets them (they are only ever test data).
+# Starts zfs-fuse (it forks) and records it as ours.
+_start_zfs_fuse() {
+  mkdir -p "$MEDFORGE_TEST_PIDS"
+  zfs-fuse --pidfile "$MEDFORGE_TEST_PIDS/zfs-fuse.pid" || die "zfs-fuse did not start"
+}
+
+# Stops the zfs-fuse the scripts started and starts it afresh; when every
+# pool it knew was a test pool, it forgets them (they are only ever test
+# data). A zfs-fuse the host runs for itself is never touched.
 _restart_zfs_fuse() {
   local pools
   pools=$(timeout 10 zpool list -H -o name 2>/dev/null || true)
-  pkill -9 -x zfs-fuse || true
+  stop_our_daemon zfs-fuse zfs-fuse \
+    || die "zfs-fuse is wedged, and it is not one these scripts started: restart it yourself (it serves this host's pools)"
   sleep 1
   mount | awk '$5 == "fuse.zfs" {print $3}' | sort -r | while read -r m; do umount -l "$m" || true; done
   if [ -z "$(printf '%s\n' "$pools" | grep -v '^mft' | grep -v '^$' || true)" ]; then
     rm -f /var/lib/zfs/zpool.cache /etc/zfs/zpool.cache
   fi
-  zfs-fuse || die "zfs-fuse did not start"
+  _start_zfs_fuse
   wait_for "zpool list" 30 || die "zfs-fuse restarted but zpool does not answer"
 }
 
@@ -43,7 +51,7 @@ ensure_zfs() {
   fi
   if ! pgrep -x zfs-fuse >/dev/null; then
     log "starting zfs-fuse"
-    zfs-fuse || die "zfs-fuse did not start"
+    _start_zfs_fuse
   fi
   wait_for "zpool list" 30 || die "zfs-fuse is running but zpool does not answer"
 }

@@ -67,15 +67,14 @@ fi
 ui="http://medforge.localhost:$port"
 
 docker_up() { docker info >/dev/null 2>&1; }
-# What was on the engine before the server started, so that only what it
-# made goes. (When dockerd is not up yet, run.sh starts it: the look is
-# taken then, minutes before the server serves.)
+# The networks on the engine before the server started, so that only those
+# it made go. (When dockerd is not up yet, run.sh starts it: the look is
+# taken then, minutes before the server serves.) Its containers are told
+# apart by the deployment id they carry, which the server logs.
 engine_seen=""
-containers_before=""
 networks_before=""
 look_at_the_engine() {
   if [ -z "$engine_seen" ] && docker_up; then
-    containers_before=$(docker ps -aq --no-trunc --filter label=medforge.managed | sort)
     networks_before=$(docker network ls --format '{{.Name}}' | sort)
     engine_seen=1
   fi
@@ -83,12 +82,13 @@ look_at_the_engine() {
 look_at_the_engine
 
 cleanup() {
-  local id net
+  local net deployment
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   if [ -n "$engine_seen" ] && docker_up; then
-    for id in $(docker ps -aq --no-trunc --filter label=medforge.managed); do
-      printf '%s\n' "$containers_before" | grep -qx "$id" || docker rm -f "$id" >/dev/null 2>&1 || true
-    done
+    deployment=$(grep -o 'medforge\.deployment=[0-9a-f-]\{36\}' "$run_log" 2>/dev/null | head -n 1 || true)
+    if [ -n "$deployment" ]; then
+      docker ps -aq --filter "label=$deployment" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    fi
     for net in "${networks[@]}"; do
       printf '%s\n' "$networks_before" | grep -qx "$net" || docker network rm "$net" >/dev/null 2>&1 || true
     done

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    AuthSession, AuthSessionId, Email, Exposure, GpuDevice, GpuId, Pack, PackId, Role, Session, SessionId,
-    SessionStatus, Slug, User, UserId, UserSummary,
+    AuthSession, AuthSessionId, DeploymentId, Email, Exposure, GpuDevice, GpuId, Pack, PackId, Role, Session,
+    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -337,6 +337,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_event(&self, event: &StoredEvent) -> Result<(), StoreError>;
     /// Newest first.
     async fn list_events(&self, filter: &EventFilter, page: PageRequest) -> Result<Page<StoredEvent>, StoreError>;
+
+    /// This database's deployment id: made on the first call (a race of
+    /// first calls agrees on one), the same on every later call.
+    async fn deployment_id(&self) -> Result<DeploymentId, StoreError>;
 
     /// Whether the database answers (for `/healthz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -29,6 +29,7 @@ impl Dialect for MySql {
     const LOCK_USER: &'static str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ? FOR UPDATE");
     const LOCK_GPUS: Option<&'static str> = Some("SELECT id FROM gpu_devices ORDER BY id FOR UPDATE");
     const INSERT_GPU_IF_MISSING: &'static str = "INSERT IGNORE INTO gpu_devices (id, enabled) VALUES (?, TRUE)";
+    const INSERT_DEPLOYMENT_IF_MISSING: &'static str = "INSERT IGNORE INTO deployment (singleton, id) VALUES (1, ?)";
     const INSERT_PACK_IF_MISSING: &'static str = "INSERT IGNORE INTO packs \
          (id, name, exposure, image_ref, image_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)";
 

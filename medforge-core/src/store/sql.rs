@@ -19,8 +19,8 @@ use super::{
     SeedReport, SessionFilter, Store, StoreError, StoredEvent, Transition, UserUpdate,
 };
 use crate::model::{
-    self, AuthSession, AuthSessionId, DEFAULT_PACK_ID, Email, GpuDevice, GpuId, Pack, PackId, Session, SessionId,
-    SessionStatus, Slug, User, UserId, UserSummary,
+    self, AuthSession, AuthSessionId, DEFAULT_PACK_ID, DeploymentId, Email, GpuDevice, GpuId, Pack, PackId, Session,
+    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
 };
 
 /// Which unique index a write ran into.
@@ -57,6 +57,8 @@ pub trait Dialect: Database + Send + Sync {
     const LOCK_GPUS: Option<&'static str>;
     /// Inserts GPU `?` enabled, unless it exists.
     const INSERT_GPU_IF_MISSING: &'static str;
+    /// Inserts the deployment row `(1, ?)`, unless it exists.
+    const INSERT_DEPLOYMENT_IF_MISSING: &'static str;
     /// Inserts the default pack `(id, name, exposure, image_ref, image_digest, created_at)` unless it exists.
     const INSERT_PACK_IF_MISSING: &'static str;
 
@@ -958,6 +960,20 @@ impl Store for {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(page_of(items, page.limit, |e| Cursor { created_at_ms: model::to_unix_ms(e.created_at), id: e.id.clone() }))
+    }
+
+    async fn deployment_id(&self) -> Result<DeploymentId, StoreError> {
+        sqlx::query(DB::INSERT_DEPLOYMENT_IF_MISSING)
+            .bind(DeploymentId::new_random().to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let row = sqlx::query("SELECT id FROM deployment WHERE singleton = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let id: String = row.try_get(0).map_err(db_error)?;
+        id.parse().map_err(|e| corrupt("deployment", e))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -27,6 +27,7 @@ impl Dialect for Sqlite {
     const LOCK_USER: &'static str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ?");
     const LOCK_GPUS: Option<&'static str> = None;
     const INSERT_GPU_IF_MISSING: &'static str = "INSERT OR IGNORE INTO gpu_devices (id, enabled) VALUES (?, 1)";
+    const INSERT_DEPLOYMENT_IF_MISSING: &'static str = "INSERT OR IGNORE INTO deployment (singleton, id) VALUES (1, ?)";
     const INSERT_PACK_IF_MISSING: &'static str = "INSERT OR IGNORE INTO packs \
          (id, name, exposure, image_ref, image_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)";
 

@@ -246,6 +246,7 @@ macro_rules! store_contract_tests {
             runtime_details_are_recorded_only_while_active,
             allocation_and_release_churn_leaves_nothing_held,
             events_are_kept_and_listed,
+            the_deployment_id_is_made_once,
         );
     };
 }

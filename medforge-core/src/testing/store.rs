@@ -714,3 +714,20 @@ pub async fn events_are_kept_and_listed(h: &StoreHarness) {
     let only = store.list_events(&alices_logins, PageRequest::first(10)).await.expect("list");
     assert_eq!(only.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
 }
+
+/// One deployment id per database: made by the first call, whichever of
+/// several concurrent first calls wins, and the same on every call after.
+pub async fn the_deployment_id_is_made_once(h: &StoreHarness) {
+    let calls = (0..8).map(|_| {
+        let store = h.store.clone();
+        tokio::spawn(async move { store.deployment_id().await.expect("deployment id") })
+    });
+    let mut ids = BTreeSet::new();
+    for call in calls {
+        ids.insert(call.await.expect("join"));
+    }
+    assert_eq!(ids.len(), 1, "concurrent first calls disagree: {ids:?}");
+    let id = ids.into_iter().next().expect("an id");
+    assert_eq!(h.store.deployment_id().await.expect("again"), id);
+    assert!(!id.0.is_nil());
+}

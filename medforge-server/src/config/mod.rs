@@ -537,6 +537,7 @@ mod tests {
     /// Runs `f` in a jail: its own working directory (a new temporary one)
     /// and environment, one jail at a time, so that the tests that set
     /// `MEDFORGE_*` variables or load `./medforge.toml` do not see each other.
+    #[allow(clippy::result_large_err)] // figment's error type, in figment's signature
     fn jailed<T>(f: impl FnOnce(&mut Jail) -> T) -> T {
         let mut out = None;
         Jail::expect_with(|jail| {

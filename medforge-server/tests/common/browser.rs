@@ -107,11 +107,11 @@ impl Browser {
     /// a person finds a button or a link by what it says.
     pub async fn click_labelled(&self, tag: &str, text: &str) {
         let xpath = format!("//{tag}[starts-with(normalize-space(.), '{text}')]");
-        let element = match self.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::XPath(&xpath)).await
-        {
-            Ok(e) => e,
-            Err(e) => panic!("no {tag} saying {text:?} at {}: {e}", self.url().await),
-        };
+        let element =
+            match self.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::XPath(&xpath)).await {
+                Ok(e) => e,
+                Err(e) => panic!("no {tag} saying {text:?} at {}: {e}", self.url().await),
+            };
         element.click().await.unwrap_or_else(|e| panic!("click {tag} {text:?}: {e}"));
     }
 
@@ -312,4 +312,3 @@ impl Browser {
         term.send_keys(&Key::Enter.to_string()).await.expect("enter");
     }
 }
-

@@ -33,6 +33,60 @@ pub struct Server {
     pub engine: &'static str,
 }
 
+/// `[runtime]` keys that keep a test's own `serve` (or `firewall apply`)
+/// away from other deployments on the same engine: a label of its run,
+/// which boot reconciliation requires of any container it removes, and
+/// networks named for the run.
+pub fn own_runtime_keys(run: &str) -> String {
+    format!(
+        "external_network = \"mftest-{run}-ext\"\ninternal_network = \"mftest-{run}-int\"\n\
+         labels = {{ \"medforge.test_run\" = \"{run}\" }}\n"
+    )
+}
+
+/// Removes the networks [`own_runtime_keys`] names, once nothing uses them.
+pub fn remove_own_networks(engine: &str, run: &str) {
+    for net in ["ext", "int"] {
+        cli(engine, &["network", "rm", &format!("mftest-{run}-{net}")]);
+    }
+}
+
+/// Starts `medforge --config CONFIG serve` with `bin` first on PATH and
+/// waits for its "listening on" line; the child and its base URL.
+fn spawn_serve(config_path: &std::path::Path, bin: &std::path::Path) -> (Child, String) {
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = Command::new(binary())
+        .args(["--config", config_path.to_str().expect("path"), "serve"])
+        .env("MEDFORGE_LOG", "warn")
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start medforge");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut sent = false;
+        for line in lines.by_ref().map_while(Result::ok) {
+            if !sent && let Some(addr) = line.strip_prefix("medforge: listening on ") {
+                let _ = tx.send(Ok(addr.to_owned()));
+                sent = true;
+            } else if !sent {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    let base = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(addr)) => break addr,
+            Ok(Err(line)) => eprintln!("medforge: {line}"),
+            Err(e) => panic!("medforge did not start: {e}"),
+        }
+    };
+    (child, base)
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_medforge")
 }
@@ -60,6 +114,10 @@ pub struct Options {
     pub runtime: &'static str,
     /// `limits.trusted_proxies`, a TOML array.
     pub trusted_proxies: &'static str,
+    /// The run's name, for its label and networks (default: a new one). Two
+    /// servers given the same one look alike to the engine, as two default
+    /// deployments do.
+    pub run: Option<String>,
 }
 
 impl Default for Options {
@@ -75,6 +133,7 @@ impl Default for Options {
             image: None,
             gate_upstream: "name",
             runtime: "docker",
+            run: None,
         }
     }
 }
@@ -82,7 +141,7 @@ impl Default for Options {
 impl Server {
     pub async fn start(db: Db, options: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let run = medforge_core::model::Slug::generate().to_string();
+        let run = options.run.clone().unwrap_or_else(|| medforge_core::model::Slug::generate().to_string());
         let (db_url, teardown) = match db {
             Db::Sqlite => (format!("sqlite://{}/medforge.db", dir.path().display()), None),
             Db::MariaDb => {
@@ -106,12 +165,9 @@ database_url = "{db_url}"
 kind = "{runtime}"
 socket = "{socket}"
 gpu_mode = "none"
-external_network = "mftest-{run}-ext"
-internal_network = "mftest-{run}-int"
-stop_timeout_secs = 2
+{own}stop_timeout_secs = 2
 poll_interval_secs = 5
 ready_timeout_secs = 30
-labels = {{ "medforge.test_run" = "{run}" }}
 
 [pack]
 image = "{image}"
@@ -126,6 +182,7 @@ trusted_proxies = {trusted_proxies}
 {extra}
 "#,
             data = dir.path().display(),
+            own = own_runtime_keys(&run),
             gpus =
                 if options.fake_nvidia_smi.is_some() { "\"auto\"".to_owned() } else { format!("{:?}", options.gpus) },
             per_minute = options.auth_per_minute,
@@ -151,38 +208,19 @@ trusted_proxies = {trusted_proxies}
             std::fs::write(&script, format!("#!/bin/sh\ncat <<'CSV'\n{out}CSV\n")).expect("fake nvidia-smi");
             Command::new("chmod").arg("755").arg(&script).status().expect("chmod");
         }
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-        let mut child = Command::new(binary())
-            .args(["--config", config_path.to_str().expect("path"), "serve"])
-            .env("MEDFORGE_LOG", "warn")
-            .env("PATH", path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start medforge");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut sent = false;
-            for line in lines.by_ref().map_while(Result::ok) {
-                if !sent && let Some(addr) = line.strip_prefix("medforge: listening on ") {
-                    let _ = tx.send(Ok(addr.to_owned()));
-                    sent = true;
-                } else if !sent {
-                    let _ = tx.send(Err(line));
-                }
-            }
-        });
-        let base = loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(Ok(addr)) => break addr,
-                Ok(Err(line)) => eprintln!("medforge: {line}"),
-                Err(e) => panic!("medforge did not start: {e}"),
-            }
-        };
+        let (child, base) = spawn_serve(&config_path, &bin);
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         Self { child, base, dir, config_path, run, teardown, http, engine: options.runtime }
+    }
+
+    /// Kills the server (as a crash would) and starts it again on the same
+    /// config and database, waiting until it listens (its port may change).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base) = spawn_serve(&self.config_path, &self.dir.path().join("bin"));
+        self.child = child;
+        self.base = base;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -309,9 +347,7 @@ trusted_proxies = {trusted_proxies}
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.remove_containers();
-        for net in ["ext", "int"] {
-            cli(self.engine, &["network", "rm", &format!("mftest-{}-{net}", self.run)]);
-        }
+        remove_own_networks(self.engine, &self.run);
         if let Some(t) = self.teardown.take() {
             t.run().await;
         }
@@ -481,4 +517,92 @@ pub async fn echo(stream: &mut tokio::net::TcpStream, text: &str) -> (String, Du
         .expect("echo in time")
         .expect("read");
     (String::from_utf8(got).expect("utf8"), started.elapsed())
+}
+
+/// A stand-in Docker Engine on a Unix socket of its own: enough of the API
+/// for `medforge doctor` (version, info, image inspect), with or without
+/// the NVIDIA Container Toolkit's `nvidia` runtime. The doctor tests need
+/// both answers whatever this host has: GPU hosts run the suite too.
+pub struct StandInEngine {
+    socket: String,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandInEngine {
+    pub fn start(nvidia: bool) -> Self {
+        use axum::Json;
+        use axum::http::{StatusCode, Uri};
+        use axum::response::IntoResponse;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("docker.sock");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let socket_path = path.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::UnixListener::bind(&socket_path).expect("bind the stand-in socket");
+                ready.send(()).expect("ready");
+                let answer = move |uri: Uri| async move {
+                    // Paths come with an API version prefix once negotiated.
+                    let path = uri.path();
+                    let path = path.strip_prefix("/v1.41").unwrap_or(path);
+                    let runtimes = if nvidia {
+                        serde_json::json!({ "runc": { "path": "runc" }, "nvidia": { "path": "nvidia-container-runtime" } })
+                    } else {
+                        serde_json::json!({ "runc": { "path": "runc" } })
+                    };
+                    match path {
+                        "/_ping" => "OK".into_response(),
+                        "/version" => Json(serde_json::json!({
+                            "Version": "20.10.24-standin", "ApiVersion": "1.41", "MinAPIVersion": "1.12",
+                            "Os": "linux", "Arch": "amd64"
+                        }))
+                        .into_response(),
+                        "/info" => Json(serde_json::json!({ "Runtimes": runtimes, "DefaultRuntime": "runc" }))
+                            .into_response(),
+                        p if p.starts_with("/images/") && p.ends_with("/json") => {
+                            Json(serde_json::json!({ "Id": "sha256:standin" })).into_response()
+                        }
+                        _ => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "message": "not in the stand-in" })))
+                            .into_response(),
+                    }
+                };
+                let app = axum::Router::new().fallback(answer);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("serve the stand-in");
+            });
+        });
+        is_ready.recv_timeout(Duration::from_secs(10)).expect("the stand-in engine started");
+        Self { socket: format!("unix://{}", path.display()), _dir: dir, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// For `runtime.socket`.
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+}
+
+impl Drop for StandInEngine {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// This process's PATH without the directories that hold `program`: how a
+/// test shows a host without it (`nvidia-container-runtime-hook`, say).
+pub fn path_without(program: &str) -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':').filter(|dir| !std::path::Path::new(dir).join(program).exists()).collect::<Vec<_>>().join(":")
 }
