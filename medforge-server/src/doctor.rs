@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
-use crate::config::{Config, FirewallKind, GpuIds, GpuModeSetting, Routing, RuntimeKind, StorageKind};
+use crate::config::{AutoKeyword, Config, FirewallKind, GpuIds, GpuModeSetting, Routing, RuntimeKind, StorageKind};
 use crate::stack;
 
 /// Caddy releases before this misroute `forward_auth` gate checks under
@@ -277,7 +277,19 @@ async fn nvidia_runtime(config: &Config) -> (Finding, bool) {
 fn gpus(config: &Config, wants_devices: bool) -> Finding {
     const AREA: &str = "gpus";
     let listed = crate::config::discover_gpus();
-    match (&config.gpus.ids, listed) {
+    let fallback;
+    let ids = match (&config.gpus.ids, &listed) {
+        (GpuIds::Auto(AutoKeyword::Detect), Ok(ids)) => {
+            return Finding::ok(AREA, format!("gpus.ids = \"detect\": nvidia-smi lists {}", join(ids)));
+        }
+        // No nvidia-smi: the fallback slots, checked as a list would be.
+        (GpuIds::Auto(AutoKeyword::Detect), Err(_)) => {
+            fallback = GpuIds::List(GpuIds::fallback_slots().iter().map(|g| g.0).collect());
+            &fallback
+        }
+        (ids, _) => ids,
+    };
+    match (ids, listed) {
         (GpuIds::Auto(_), Ok(ids)) => {
             Finding::ok(AREA, format!("gpus.ids = \"auto\": nvidia-smi lists {}", join(&ids)))
         }

@@ -116,6 +116,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: journald, compose and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEDFORGE_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -100,11 +100,13 @@ async fn main() {
 
     // 2. Start: the progress page opens VS Code on the session's own host.
     b.click_labelled("button", STEPS[1]).await;
-    let host_suffix = format!(".external.{}/", ui.trim_start_matches("http://"));
+    // code-server may add its own path and query (`/?folder=/workspace`).
+    let host_suffix = format!(".external.{}", ui.trim_start_matches("http://"));
     let deadline = Instant::now() + Duration::from_secs(180);
     let ide = loop {
         let url = b.url().await;
-        if url.starts_with("http://s-") && url.ends_with(&host_suffix) {
+        let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_owned();
+        if url.starts_with("http://s-") && host.ends_with(&host_suffix) {
             break url;
         }
         assert!(Instant::now() < deadline, "VS Code never opened; the browser is at {url}");

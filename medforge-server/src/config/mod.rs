@@ -145,7 +145,7 @@ pub struct GpusConfig {
     pub ids: GpuIds,
 }
 
-/// A list of GPU indexes, or `"auto"`: whatever `nvidia-smi` lists.
+/// A list of GPU indexes, or a keyword.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum GpuIds {
@@ -156,8 +156,16 @@ pub enum GpuIds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AutoKeyword {
+    /// Whatever `nvidia-smi` lists; `serve` refuses to start without it.
     Auto,
+    /// The default: what `nvidia-smi` lists where it runs, else
+    /// [`FALLBACK_GPU_SLOTS`] slots for sessions without a GPU (a laptop, a
+    /// CI machine), so that the defaults fit a GPU host and a CPU one alike.
+    Detect,
 }
+
+/// How many GPU slots `gpus.ids = "detect"` gives a host without `nvidia-smi`.
+pub const FALLBACK_GPU_SLOTS: u32 = 7;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -264,7 +272,7 @@ impl Default for PackConfig {
 
 impl Default for GpusConfig {
     fn default() -> Self {
-        Self { ids: GpuIds::List((0..7).collect()) }
+        Self { ids: GpuIds::Auto(AutoKeyword::Detect) }
     }
 }
 
@@ -491,12 +499,18 @@ fn to_toml(value: &serde_json::Value) -> String {
 }
 
 impl GpuIds {
-    /// The configured list, or the GPUs `nvidia-smi` reports.
+    /// The configured list, or the GPUs `nvidia-smi` reports (`detect`:
+    /// the fallback slots when it does not run).
     pub fn resolve(&self) -> Result<Vec<GpuId>, String> {
         match self {
             GpuIds::List(ids) => Ok(ids.iter().copied().map(GpuId).collect()),
-            GpuIds::Auto(_) => discover_gpus(),
+            GpuIds::Auto(AutoKeyword::Auto) => discover_gpus(),
+            GpuIds::Auto(AutoKeyword::Detect) => Ok(discover_gpus().unwrap_or_else(|_| Self::fallback_slots())),
         }
+    }
+
+    pub fn fallback_slots() -> Vec<GpuId> {
+        (0..FALLBACK_GPU_SLOTS).map(GpuId).collect()
     }
 }
 
@@ -564,7 +578,7 @@ mod tests {
         assert_eq!(c.database_url(), format!("sqlite://{}/medforge-data/medforge.db", cwd.display()));
         assert_eq!(c.storage_root(), format!("{}/medforge-data/workspaces", cwd.display()));
         assert_eq!(c.secret_file(), cwd.join("medforge-data/secret"));
-        assert_eq!(c.gpus.ids.resolve().expect("ids").len(), 7);
+        assert_eq!(c.gpus.ids, GpuIds::Auto(AutoKeyword::Detect));
         assert_eq!(c.storage.kind, StorageKind::Dir);
         assert_eq!(c.firewall.kind, FirewallKind::None);
         assert_eq!(c.runtime.gpu_mode, GpuModeSetting::Auto);
@@ -684,6 +698,28 @@ mod tests {
         assert!(shown.contains(&format!("root = \"{}/workspaces\"", data.display())), "{shown}");
         assert!(shown.contains(&format!("# secret: read from {}/secret", data.display())), "{shown}");
         assert!(!shown.contains("./"), "{shown}");
+    }
+
+    /// `detect` (the default) takes what nvidia-smi lists, and seven slots
+    /// where it does not run; `auto` needs it.
+    #[test]
+    fn detected_gpus_follow_nvidia_smi_or_fall_back_to_seven_slots() {
+        jailed(|jail| {
+            let bin = jail.create_dir("bin").expect("bin");
+            jail.set_env("PATH", bin.display());
+            let detect = GpuIds::Auto(AutoKeyword::Detect);
+            assert_eq!(detect.resolve(), Ok(GpuIds::fallback_slots()));
+            assert_eq!(detect.resolve().expect("slots").len(), 7);
+            assert!(GpuIds::Auto(AutoKeyword::Auto).resolve().is_err(), "auto needs nvidia-smi");
+            let smi = bin.join("nvidia-smi");
+            jail.create_file(&smi, "#!/bin/sh\necho '0, GPU-aaaa, NVIDIA H200'\necho '2, GPU-cccc, NVIDIA H200'\n")
+                .expect("stand-in nvidia-smi");
+            std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+            assert_eq!(detect.resolve(), Ok(vec![GpuId(0), GpuId(2)]));
+            assert_eq!(GpuIds::Auto(AutoKeyword::Auto).resolve(), Ok(vec![GpuId(0), GpuId(2)]));
+        });
+        let c = load_toml("[gpus]\nids = \"detect\"\n").expect("detect");
+        assert_eq!(c.gpus.ids, GpuIds::Auto(AutoKeyword::Detect));
     }
 
     #[test]
