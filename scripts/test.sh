@@ -58,8 +58,11 @@ ensure_base_image
 ensure_default_pack
 # The benchmark must keep running (it once found an InnoDB deadlock the
 # tests had not): a short smoke run, which does not touch BENCHMARKS.md.
+# In the test profile (`cargo test --bench`): it shares the tests' build
+# instead of building every dependency again for release; scripts/bench.sh
+# measures in release.
 stage "benchmark smoke run"
-cargo bench -p medforge-core --features testing --bench allocation -- --clients 8 --secs 1
+cargo test -p medforge-core --all-features --bench allocation -- --clients 8 --secs 1
 stage "API fuzzing (schemathesis against the live server's OpenAPI document)"
 cargo build -p medforge-server
 fuzz_api

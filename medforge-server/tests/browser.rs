@@ -19,19 +19,6 @@ use common::{DOMAIN, Db, Options, Server};
 use fantoccini::Locator;
 use serde_json::json;
 
-async fn wait_session_status(b: &Browser, ui: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        b.goto(&format!("{ui}/")).await;
-        let status = b.text("[data-testid=session-row] [data-testid=session-status]").await;
-        if status == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the newest session stayed {status}, not {want}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_flow_in_a_real_browser() {
     let image = env("MEDFORGE_TEST_CODE_SERVER_IMAGE");
@@ -102,7 +89,7 @@ async fn the_whole_flow_in_a_real_browser() {
     // Stop from the dashboard; start again; the file is there (in the IDE's explorer, too).
     alice.goto(&format!("{ui}/")).await;
     alice.click("[data-testid=session-row] [data-testid=stop-session]").await;
-    wait_session_status(&alice, &ui, "stopped").await;
+    alice.wait_dashboard_status(&ui, None, "stopped", Duration::from_secs(60)).await;
     alice.start_and_open_ide(&ui, None).await;
     alice.wait_for(".explorer-viewlet .monaco-list-row[aria-label*='proof.txt']", Duration::from_secs(30)).await;
     let again = alice.url().await;

@@ -57,21 +57,6 @@ fn credential(text: &str, key: &str) -> String {
         .to_owned()
 }
 
-/// The status the dashboard shows for session `slug`, once it is `want`.
-async fn wait_for_status(b: &Browser, ui: &str, slug: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        b.goto(&format!("{ui}/")).await;
-        let status =
-            b.text(&format!("[data-testid=session-row][data-slug='{slug}'] [data-testid=session-status]")).await;
-        if status == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "s-{slug} stayed {status}, not {want}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -120,9 +105,9 @@ async fn main() {
     // 3. Back on the dashboard, stop it.
     b.goto(ui).await;
     b.click_labelled("a", STEPS[2]).await;
-    wait_for_status(&b, ui, &slug, "running").await;
+    b.wait_dashboard_status(ui, Some(&slug), "running", Duration::from_secs(90)).await;
     b.click_labelled("button", STEPS[3]).await;
-    wait_for_status(&b, ui, &slug, "stopped").await;
+    b.wait_dashboard_status(ui, Some(&slug), "stopped", Duration::from_secs(90)).await;
 
     // 4. The snapshot its stop took is listed.
     b.click_labelled("a", STEPS[4]).await;

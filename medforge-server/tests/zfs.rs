@@ -205,7 +205,8 @@ async fn a_failing_snapshot_ends_the_session_as_error_and_loses_nothing() {
     std::fs::write(&gone, "").expect("flag");
     let ended = stop(&s, &path, &cookie, "error").await;
     let message = ended["error_message"].as_str().expect("message");
-    assert!(message.starts_with("snapshot failed: `zfs snapshot "), "{message}");
+    // The command as the server ran it: the configured `zfs`, this test's own.
+    assert!(message.starts_with(&format!("snapshot failed: `{wrapper} snapshot ")), "{message}");
     assert!(message.contains(&format!("{root}/{user_id}@stop-")), "{message}");
     assert!(message.contains("zfs-fuse daemon is running") || message.contains("failed"), "{message}");
     let (_, _, gpus) = s.get("/api/v2/admin/gpus", Some(&admin)).await;

@@ -115,6 +115,25 @@ impl Browser {
         element.click().await.unwrap_or_else(|e| panic!("click {tag} {text:?}: {e}"));
     }
 
+    /// Reloads the dashboard until the row of session `slug` (or, `None`,
+    /// the newest row) shows status `want`, for up to `within`.
+    pub async fn wait_dashboard_status(&self, ui: &str, slug: Option<&str>, want: &str, within: Duration) {
+        let row = match slug {
+            Some(slug) => format!("[data-testid=session-row][data-slug='{slug}']"),
+            None => "[data-testid=session-row]".to_owned(),
+        };
+        let deadline = Instant::now() + within;
+        loop {
+            self.goto(&format!("{ui}/")).await;
+            let status = self.text(&format!("{row} [data-testid=session-status]")).await;
+            if status == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{row} stayed {status}, not {want}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     pub async fn url(&self) -> String {
         self.client.current_url().await.expect("url").to_string()
     }
