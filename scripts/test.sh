@@ -70,8 +70,7 @@ stage "infra/compose validates (every Compose here) and matches the architecture
 bash scripts/tests/compose.sh
 stage "the docs cover every CLI command, UI page and API route once; links resolve"
 bash scripts/tests/docs.sh target/debug/medforge
-stage "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
-_stage_name="" # each test binary gets a row of its own
+stage_rows "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"
 cargo test --workspace --all-features 2>&1 | python3 scripts/lib/test_times.py "$STAGE_TIMES"
 stage "examples/: the core embedded with a runtime of its own (sessions as local processes)"
 cargo run -p medforge-example-process-runtime

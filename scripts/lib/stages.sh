@@ -25,6 +25,14 @@ stage() {
   log "$1"
 }
 
+# stage_rows NAME: like `stage`, for a step whose command writes its own
+# rows to $STAGE_TIMES (cargo test through scripts/lib/test_times.py): NAME
+# gets no row of its own.
+stage_rows() {
+  _stage_end ok
+  log "$1"
+}
+
 _stage_table() {
   local rc=$1 outcome=ok
   [ "$rc" = 0 ] || outcome="FAILED (exit $rc)"
