@@ -166,16 +166,16 @@ fn our_dockerd() -> Option<(std::path::PathBuf, String)> {
 }
 
 /// Restarts dockerd the way scripts/lib/docker.sh starts it, if the
-/// scripts started the one running; true when it did. A dockerd the host
+/// scripts started the one running. A dockerd the host
 /// runs for itself is never stopped by a test: then `sessions`'
 /// containers are killed instead, as the restart would have killed them.
-fn restart_dockerd(sessions: &[String]) -> bool {
+fn restart_dockerd(sessions: &[String]) {
     let Some((pid_file, pid)) = our_dockerd() else {
         eprintln!("this dockerd was not started by scripts/test.sh: killing the sessions instead of restarting it");
         for container in sessions {
             sh("docker", &["kill", container]).expect("kill a session's container");
         }
-        return false;
+        return;
     };
     sh("kill", &["-TERM", &pid]).expect("stop dockerd");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -192,7 +192,6 @@ fn restart_dockerd(sessions: &[String]) -> bool {
     }
     let new_pid = std::fs::read_to_string("/var/run/docker.pid").expect("dockerd's pid file");
     std::fs::write(&pid_file, new_pid).expect("record the new dockerd as ours");
-    true
 }
 
 /// dockerd restarts (its sessions die with it) and the sessions networks

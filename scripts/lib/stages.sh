@@ -9,12 +9,12 @@ _stage_name=""
 _stage_start=0
 _stages_start=$(date +%s)
 
-# stage_record NAME SECONDS OUTCOME: one row of the table (also used by
-# scripts/lib/test_times.py for each test binary).
-stage_record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$STAGE_TIMES"; }
+# _stage_record NAME SECONDS OUTCOME: one row of the table, tab-separated
+# (scripts/lib/test_times.py writes its rows in the same format).
+_stage_record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$STAGE_TIMES"; }
 
 _stage_end() {
-  if [ -n "$_stage_name" ]; then stage_record "$_stage_name" $(($(date +%s) - _stage_start)) "$1"; fi
+  if [ -n "$_stage_name" ]; then _stage_record "$_stage_name" $(($(date +%s) - _stage_start)) "$1"; fi
   _stage_name=""
 }
 
