@@ -17,9 +17,12 @@ _zfs_fuse_answers() {
   done
 }
 
-# Starts zfs-fuse (it forks) and records it as ours.
+# Starts zfs-fuse (it forks) and records it as ours. zfs-fuse refuses to
+# start while its pid file exists, so a file left by a zfs-fuse that is
+# gone (a reboot keeps /run on some hosts) is removed first.
 _start_zfs_fuse() {
   mkdir -p "$MEDFORGE_TEST_PIDS"
+  our_daemon zfs-fuse zfs-fuse >/dev/null || rm -f "$MEDFORGE_TEST_PIDS/zfs-fuse.pid"
   zfs-fuse --pidfile "$MEDFORGE_TEST_PIDS/zfs-fuse.pid" || die "zfs-fuse did not start"
 }
 
