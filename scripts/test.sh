@@ -49,6 +49,8 @@ stage "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 # --all-targets leaves out test targets with `test = false`: the README tour's driver.
 cargo clippy -p medforge-server --all-features --test readme_tour -- -D warnings
+stage "no import cycle between the modules of any crate (scripts/tests/modules.sh)"
+bash scripts/tests/modules.sh
 # Before this script builds the pack itself: on a fresh machine the README's
 # run.sh must build its base and pack from nothing (later steps reuse them).
 stage "README check: scripts/run.sh in a fresh clone, the tour in Chromium (scripts/tests/run-sh.sh)"

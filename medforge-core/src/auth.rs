@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 use crate::model::{self, AuthSession, AuthSessionId, Email, User};
 use crate::store::{NewAuthSession, NewUser, Store, StoreError};
 
-/// Password length bounds, in characters (API.md).
+/// Password length bounds, in characters (docs/api.md).
 pub const PASSWORD_MIN_CHARS: usize = 8;
 pub const PASSWORD_MAX_CHARS: usize = 128;
 
@@ -166,7 +166,7 @@ impl ExpiryPolicy {
     }
 }
 
-/// The Origin rule of API.md: a state-changing request whose `Origin` header
+/// The Origin rule of docs/api.md: a state-changing request whose `Origin` header
 /// is present must come from `http(s)://<domain>` or a host under `.<domain>`
 /// (any port). A missing header is allowed (scripts); `null` is not.
 ///
@@ -185,21 +185,9 @@ pub fn origin_allowed(origin: Option<&str>, base_domain: &str) -> bool {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => rest,
         _ => return false,
     };
-    // An origin is scheme://host[:port] and nothing more.
-    if rest.contains(['/', '?', '#', '@']) {
-        return false;
-    }
-    let host = match rest.rsplit_once(':') {
-        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
-        Some(_) => return false,
-        None => rest,
-    };
-    let host = host.to_ascii_lowercase();
-    let domain = base_domain.trim_end_matches('.').to_ascii_lowercase();
-    if domain.is_empty() {
-        return false;
-    }
-    host == domain || host.strip_suffix(&domain).is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.'))
+    // An origin is scheme://host[:port] and nothing more; the host follows
+    // the one rule of `crate::host`.
+    rest.parse::<crate::host::Host>().is_ok_and(|host| host.is_within(base_domain))
 }
 
 /// Who made a login request, for the audit trail.

@@ -1,4 +1,4 @@
-//! The structured event log of API.md: one JSON object per line, with
+//! The structured event log of docs/api.md: one JSON object per line, with
 //! `event`, `timestamp` and the event's fields, plus `request_id` or
 //! `correlation_id` where there is one.
 //!
@@ -46,7 +46,7 @@ impl RecoveryMode {
     }
 }
 
-/// One event, with the fields API.md lists for it.
+/// One event, with the fields docs/api.md lists for it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event")]
 pub enum Event {

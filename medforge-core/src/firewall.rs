@@ -28,49 +28,15 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::runtime::SESSION_PORT;
-
-/// An IPv4 network, `a.b.c.d/len`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub struct Ipv4Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a.b.c.d/len"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{s:?}: bad address"))?;
-        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{s:?}: bad prefix"))?;
-        Ok(Self { addr, prefix })
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
+use crate::network::SESSION_PORT;
+pub use crate::network::{Ipv4Cidr, NetworkInfo};
 
 /// The link-local range where clouds serve instance metadata.
 pub const METADATA_RANGE: Ipv4Cidr = Ipv4Cidr { addr: Ipv4Addr::new(169, 254, 0, 0), prefix: 16 };
-
-/// A sessions network as the host sees it: what the rules match on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NetworkInfo {
-    pub name: String,
-    pub id: String,
-    /// The host's bridge interface, e.g. `br-0123456789ab`.
-    pub bridge: String,
-    pub subnets: Vec<Ipv4Cidr>,
-    pub internal: bool,
-}
 
 /// What to enforce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -13,6 +13,8 @@
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::DirStorage`].
 //! - [`lifecycle`]: [`lifecycle::Sessions`]: create, stop, watch, reconcile.
 //! - [`gate`]: the session-proxy decision, shared by the endpoint and the proxy.
+//! - [`host`]: [`host::Host`] and [`host::SessionHost`], the one host parser.
+//! - [`network`]: the session port and sessions networks (runtime and firewall).
 //! - [`events`]: the structured JSON-lines event log.
 //! - `testing` (feature `testing`): contract suites for implementations.
 
@@ -20,8 +22,10 @@ pub mod auth;
 pub mod events;
 pub mod firewall;
 pub mod gate;
+pub mod host;
 pub mod lifecycle;
 pub mod model;
+pub mod network;
 pub mod probe;
 pub mod process;
 pub mod runtime;

@@ -1,6 +1,6 @@
 //! The domain model: typed ids, enums and the records that the store keeps.
 //!
-//! Records mirror the fields of `API.md` so that the server can serialise them
+//! Records mirror the fields of `docs/api.md` so that the server can serialise them
 //! without a second set of types. Timestamps are UTC and carry millisecond
 //! precision, the precision both stores keep (see `docs/decisions.md`).
 
@@ -273,7 +273,7 @@ impl PackExposure {
 }
 
 string_enum!(
-    /// A session's place in its lifecycle (see ARCHITECTURE.md, Session lifecycle).
+    /// A session's place in its lifecycle (see docs/architecture.md, Session lifecycle).
     SessionStatus {
         Starting => "starting",
         Running => "running",
@@ -323,7 +323,7 @@ pub fn from_unix_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A user account, without its password hash (see [`crate::store::Store::user_credentials`]).
+/// A user account, without its password hash (the store hands that out on its own, for a login).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,

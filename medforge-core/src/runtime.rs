@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-pub use crate::firewall::NetworkInfo;
 use crate::model::{Exposure, GpuId, Session, SessionId, Slug};
+pub use crate::network::{NetworkInfo, SESSION_PORT};
 use crate::storage::{SESSION_GID, SESSION_UID, Workspace};
 
 /// Labels every session container carries; the reconciler finds orphans by them.
@@ -33,8 +33,6 @@ pub const LABEL_USER_ID: &str = "medforge.user_id";
 /// [`Store::deployment_id`]: crate::store::Store::deployment_id
 pub const LABEL_DEPLOYMENT: &str = "medforge.deployment";
 
-/// The port code-server listens on inside every session container.
-pub const SESSION_PORT: u16 = 8080;
 /// Where the user's workspace is mounted.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
 

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use medforge_core::model::Email;
 use medforge_core::store::{Store, StoreError};
 
@@ -26,24 +28,24 @@ pub struct FirstAdmin {
 /// has no users, and writes the credentials to `<data_dir>/first-admin.txt`
 /// (mode 0600). `None` when there are users already, or when another
 /// server sharing the database created the account first.
-pub async fn first_admin(config: &Config, store: &dyn Store) -> Result<Option<FirstAdmin>, String> {
-    if store.count_users().await.map_err(|e| format!("counting users: {e}"))? > 0 {
+pub async fn first_admin(config: &Config, store: &dyn Store) -> anyhow::Result<Option<FirstAdmin>> {
+    if store.count_users().await.context("counting users")? > 0 {
         return Ok(None);
     }
     let email: Email = format!("admin@{}", config.base_domain)
-        .parse()
-        .map_err(|e| format!("first admin's email admin@{}: {e}", config.base_domain))?;
+        .parse::<Email>()
+        .with_context(|| format!("first admin's email admin@{}", config.base_domain))?;
     // 120 random bits in 24 base32 characters: typeable, inside the policy.
     let mut bytes = [0u8; 15];
     rand::fill(&mut bytes);
     let password = data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase();
-    let new = medforge_core::auth::new_user(email.clone(), &password).map_err(|e| e.to_string())?.admin();
+    let new = medforge_core::auth::new_user(email.clone(), &password)?.admin();
     match store.create_user(new).await {
         Ok(_) => {}
         Err(StoreError::EmailTaken) => return Ok(None),
-        Err(e) => return Err(format!("creating the first admin: {e}")),
+        Err(e) => return Err(e).context("creating the first admin"),
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| config.data_dir.display().to_string())?;
     let file = config.data_dir.join(CREDENTIALS_FILE);
     // A file left from an earlier database would not match this account.
     let _ = std::fs::remove_file(&file);

@@ -17,7 +17,7 @@ use crate::config::{AutoKeyword, Config, FirewallKind, GpuIds, GpuModeSetting, R
 use crate::stack;
 
 /// Caddy releases before this misroute `forward_auth` gate checks under
-/// load (TESTING.md, Caddy).
+/// load (docs/testing.md, Caddy).
 pub const MIN_CADDY: (u32, u32) = (2, 11);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +158,7 @@ async fn database(config: &Config) -> Finding {
             } else {
                 "the SQLite file must be readable and writable by the user that runs medforge"
             };
-            return Finding::fail(AREA, e, fix);
+            return Finding::fail(AREA, stack::one_line(&e), fix);
         }
     };
     match store.count_users().await {
@@ -187,7 +187,7 @@ async fn runtime(config: &Config) -> Finding {
                     .unwrap_or(medforge_runtime_docker::DEFAULT_SOCKET);
                 docker.version().await.map(|v| format!("{v} at {socket}")).map_err(|e| e.to_string())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(stack::one_line(&e)),
         },
         RuntimeKind::Podman => match stack::connect_podman(config).await {
             Ok(podman) => podman
@@ -195,7 +195,7 @@ async fn runtime(config: &Config) -> Finding {
                 .await
                 .map(|v| format!("Podman {v} at {}", podman.socket().display()))
                 .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+            Err(e) => Err(stack::one_line(&e)),
         },
     };
     match (found, config.runtime.kind) {
@@ -234,7 +234,7 @@ async fn pack(config: &Config, engine: &str) -> Finding {
                 }
             },
         ),
-        Err(e) => Finding::fail(AREA, e, "see the runtime finding"),
+        Err(e) => Finding::fail(AREA, stack::one_line(&e), "see the runtime finding"),
     }
 }
 
@@ -252,7 +252,7 @@ async fn nvidia_runtime(config: &Config) -> (Finding, bool) {
     };
     let support = match stack::nvidia_support(config).await {
         Ok(support) => support,
-        Err(e) => return (Finding::fail(AREA, e, "see the runtime finding"), false),
+        Err(e) => return (Finding::fail(AREA, stack::one_line(&e), "see the runtime finding"), false),
     };
     let found = support.is_some();
     let finding = match (config.runtime.gpu_mode, support) {
@@ -369,11 +369,11 @@ async fn firewall(config: &Config) -> Finding {
     }
     let runtime = match stack::connect_runtime(config).await {
         Ok(runtime) => runtime,
-        Err(e) => return Finding::fail(AREA, e, "see the runtime finding"),
+        Err(e) => return Finding::fail(AREA, stack::one_line(&e), "see the runtime finding"),
     };
     let policy = match stack::isolation_policy(config, runtime.as_ref()).await {
         Ok(policy) => policy,
-        Err(e) => return Finding::fail(AREA, e, "see the runtime finding"),
+        Err(e) => return Finding::fail(AREA, stack::one_line(&e), "see the runtime finding"),
     };
     let bridges: Vec<&str> = policy.networks.iter().map(|n| n.bridge.as_str()).collect();
     match stack::firewall(config).check(&policy).await {
@@ -469,7 +469,9 @@ fn secret(config: &Config) -> Finding {
     if config.secret.is_some() {
         return match stack::token_key(config) {
             Ok(_) => Finding::ok(AREA, "from the configuration (secret or MEDFORGE_SECRET)"),
-            Err(e) => Finding::fail(AREA, e, "use 32 or more random bytes: `openssl rand -base64 48`"),
+            Err(e) => {
+                Finding::fail(AREA, stack::one_line(&e), "use 32 or more random bytes: `openssl rand -base64 48`")
+            }
         };
     }
     let file = config.secret_file();

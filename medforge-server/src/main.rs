@@ -1,27 +1,16 @@
 //! `medforge`: serve the API, or administer a deployment from the shell.
 
-mod api;
-mod bootstrap;
-mod config;
-mod doctor;
-mod forwarded;
-mod proxy;
-mod refusal;
-mod stack;
-mod state;
-mod tasks;
-mod ui;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 use medforge_core::model::Role;
 use medforge_core::store::UserUpdate;
-
-use crate::config::{Config, FirewallKind, StorageKind};
+use medforge_server::config::{Config, FirewallKind, StorageKind};
+use medforge_server::{app, bootstrap, doctor, stack, tasks, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "medforge", version, about = "Browser IDEs with one GPU each, for a lab's GPU server")]
@@ -120,29 +109,26 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEDFORGE_LOG").unwrap_or_else(|_| "info".into()))
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
-    };
-    match runtime.block_on(run(cli)) {
+    let outcome = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(message),
+        Err(e) => {
+            eprintln!("medforge: {}", stack::one_line(&e));
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn fail(message: String) -> ExitCode {
-    eprintln!("medforge: {message}");
-    ExitCode::FAILURE
-}
-
-async fn run(cli: Cli) -> Result<(), String> {
-    let config = Config::load(cli.config.as_deref()).map_err(|e| format!("invalid configuration: {e}"))?;
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     match cli.command {
         Command::Config { command: ConfigCommand::Check } => {
             print!("{}", config.masked_toml());
             check_pack_image(&config).await?;
             if config.storage.kind == StorageKind::Zfs {
-                stack::open_storage(&config).await.map_err(|e| format!("invalid configuration: {e}"))?;
+                stack::open_storage(&config).await.context("invalid configuration")?;
             }
             Ok(())
         }
@@ -159,7 +145,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             print!("{}", doctor::render(&findings));
             match findings.iter().filter(|f| f.outcome == doctor::Outcome::Fail).count() {
                 0 => Ok(()),
-                n => Err(format!("{n} required check(s) failed; the fix is under each")),
+                n => bail!("{n} required check(s) failed; the fix is under each"),
             }
         }
         Command::Serve => serve(config).await,
@@ -168,36 +154,36 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 /// The pack image must be on the engine: sessions cannot start otherwise,
 /// and MedForge never pulls. An unreachable engine is only a warning here.
-async fn check_pack_image(config: &Config) -> Result<(), String> {
+async fn check_pack_image(config: &Config) -> anyhow::Result<()> {
     match stack::image_present(config, &config.pack.image).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
+        Ok(false) => Err(anyhow!(
             "invalid configuration: pack.image: {} is not present on the container engine (MedForge never pulls; build or load it first)",
             config.pack.image
         )),
         Err(e) => {
-            eprintln!("medforge: warning: cannot check pack.image: {e}");
+            eprintln!("medforge: warning: cannot check pack.image: {}", stack::one_line(&e));
             Ok(())
         }
     }
 }
 
-async fn firewall_command(config: &Config, command: FirewallCommand) -> Result<(), String> {
+async fn firewall_command(config: &Config, command: FirewallCommand) -> anyhow::Result<()> {
     if config.firewall.kind == FirewallKind::None {
-        return Err("firewall.kind is \"none\": set it to \"nftables\" or \"iptables\" first".into());
+        bail!("firewall.kind is \"none\": set it to \"nftables\" or \"iptables\" first");
     }
     let firewall = stack::firewall(config);
     if let FirewallCommand::Remove = command {
-        firewall.remove().await.map_err(|e| e.to_string())?;
+        firewall.remove().await?;
         eprintln!("medforge: isolation rules removed");
         return Ok(());
     }
     let runtime = stack::connect_runtime(config).await?;
     let policy = stack::isolation_policy(config, runtime.as_ref()).await?;
     if let FirewallCommand::Apply = command {
-        firewall.apply(&policy).await.map_err(|e| e.to_string())?;
+        firewall.apply(&policy).await?;
     }
-    let report = firewall.check(&policy).await.map_err(|e| e.to_string())?;
+    let report = firewall.check(&policy).await?;
     for id in &report.missing {
         println!("missing {id}");
     }
@@ -209,7 +195,7 @@ async fn firewall_command(config: &Config, command: FirewallCommand) -> Result<(
         eprintln!("medforge: isolation rules in place for {}", bridges.join(", "));
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "isolation rules not as configured ({} missing, {} foreign): run `medforge firewall apply`",
             report.missing.len(),
             report.foreign.len()
@@ -217,12 +203,12 @@ async fn firewall_command(config: &Config, command: FirewallCommand) -> Result<(
     }
 }
 
-async fn gpu_command(config: &Config, command: GpuCommand) -> Result<(), String> {
+async fn gpu_command(config: &Config, command: GpuCommand) -> anyhow::Result<()> {
     let store = stack::open_store(config).await?;
     let (id, enabled) = match command {
         GpuCommand::List => {
             println!("{:<4} {:<9} SESSION", "GPU", "STATE");
-            for gpu in store.list_gpus().await.map_err(|e| e.to_string())? {
+            for gpu in store.list_gpus().await? {
                 let holder = match (gpu.session_id, gpu.user_id) {
                     (Some(session), Some(user)) => format!("{session} (user {user})"),
                     _ => "-".into(),
@@ -235,44 +221,41 @@ async fn gpu_command(config: &Config, command: GpuCommand) -> Result<(), String>
         GpuCommand::Disable { id } => (id, false),
     };
     let gpu = medforge_core::model::GpuId(id);
-    if !store.set_gpu_enabled(gpu, enabled).await.map_err(|e| e.to_string())? {
-        return Err(format!("no GPU {id} in the GPU table (`medforge gpu list`; gpus.ids in the config)"));
+    if !store.set_gpu_enabled(gpu, enabled).await? {
+        bail!("no GPU {id} in the GPU table (`medforge gpu list`; gpus.ids in the config)");
     }
     eprintln!("medforge: GPU {id} {}", if enabled { "enabled" } else { "disabled: no new sessions on it" });
     Ok(())
 }
 
-async fn user_command(config: &Config, command: UserCommand) -> Result<(), String> {
+async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<()> {
     let store = stack::open_store(config).await?;
     match command {
         UserCommand::Add { email, admin } => {
-            let email = email.parse().map_err(|e: medforge_core::model::ParseError| e.to_string())?;
+            let email = email.parse::<medforge_core::model::Email>()?;
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).map_err(|e| format!("reading the password: {e}"))?;
+            std::io::stdin().read_to_string(&mut password).context("reading the password")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let new = medforge_core::auth::new_user(email, password).map_err(|e| e.to_string())?;
-            let user = store.create_user(if admin { new.admin() } else { new }).await.map_err(|e| e.to_string())?;
+            let new = medforge_core::auth::new_user(email, password)?;
+            let user = store.create_user(if admin { new.admin() } else { new }).await?;
             eprintln!("medforge: created {} ({}) as {}", user.email, user.id, user.role);
             Ok(())
         }
         UserCommand::Promote { email } => {
-            let email = email.parse().map_err(|e: medforge_core::model::ParseError| e.to_string())?;
-            let user = store.user_by_email(&email).await.map_err(|e| e.to_string())?.ok_or("no such user")?;
-            store
-                .update_user(user.id, UserUpdate { role: Some(Role::Admin), ..Default::default() })
-                .await
-                .map_err(|e| e.to_string())?;
+            let email = email.parse::<medforge_core::model::Email>()?;
+            let user = store.user_by_email(&email).await?.context("no such user")?;
+            store.update_user(user.id, UserUpdate { role: Some(Role::Admin), ..Default::default() }).await?;
             eprintln!("medforge: {} is now an admin", user.email);
             Ok(())
         }
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = stack::build(config, api::metrics::install()?).await?;
+    let state = stack::build(config, telemetry::install().context("metrics")?).await?;
     let first_admin = bootstrap::first_admin(&state.config, state.store.as_ref()).await?;
-    let report = state.sessions.reconcile().await.map_err(|e| format!("boot reconciliation: {e}"))?;
+    let report = state.lifecycle.reconcile().await.context("boot reconciliation")?;
     tracing::info!(
         kept = report.kept.len(),
         failed = report.failed.len(),
@@ -284,12 +267,12 @@ async fn serve(config: Config) -> Result<(), String> {
     let isolation = tokio::spawn(tasks::keep_isolation(state.clone(), stop_rx.clone()));
     let watcher = {
         let mut stop = stop_rx.clone();
-        tokio::spawn(state.sessions.clone().watch(async move {
+        tokio::spawn(state.lifecycle.clone().watch(async move {
             let _ = stop.wait_for(|s| *s).await;
         }))
     };
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+    let bound = listener.local_addr()?;
     tracing::info!(address = %bound, "serving");
     // The line scripts and tests wait for.
     eprintln!("medforge: listening on http://{bound}");
@@ -298,7 +281,7 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Some(admin) = &first_admin {
         bootstrap::announce(admin, &ui_url);
     }
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app::app(state).into_make_service_with_connect_info::<SocketAddr>();
     // No Nagle: a proxied response's head and body go out as separate
     // writes, and Nagle would hold the body back for the client's delayed
     // ACK (40 ms a request).
@@ -313,7 +296,7 @@ async fn serve(config: Config) -> Result<(), String> {
             tracing::info!("shutting down: finishing in-flight requests; sessions keep running");
         })
         .await
-        .map_err(|e| format!("server: {e}"))?;
+        .context("server")?;
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     let _ = isolation.await;

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Context, anyhow};
+
 use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
 use medforge_core::events::{EventSink, JsonLines, Recorded};
 use medforge_core::firewall::{Firewall, IsolationPolicy, NoFirewall};
@@ -18,39 +20,60 @@ use medforge_runtime_podman::PodmanRuntime;
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
 use crate::config::{Config, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind};
-use crate::state::{AppState, GateCache, RateLimiter};
+use crate::service::gate_cache::GateCache;
+use crate::service::limiter::RateLimiter;
+use crate::service::{AppState, isolation};
+
+/// The error and its causes on one line, each after a colon; a cause the
+/// message before it already quotes (thiserror's `"...: {0}"`) is not
+/// repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        previous = text;
+    }
+    line
+}
 
 /// Opens the configured database and runs its migrations.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.database_url();
     let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::open(&url).await.map_err(|e| format!("database {url}: {e}"))?)
+        Arc::new(SqliteStore::open(&url).await.with_context(|| format!("database {url}"))?)
     } else {
         let masked = crate::config::mask_url_password(&url);
-        Arc::new(MySqlStore::connect(&url).await.map_err(|e| format!("database {masked}: {e}"))?)
+        Arc::new(MySqlStore::connect(&url).await.with_context(|| format!("database {masked}"))?)
     };
     Ok(store)
 }
 
 /// The token key: `secret` from config (or `MEDFORGE_SECRET`), else
 /// `<data_dir>/secret`, created with 48 random bytes on first start.
-pub fn token_key(config: &Config) -> Result<TokenKey, String> {
+pub fn token_key(config: &Config) -> anyhow::Result<TokenKey> {
     if let Some(secret) = &config.secret {
-        return TokenKey::new(secret.as_bytes()).map_err(|e| e.to_string());
+        return Ok(TokenKey::new(secret.as_bytes())?);
     }
     let path = config.secret_file();
     if !path.exists() {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| config.data_dir.display().to_string())?;
         let mut bytes = [0u8; 48];
         rand::fill(&mut bytes);
         write_private(&path, data_encoding::BASE64URL_NOPAD.encode(&bytes).as_bytes())?;
     }
-    let secret = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    TokenKey::new(secret.trim_ascii()).map_err(|e| format!("{}: {e}", path.display()))
+    let secret = std::fs::read(&path).with_context(|| path.display().to_string())?;
+    TokenKey::new(secret.trim_ascii()).with_context(|| path.display().to_string())
 }
 
 /// Writes a new file readable by this user only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -58,22 +81,22 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
+        .with_context(|| path.display().to_string())?;
+    f.write_all(bytes).with_context(|| path.display().to_string())
 }
 
 /// The configured workspace storage. For ZFS, the pool and root dataset
 /// must exist: the server refuses to start without them rather than make
 /// datasets an admin did not ask for.
-pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, String> {
+pub async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn Storage>> {
     Ok(match config.storage.kind {
         StorageKind::Dir => Arc::new(
-            DirStorage::new(config.storage_root()).map_err(|e| format!("storage {}: {e}", config.storage_root()))?,
+            DirStorage::new(config.storage_root()).with_context(|| format!("storage {}", config.storage_root()))?,
         ),
         StorageKind::Zfs => {
-            let mut zfs = ZfsConfig::new(config.zfs_root().map_err(|e| e.to_string())?);
+            let mut zfs = ZfsConfig::new(config.zfs_root()?);
             zfs.zfs_command = config.storage.zfs_command.clone();
-            Arc::new(ZfsStorage::connect(zfs).await.map_err(|e| format!("storage: {e}"))?)
+            Arc::new(ZfsStorage::connect(zfs).await.context("storage")?)
         }
     })
 }
@@ -87,61 +110,52 @@ pub fn firewall(config: &Config) -> Arc<dyn Firewall> {
     }
 }
 
-/// What the firewall enforces: both sessions networks (created if missing,
-/// so their bridges exist) as the runtime sees them now.
-pub async fn isolation_policy(config: &Config, runtime: &dyn ContainerRuntime) -> Result<IsolationPolicy, String> {
-    let mut networks = Vec::new();
-    for (name, internal) in [(&config.runtime.external_network, false), (&config.runtime.internal_network, true)] {
-        networks.push(runtime.sessions_network(name, internal).await.map_err(|e| format!("network {name}: {e}"))?);
-    }
-    Ok(IsolationPolicy {
-        networks,
-        proxy_addrs: config.firewall.proxy_addrs.clone(),
-        allowed_host_ports: config.firewall.allowed_host_ports.clone(),
-    })
+/// What the firewall enforces (`crate::service::isolation::policy`).
+pub async fn isolation_policy(config: &Config, runtime: &dyn ContainerRuntime) -> anyhow::Result<IsolationPolicy> {
+    Ok(isolation::policy(config, runtime).await?)
 }
 
-pub async fn connect_runtime(config: &Config) -> Result<Arc<dyn ContainerRuntime>, String> {
+pub async fn connect_runtime(config: &Config) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
     Ok(match config.runtime.kind {
         RuntimeKind::Docker => Arc::new(connect_docker(config).await?),
         RuntimeKind::Podman => Arc::new(connect_podman(config).await?),
     })
 }
 
-pub async fn connect_docker(config: &Config) -> Result<DockerRuntime, String> {
+pub async fn connect_docker(config: &Config) -> anyhow::Result<DockerRuntime> {
     let socket = match config.runtime.socket.as_str() {
         "" => medforge_runtime_docker::DEFAULT_SOCKET,
         s => s,
     };
-    DockerRuntime::connect(socket).await.map_err(|e| format!("container runtime: {e}"))
+    DockerRuntime::connect(socket).await.context("container runtime")
 }
 
-pub async fn connect_podman(config: &Config) -> Result<PodmanRuntime, String> {
+pub async fn connect_podman(config: &Config) -> anyhow::Result<PodmanRuntime> {
     let configured = Some(config.runtime.socket.as_str()).filter(|s| !s.is_empty());
     let socket = medforge_runtime_podman::discover_socket(configured).ok_or_else(|| {
-        format!(
+        anyhow!(
             "container runtime: no Podman API socket at {} or $XDG_RUNTIME_DIR/podman/podman.sock; \
              start it with `podman system service --time=0` (or `systemctl enable --now podman.socket`), \
              or set runtime.socket",
             medforge_runtime_podman::ROOTFUL_SOCKET
         )
     })?;
-    PodmanRuntime::connect(socket).await.map_err(|e| format!("container runtime: {e}"))
+    PodmanRuntime::connect(socket).await.context("container runtime")
 }
 
 /// Whether `image` is on the configured engine (MedForge never pulls).
-pub async fn image_present(config: &Config, image: &str) -> Result<bool, String> {
+pub async fn image_present(config: &Config, image: &str) -> anyhow::Result<bool> {
     match config.runtime.kind {
-        RuntimeKind::Docker => connect_docker(config).await?.image_exists(image).await.map_err(|e| e.to_string()),
-        RuntimeKind::Podman => connect_podman(config).await?.image_exists(image).await.map_err(|e| e.to_string()),
+        RuntimeKind::Docker => Ok(connect_docker(config).await?.image_exists(image).await?),
+        RuntimeKind::Podman => Ok(connect_podman(config).await?.image_exists(image).await?),
     }
 }
 
 /// How the configured engine passes NVIDIA GPUs to containers, in words,
 /// or `None` when it cannot (each runtime plugin knows its own way).
-pub async fn nvidia_support(config: &Config) -> Result<Option<String>, String> {
+pub async fn nvidia_support(config: &Config) -> anyhow::Result<Option<String>> {
     match config.runtime.kind {
-        RuntimeKind::Docker => connect_docker(config).await?.nvidia_support().await.map_err(|e| e.to_string()),
+        RuntimeKind::Docker => Ok(connect_docker(config).await?.nvidia_support().await?),
         RuntimeKind::Podman => Ok(medforge_runtime_podman::nvidia_cdi_spec(medforge_runtime_podman::CDI_SPEC_DIRS)
             .map(|p| format!("CDI spec {}", p.display()))),
     }
@@ -149,7 +163,7 @@ pub async fn nvidia_support(config: &Config) -> Result<Option<String>, String> {
 
 /// The GPU mode sessions run with: `auto` becomes `nvidia` or, on an
 /// engine without NVIDIA support, `none` with a warning.
-pub async fn gpu_mode(config: &Config) -> Result<GpuMode, String> {
+pub async fn gpu_mode(config: &Config) -> anyhow::Result<GpuMode> {
     if config.runtime.gpu_mode != GpuModeSetting::Auto {
         return Ok(config.runtime.gpu_mode.resolve(false));
     }
@@ -169,9 +183,9 @@ pub async fn gpu_mode(config: &Config) -> Result<GpuMode, String> {
 pub async fn build(
     config: Config,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-) -> Result<Arc<AppState>, String> {
+) -> anyhow::Result<Arc<AppState>> {
     let store = open_store(&config).await?;
-    let gpu_ids = config.gpus.ids.resolve()?;
+    let gpu_ids = config.gpus.ids.resolve().map_err(|e| anyhow!(e))?;
     let report = store
         .seed(&Seed {
             default_pack_image: config.pack.image.clone(),
@@ -179,7 +193,7 @@ pub async fn build(
             gpu_ids,
         })
         .await
-        .map_err(|e| format!("seeding: {e}"))?;
+        .context("seeding")?;
     if !report.gpus_added.is_empty() || !report.gpus_disabled.is_empty() {
         tracing::info!(added = ?report.gpus_added, disabled = ?report.gpus_disabled, "GPU table follows the config");
     }
@@ -190,11 +204,11 @@ pub async fn build(
     let events: Arc<dyn EventSink> = Arc::new(Recorded::new(store.clone(), Arc::new(JsonLines::stdout())));
     // Containers carry this deployment's id: reconciliation removes only
     // its own orphans, whatever else runs on the engine.
-    let deployment = store.deployment_id().await.map_err(|e| format!("the deployment id: {e}"))?;
+    let deployment = store.deployment_id().await.context("the deployment id")?;
     tracing::info!(%deployment, "this deployment's containers carry {LABEL_DEPLOYMENT}={deployment}");
     let mut labels = config.runtime.labels.clone();
     labels.insert(LABEL_DEPLOYMENT.into(), deployment.to_string());
-    let lifecycle = LifecycleConfig {
+    let lifecycle_config = LifecycleConfig {
         containers: SessionContainerConfig {
             external_network: config.runtime.external_network.clone(),
             internal_network: config.runtime.internal_network.clone(),
@@ -207,7 +221,8 @@ pub async fn build(
         poll_interval: Duration::from_secs(config.runtime.poll_interval_secs.max(1)),
         quota_bytes: config.storage.quota_bytes,
     };
-    let sessions = Arc::new(Sessions::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle));
+    let lifecycle =
+        Arc::new(Sessions::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle_config));
     let auth = Authenticator::new(store.clone(), token_key(&config)?, ExpiryPolicy::default());
     let auth_limiter = RateLimiter::new(config.limits.auth_per_minute);
     let firewall = firewall(&config);
@@ -216,11 +231,10 @@ pub async fn build(
         store,
         storage,
         runtime,
-        sessions,
+        lifecycle,
         auth,
         events,
         firewall,
-        upstreams: crate::proxy::upstreams(),
         gate_cache: GateCache::new(Duration::from_secs(5)),
         auth_limiter,
         metrics,

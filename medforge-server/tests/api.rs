@@ -1,4 +1,4 @@
-//! The HTTP API of API.md against the real `medforge` process on a loopback
+//! The HTTP API of docs/api.md against the real `medforge` process on a loopback
 //! port, a real dockerd, and each database backend.
 
 mod common;
@@ -395,7 +395,7 @@ async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
     let (st, h, b) = s.get("/healthz", None).await;
     assert_eq!((st, assert_envelope(&h, &b)["status"].as_str()), (200, Some("ok")));
 
-    // The OpenAPI document names every route of API.md.
+    // The OpenAPI document names every route of docs/api.md.
     let (st, _, doc) = s.get("/api/v2/openapi.json", None).await;
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);

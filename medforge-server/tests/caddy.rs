@@ -218,7 +218,7 @@ async fn large_bodies_stream_through_caddy_with_flat_memory() {
 
 /// 64 connections for 10 s through Caddy over two users' sessions, with
 /// gate spellings mixed in: no forward_auth subrequest and no foreign host
-/// reaches a container (Caddy 2.6.2 fails this: TESTING.md).
+/// reaches a container (Caddy 2.6.2 fails this: docs/testing.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_load_caddy_misroutes_nothing() {
     let (s, c) = server_behind_caddy(None).await;

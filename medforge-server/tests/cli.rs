@@ -277,7 +277,7 @@ fn doctor_reports_each_check_and_fails_once_something_required_is_gone() {
 }
 
 /// In Caddy mode doctor asks Caddy its version and refuses one older than
-/// 2.11 (its forward_auth can misroute gate checks, TESTING.md).
+/// 2.11 (its forward_auth can misroute gate checks, docs/testing.md).
 #[test]
 fn doctor_requires_caddy_2_11_in_caddy_mode() {
     let dir = tempfile::tempdir().expect("tempdir");

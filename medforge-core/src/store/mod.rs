@@ -1,11 +1,11 @@
 //! Persistence: the [`Store`] trait and its two implementations, SQLite (the
 //! embedded default) and MySQL/MariaDB, which share one body of SQL code
-//! ([`sql::SqlStore`]) and differ only in their [`sql::Dialect`].
+//! ([`SqlStore`]) and differ only in their [`Dialect`].
 //!
 //! The store is the source of truth for who holds which GPU. Allocation is
 //! race-safe twice: a transaction that serialises allocations, and a unique
 //! index on `(gpu_id, gpu_active)` that the database itself enforces (see
-//! ARCHITECTURE.md and the migrations).
+//! docs/architecture.md and the migrations).
 
 mod mysql;
 pub(crate) mod sql;
@@ -42,7 +42,7 @@ pub enum StoreError {
     Database(#[source] BoxError),
 }
 
-/// Why an allocation was refused. The messages are the ones API.md gives.
+/// Why an allocation was refused. The messages are the ones docs/api.md gives.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocationError {
     #[error("User not found.")]

@@ -5,83 +5,46 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
-use crate::state::AppState;
-
-/// Every success body: `data`, and `meta` as API.md describes it.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // a schema, never built
-pub struct EnvelopeDoc {
-    data: serde_json::Value,
-    meta: MetaDoc,
-}
-
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct MetaDoc {
-    request_id: String,
-    api_version: String,
-    timestamp: String,
-    limit: Option<u32>,
-    next_cursor: Option<String>,
-    has_more: Option<bool>,
-}
-
-/// An RFC 9457 problem document.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct ProblemDoc {
-    r#type: String,
-    title: String,
-    status: u16,
-    detail: String,
-    instance: String,
-    code: String,
-    request_id: String,
-    errors: Option<Vec<FieldErrorDoc>>,
-}
-
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct FieldErrorDoc {
-    field: String,
-    message: String,
-}
+use super::schemas::{EnvelopeDoc, FieldErrorDoc, MetaDoc, ProblemDoc};
+use super::{admin, auth, gate, health, metrics, sessions};
+use crate::service::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "MedForge API",
         version = "2.0.0",
-        description = "Browser IDE sessions with one GPU each. See API.md."
+        description = "Browser IDE sessions with one GPU each. See docs/api.md."
     ),
     paths(
-        super::auth::signup,
-        super::auth::login,
-        super::auth::logout,
-        super::auth::me,
-        super::auth::update_me,
-        super::sessions::create,
-        super::sessions::list,
-        super::sessions::current,
-        super::sessions::get_one,
-        super::sessions::stop,
-        super::sessions::snapshots,
-        super::sessions::progress,
-        super::admin::list_users,
-        super::admin::update_user,
-        super::admin::list_sessions,
-        super::admin::stop_session,
-        super::admin::list_gpus,
-        super::admin::update_gpu,
-        super::admin::list_events,
-        super::gate::session_proxy,
-        super::health::healthz,
-        super::metrics::render,
+        auth::signup,
+        auth::login,
+        auth::logout,
+        auth::me,
+        auth::update_me,
+        sessions::create,
+        sessions::list,
+        sessions::current,
+        sessions::get_one,
+        sessions::stop,
+        sessions::snapshots,
+        sessions::progress,
+        admin::list_users,
+        admin::update_user,
+        admin::list_sessions,
+        admin::stop_session,
+        admin::list_gpus,
+        admin::update_gpu,
+        admin::list_events,
+        gate::session_proxy,
+        health::healthz,
+        metrics::render,
     ),
     components(schemas(EnvelopeDoc, MetaDoc, ProblemDoc, FieldErrorDoc))
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 pub fn routes() -> Router<Arc<AppState>> {

@@ -67,7 +67,7 @@ pub enum Routing {
     Caddy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateUpstream {
     /// `mf-session-<slug>:8080`, for a proxy on the sessions network.
@@ -410,6 +410,12 @@ impl Config {
 
     /// Where browsers open the web UI: the built-in router on the port
     /// `serve` listens on, or behind Caddy on the default HTTPS port.
+    /// The scheme browsers reach this deployment with: https exactly when
+    /// the cookie is `Secure`.
+    pub fn scheme(&self) -> &'static str {
+        if self.cookie_secure { "https" } else { "http" }
+    }
+
     pub fn ui_url(&self, listen_port: u16) -> String {
         let scheme = if self.cookie_secure { "https" } else { "http" };
         match self.routing {

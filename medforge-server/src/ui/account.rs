@@ -1,19 +1,21 @@
 //! The account page (email, password) and the workspace's snapshots.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, Form, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Form, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use medforge_core::model::User;
 use serde::Deserialize;
 
-use super::auth::problem_text;
-use super::{Chrome, ago, error_page, iso, render, signed_in};
-use crate::api::ApiError;
-use crate::api::auth::{MePatch, change_account};
-use crate::state::AppState;
+use super::failure::form_error;
+use super::page::{Chrome, ago, iso};
+use crate::http::cookie;
+use crate::http::extract::SignedIn;
+use crate::http::html::render;
+use crate::service::accounts::{self, AccountChange, Caller};
+use crate::service::{AppState, Error, sessions};
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -27,8 +29,7 @@ pub struct Notice {
     info: Option<String>,
 }
 
-pub async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(n): Query<Notice>) -> Response {
-    let user = or_answer!(signed_in(&state, &headers, "/account").await);
+pub async fn show(SignedIn(user): SignedIn, Query(n): Query<Notice>) -> Response {
     let mut chrome = Chrome::new("Account", Some(&user), "account");
     chrome.info = match n.info.as_deref() {
         Some("email") => Some(format!("Your email is now {}.", user.email)),
@@ -54,41 +55,41 @@ pub struct AccountForm {
 
 pub async fn update(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
+    SignedIn(user): SignedIn,
     Form(form): Form<AccountForm>,
-) -> Response {
-    let user = or_answer!(signed_in(&state, &headers, "/account").await);
-    let patch = match form.change.as_str() {
+) -> Result<Response, Error> {
+    let change = match form.change.as_str() {
         "email" => {
-            MePatch { email: Some(form.email), current_password: Some(form.current_password), new_password: None }
+            AccountChange { email: Some(form.email), current_password: Some(form.current_password), new_password: None }
         }
         "password" if form.new_password != form.confirm_password => {
-            return account_error(&user, &ApiError::field("confirm_password", "does not match the new password"));
+            return Ok(account_error(&user, &Error::field("confirm_password", "does not match the new password")));
         }
-        "password" => MePatch {
+        "password" => AccountChange {
             email: None,
             current_password: Some(form.current_password),
             new_password: Some(form.new_password),
         },
-        _ => return error_page(Some(&user), &ApiError::field("change", "must be email or password")),
+        _ => return Err(Error::field("change", "must be email or password")),
     };
-    match change_account(&state, peer, &headers, &user, patch).await {
-        Ok((_, cookie)) => {
+    Ok(match accounts::change_account(&state, &caller, &user, change).await {
+        Ok((_, token)) => {
             let mut r = Redirect::to(&format!("/account?info={}", form.change)).into_response();
-            if let Some(c) = cookie {
-                r.headers_mut().insert(header::SET_COOKIE, c);
+            if let Some(t) = token {
+                r.headers_mut().insert(header::SET_COOKIE, cookie::set(&state.config, &t));
             }
             r
         }
         Err(e) => account_error(&user, &e),
-    }
+    })
 }
 
-fn account_error(user: &medforge_core::model::User, e: &ApiError) -> Response {
+fn account_error(user: &User, e: &Error) -> Response {
+    let (status, text) = form_error(e);
     let mut chrome = Chrome::new("Account", Some(user), "account");
-    chrome.error = Some(problem_text(e));
-    render(e.problem().status, AccountPage { chrome, email: user.email.to_string() })
+    chrome.error = Some(text);
+    render(status, AccountPage { chrome, email: user.email.to_string() })
 }
 
 #[derive(Debug)]
@@ -105,21 +106,12 @@ struct SnapshotsPage {
     rows: Vec<SnapshotRow>,
 }
 
-pub async fn snapshots(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let user = or_answer!(signed_in(&state, &headers, "/snapshots").await);
-    let list = match state.storage.list_snapshots(user.id).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(user_id = %user.id, error = %e, "listing snapshots failed");
-            let unavailable =
-                ApiError::http(StatusCode::SERVICE_UNAVAILABLE, "Workspace storage is unavailable; try again later.");
-            return error_page(Some(&user), &unavailable);
-        }
-    };
+pub async fn snapshots(State(state): State<Arc<AppState>>, SignedIn(user): SignedIn) -> Result<Response, Error> {
+    let list = sessions::snapshots(&state, user.id).await?;
     let mut rows: Vec<SnapshotRow> = list
         .into_iter()
         .map(|s| SnapshotRow { name: s.name.to_string(), created_at: iso(s.created_at), when: ago(s.created_at) })
         .collect();
     rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-    render(StatusCode::OK, SnapshotsPage { chrome: Chrome::new("Snapshots", Some(&user), "snapshots"), rows })
+    Ok(render(StatusCode::OK, SnapshotsPage { chrome: Chrome::new("Snapshots", Some(&user), "snapshots"), rows }))
 }

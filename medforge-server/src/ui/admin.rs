@@ -4,20 +4,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use medforge_core::events::StopReason;
-use medforge_core::model::{Exposure, GpuId, SessionId, SessionStatus, User, UserId};
+use medforge_core::model::{Exposure, SessionStatus, UserId};
 use medforge_core::store::{Cursor, EventFilter, PageRequest, SessionFilter};
 use serde::Deserialize;
 
-use super::{Chrome, SessionRow, ago, error_page, iso, render, signed_in_admin};
-use crate::api::admin::{UserPatch, apply_user_patch};
-use crate::api::sessions::stop_in_background;
-use crate::api::{ApiError, RequestId};
-use crate::state::AppState;
+use super::page::{Chrome, SessionRow, ago, iso};
+use crate::http::extract::Admin;
+use crate::http::html::render;
+use crate::service::accounts::Caller;
+use crate::service::admin::{self as admin_service, UserChange};
+use crate::service::{AppState, Error, sessions};
 
 /// Emails by user id, looked up once each.
 async fn emails(state: &AppState, ids: Vec<UserId>) -> HashMap<UserId, String> {
@@ -55,17 +55,9 @@ struct GpuBoard {
     disabled: usize,
 }
 
-pub async fn gpus(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin").await);
-    match gpu_board(&state, &admin).await {
-        Ok(r) => r,
-        Err(e) => error_page(Some(&admin), &e),
-    }
-}
-
-async fn gpu_board(state: &AppState, admin: &User) -> Result<Response, ApiError> {
+pub async fn gpus(State(state): State<Arc<AppState>>, Admin(admin): Admin) -> Result<Response, Error> {
     let gpus = state.store.list_gpus().await?;
-    let who = emails(state, gpus.iter().filter_map(|g| g.user_id).collect()).await;
+    let who = emails(&state, gpus.iter().filter_map(|g| g.user_id).collect()).await;
     let mut cards = Vec::new();
     for g in &gpus {
         let session = match g.session_id {
@@ -90,7 +82,7 @@ async fn gpu_board(state: &AppState, admin: &User) -> Result<Response, ApiError>
     let count = |s: &str| cards.iter().filter(|c| c.state == s).count();
     let (free, held, disabled) = (count("free"), count("held"), count("disabled"));
     let page = GpuBoard {
-        chrome: Chrome::new("GPUs", Some(admin), "admin"),
+        chrome: Chrome::new("GPUs", Some(&admin), "admin"),
         section: "gpus",
         gpus: cards,
         free,
@@ -108,18 +100,12 @@ pub struct GpuForm {
 
 pub async fn toggle_gpu(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    _: Admin,
     Form(form): Form<GpuForm>,
-) -> Response {
-    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin").await);
-    let not_found = ApiError::not_found("There is no such GPU.");
-    let Ok(id) = id.parse::<u32>() else { return error_page(Some(&admin), &not_found) };
-    match state.store.set_gpu_enabled(GpuId(id), form.enabled == "true").await {
-        Ok(true) => Redirect::to("/admin").into_response(),
-        Ok(false) => error_page(Some(&admin), &not_found),
-        Err(e) => error_page(Some(&admin), &e.into()),
-    }
+) -> Result<Response, Error> {
+    admin_service::set_gpu_enabled(&state, &id, form.enabled == "true").await?;
+    Ok(Redirect::to("/admin").into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,29 +134,20 @@ struct AllSessions {
 pub async fn sessions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    Admin(admin): Admin,
     Query(q): Query<SessionsQuery>,
-) -> Response {
-    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/sessions").await);
+) -> Result<Response, Error> {
     let statuses = match q.status.as_str() {
         "" => Vec::new(),
         "active" => SessionStatus::ACTIVE.to_vec(),
-        other => match other.parse::<SessionStatus>() {
-            Ok(s) => vec![s],
-            Err(_) => return error_page(Some(&admin), &ApiError::field("status", "is not a session status")),
-        },
+        other => vec![other.parse::<SessionStatus>().map_err(|_| Error::field("status", "is not a session status"))?],
     };
     let exposure = match q.exposure.as_str() {
         "" => None,
-        other => match other.parse::<Exposure>() {
-            Ok(e) => Some(e),
-            Err(_) => return error_page(Some(&admin), &ApiError::field("exposure", "must be external or internal")),
-        },
+        other => Some(other.parse::<Exposure>().map_err(|_| Error::field("exposure", "must be external or internal"))?),
     };
     let filter = SessionFilter { user_id: None, exposure, statuses };
-    let found = match state.store.list_sessions(&filter, PageRequest::first(200)).await {
-        Ok(p) => p.items,
-        Err(e) => return error_page(Some(&admin), &e.into()),
-    };
+    let found = state.store.list_sessions(&filter, PageRequest::first(200)).await?.items;
     let who = emails(&state, found.iter().map(|s| s.user_id).collect()).await;
     let rows = found
         .iter()
@@ -196,27 +173,18 @@ pub async fn sessions(
         ],
         exposure_options: vec![("", "any"), ("external", "external"), ("internal", "internal")],
     };
-    render(StatusCode::OK, page)
+    Ok(render(StatusCode::OK, page))
 }
 
 pub async fn stop(
     State(state): State<Arc<AppState>>,
-    Extension(RequestId(rid)): Extension<RequestId>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Response {
-    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/sessions").await);
-    let not_found = ApiError::not_found("There is no such session.");
-    let Ok(id) = id.parse::<SessionId>() else { return error_page(Some(&admin), &not_found) };
-    let session = match state.store.session(id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return error_page(Some(&admin), &not_found),
-        Err(e) => return error_page(Some(&admin), &e.into()),
-    };
-    match stop_in_background(&state, session, StopReason::Admin, rid).await {
-        Ok(_) => Redirect::to("/admin/sessions?status=active").into_response(),
-        Err(e) => error_page(Some(&admin), &e),
-    }
+    _: Admin,
+) -> Result<Response, Error> {
+    let session = sessions::find(&state, &id).await?;
+    sessions::request_stop(&state, session, StopReason::Admin, &caller.request_id).await?;
+    Ok(Redirect::to("/admin/sessions?status=active").into_response())
 }
 
 #[derive(Debug)]
@@ -241,12 +209,12 @@ struct UsersPage {
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-pub async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<SessionsQuery>) -> Response {
-    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/users").await);
-    let found = match state.store.list_users(PageRequest::first(500)).await {
-        Ok(p) => p.items,
-        Err(e) => return error_page(Some(&admin), &e.into()),
-    };
+pub async fn users(
+    State(state): State<Arc<AppState>>,
+    Admin(admin): Admin,
+    Query(q): Query<SessionsQuery>,
+) -> Result<Response, Error> {
+    let found = state.store.list_users(PageRequest::first(500)).await?.items;
     let users = found
         .into_iter()
         .map(|s| UserRow {
@@ -262,7 +230,7 @@ pub async fn users(State(state): State<Arc<AppState>>, headers: HeaderMap, Query
         .collect();
     let mut chrome = Chrome::new("Users", Some(&admin), "admin");
     chrome.info = (q.status == "saved").then(|| "Saved.".to_owned());
-    render(StatusCode::OK, UsersPage { chrome, section: "users", users })
+    Ok(render(StatusCode::OK, UsersPage { chrome, section: "users", users }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,31 +247,30 @@ pub struct UserForm {
 
 pub async fn update_user(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    _: Admin,
     Form(form): Form<UserForm>,
-) -> Response {
-    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/users").await);
-    let Ok(limit) = form.max_concurrent_sessions.trim().parse::<i64>() else {
-        return error_page(Some(&admin), &ApiError::field("max_concurrent_sessions", "must be a whole number"));
-    };
+) -> Result<Response, Error> {
+    let limit = form
+        .max_concurrent_sessions
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| Error::field("max_concurrent_sessions", "must be a whole number"))?;
     let quota = match form.quota_gib.trim() {
         "" => None,
         text => match text.parse::<f64>() {
             Ok(g) if (0.0..1e9).contains(&g) => Some((g * GIB) as i64),
-            _ => return error_page(Some(&admin), &ApiError::field("quota", "must be a number of GiB, or empty")),
+            _ => return Err(Error::field("quota", "must be a number of GiB, or empty")),
         },
     };
-    let patch = UserPatch {
+    let change = UserChange {
         role: Some(form.role),
         can_use_internal: Some(form.can_use_internal.as_deref() == Some("true")),
         max_concurrent_sessions: Some(limit),
         workspace_quota_bytes: Some(quota),
     };
-    match apply_user_patch(&state, &id, patch).await {
-        Ok(_) => Redirect::to("/admin/users?status=saved").into_response(),
-        Err(e) => error_page(Some(&admin), &e),
-    }
+    admin_service::change_user(&state, &id, change).await?;
+    Ok(Redirect::to("/admin/users?status=saved").into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,22 +299,18 @@ struct EventsPage {
     more: Option<String>,
 }
 
-pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Response {
-    let admin = or_answer!(signed_in_admin(&state, &headers, "/admin/events").await);
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Admin(admin): Admin,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, Error> {
     let event = q.event.trim().to_owned();
     if event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_') {
-        return error_page(Some(&admin), &ApiError::field("event", "must be an event name such as user.login"));
+        return Err(Error::field("event", "must be an event name such as user.login"));
     }
-    let after = match q.cursor.as_deref().map(Cursor::decode) {
-        None => None,
-        Some(Ok(c)) => Some(c),
-        Some(Err(_)) => return error_page(Some(&admin), &ApiError::invalid_cursor()),
-    };
+    let after = q.cursor.as_deref().map(Cursor::decode).transpose().map_err(|_| Error::InvalidCursor)?;
     let filter = EventFilter { event: (!event.is_empty()).then(|| event.clone()), user_id: None };
-    let found = match state.store.list_events(&filter, PageRequest { limit: 100, after }).await {
-        Ok(p) => p,
-        Err(e) => return error_page(Some(&admin), &e.into()),
-    };
+    let found = state.store.list_events(&filter, PageRequest { limit: 100, after }).await?;
     let who = emails(&state, found.items.iter().filter_map(|e| e.user_id).collect()).await;
     let events = found
         .items
@@ -382,5 +345,5 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, Quer
     });
     let page =
         EventsPage { chrome: Chrome::new("Event log", Some(&admin), "admin"), section: "events", event, events, more };
-    render(StatusCode::OK, page)
+    Ok(render(StatusCode::OK, page))
 }

@@ -457,7 +457,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Checks a problem document against API.md and returns it.
+/// Checks a problem document against docs/api.md and returns it.
 pub fn assert_problem(status: u16, headers: &HeaderMap, body: &Value, want: u16, path: &str) {
     assert_eq!(status, want, "{body}");
     assert_eq!(headers.get("content-type"), Some(&HeaderValue::from_static("application/problem+json")), "{body}");

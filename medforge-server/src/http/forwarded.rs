@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
 
-use crate::state::AppState;
+use crate::service::AppState;
 
 /// The client: the peer itself unless it is trusted; then the right-most
 /// `X-Forwarded-For` address that is not a trusted proxy (each proxy

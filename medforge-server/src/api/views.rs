@@ -1,0 +1,94 @@
+//! What the API answers about users, GPUs and snapshots: the shapes of
+//! docs/api.md, built from the model in one place each. (Sessions and
+//! events are the model's own serialisation.)
+
+use medforge_core::model::{GpuDevice, Role, SessionId, User, UserId, UserSummary};
+use medforge_core::storage::Snapshot;
+use serde::Serialize;
+
+use crate::http::envelope::rfc3339;
+
+/// The caller, as `me`, sign-up and log-in answer it.
+#[derive(Debug, Serialize)]
+pub struct Me {
+    user_id: UserId,
+    email: String,
+    role: Role,
+    can_use_internal: bool,
+}
+
+impl From<&User> for Me {
+    fn from(u: &User) -> Self {
+        Self { user_id: u.id, email: u.email.to_string(), role: u.role, can_use_internal: u.can_use_internal }
+    }
+}
+
+/// A user as an admin sees it; `active_session_count` in listings.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    #[serde(flatten)]
+    me: Me,
+    max_concurrent_sessions: u32,
+    workspace_quota_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_session_count: Option<u32>,
+}
+
+impl UserView {
+    /// A user just changed (`PATCH /admin/users/{id}`).
+    pub fn changed(u: &User) -> Self {
+        Self {
+            me: Me::from(u),
+            max_concurrent_sessions: u.max_concurrent_sessions,
+            workspace_quota_bytes: u.workspace_quota_bytes,
+            created_at: None,
+            active_session_count: None,
+        }
+    }
+
+    /// A user of the listing, with their active sessions.
+    pub fn listed(s: &UserSummary) -> Self {
+        Self {
+            created_at: Some(rfc3339(s.user.created_at)),
+            active_session_count: Some(s.active_session_count),
+            ..Self::changed(&s.user)
+        }
+    }
+}
+
+/// A GPU and who holds it.
+#[derive(Debug, Serialize)]
+pub struct GpuView {
+    id: u32,
+    enabled: bool,
+    session_id: Option<SessionId>,
+    user_id: Option<UserId>,
+    held_since: Option<String>,
+}
+
+impl From<&GpuDevice> for GpuView {
+    fn from(g: &GpuDevice) -> Self {
+        Self {
+            id: g.id.0,
+            enabled: g.enabled,
+            session_id: g.session_id,
+            user_id: g.user_id,
+            held_since: g.held_since.map(rfc3339),
+        }
+    }
+}
+
+/// A snapshot of a workspace.
+#[derive(Debug, Serialize)]
+pub struct SnapshotView {
+    name: String,
+    created_at: String,
+}
+
+impl From<&Snapshot> for SnapshotView {
+    fn from(s: &Snapshot) -> Self {
+        Self { name: s.name.to_string(), created_at: rfc3339(s.created_at) }
+    }
+}

@@ -1,0 +1,38 @@
+//! The whole HTTP app: the API's and the UI's routes, with the session
+//! proxy in front of them, and the middleware each needs, outermost last:
+//!
+//! 1. `http::forwarded`: the client's address behind trusted proxies,
+//!    before anything reads it;
+//! 2. `proxy::dispatch`: session hosts go to the proxy and never reach the
+//!    layers below (no body limit, no rewriting of an upstream's errors);
+//! 3. `http::context`: the request id and span, envelopes and problem
+//!    documents;
+//! 4. the body limit, and `http::origin`'s rule on state-changing requests;
+//! 5. per route: request metrics, and on the UI's routes the layer that
+//!    makes pages of errors (`ui::failure`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+
+use crate::proxy::{self, Proxy};
+use crate::service::AppState;
+use crate::{api, http, ui};
+
+pub fn app(state: Arc<AppState>) -> Router {
+    let max_body = state.config.limits.max_body_bytes;
+    Router::new()
+        .merge(api::routes())
+        .merge(ui::routes(state.clone()))
+        .route_layer(from_fn(http::metrics::track))
+        .fallback(api::not_found)
+        .layer(from_fn_with_state(state.clone(), http::origin::guard))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(from_fn(http::context::layer))
+        .layer(from_fn_with_state(Proxy::new(state.clone()), proxy::dispatch))
+        .layer(from_fn_with_state(state.clone(), http::forwarded::layer))
+        .with_state(state)
+}

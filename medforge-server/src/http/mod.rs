@@ -1,0 +1,20 @@
+//! What the three adapters (`crate::api`, `crate::ui`, `crate::proxy`)
+//! share at the HTTP edge: the request context and the envelope, problem
+//! documents, the login cookie, extractors for the caller and the
+//! signed-in user, HTML pages, the Origin rule, the client address behind
+//! proxies, the refusal of a session host, and request metrics.
+
+pub mod context;
+pub mod cookie;
+pub mod envelope;
+pub mod extract;
+pub mod forwarded;
+pub mod html;
+pub mod metrics;
+pub mod origin;
+pub mod problem;
+pub mod refusal;
+
+/// The gate's own path: the API serves it, and the built-in proxy refuses
+/// it on session hosts (however spelt).
+pub const GATE_PATH: &str = "/api/v2/auth/session-proxy";

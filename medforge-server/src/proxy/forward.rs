@@ -1,0 +1,156 @@
+//! Forwarding an allowed request to its session's container: headers
+//! cleaned (see the module docs of `crate::proxy`), the body streamed, an
+//! upgrade tunnelled until either side closes or the session stops.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use hyper_util::rt::TokioIo;
+use medforge_core::model::Slug;
+
+use super::upstreams::{CONNECT_TIMEOUT, Proxy};
+use crate::http::cookie;
+use crate::http::problem::Problem;
+use crate::service::gatekeeper::Upstream;
+
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    for name in ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer"] {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::CONNECTION);
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstream) -> Response {
+    let state = &proxy.state;
+    let path = req.uri().path().to_owned();
+    let bad_gateway = |why: &dyn std::fmt::Display| {
+        tracing::warn!(%slug, error = %why, "session upstream failed");
+        // The container may have died: the next request asks the database
+        // again instead of a cached "allow".
+        state.gate_cache.forget_slug(&slug);
+        metrics::counter!("medforge_proxy_upstream_errors_total").increment(1);
+        Problem::http(StatusCode::BAD_GATEWAY, "The session's container did not answer.").standalone(&path)
+    };
+    let upgrade = is_upgrade(req.headers());
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let host = req.headers().get(header::HOST).cloned();
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let Ok(uri) = format!("http://{upstream}{pq}").parse() else {
+        return bad_gateway(&"the upstream address is not a URI");
+    };
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers, upgrade);
+    cookie::strip_login(headers);
+    headers.remove("x-upstream");
+    for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"] {
+        headers.remove(name);
+    }
+    if let Some(ip) = peer.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
+        headers.insert("x-forwarded-for", ip);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(state.config.scheme()));
+    if let Some(h) = host {
+        headers.insert("x-forwarded-host", h);
+    }
+    if !upgrade {
+        return match proxy.upstreams.request(req).await {
+            Ok(response) => {
+                let mut response = response.map(Body::new);
+                strip_hop_by_hop(response.headers_mut(), false);
+                response
+            }
+            Err(e) => bad_gateway(&e),
+        };
+    }
+    // An upgrade: one connection of its own, handed to a tunnel on 101.
+    let client_side = hyper::upgrade::on(&mut req);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(upstream.as_str())).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return bad_gateway(&e),
+        Err(_) => return bad_gateway(&"connect timed out"),
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+        Ok(pair) => pair,
+        Err(e) => return bad_gateway(&e),
+    };
+    tokio::spawn(connection.with_upgrades());
+    let mut response = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => return bad_gateway(&e),
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream_side = hyper::upgrade::on(&mut response);
+        let mut closed = state.gate_cache.closed_slugs();
+        tokio::spawn(async move {
+            let (Ok(client), Ok(upstream)) = (client_side.await, upstream_side.await) else { return };
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            metrics::gauge!("medforge_proxy_tunnels_open").increment(1.0);
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                () = async { while closed.recv().await.is_ok_and(|s| s != slug) {} } => {
+                    tracing::info!(%slug, "session stopped: closing its tunnel");
+                }
+            }
+            metrics::gauge!("medforge_proxy_tunnels_open").decrement(1.0);
+        });
+    }
+    response.map(Body::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_do_not_pass() {
+        let mut m = HeaderMap::new();
+        m.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        m.insert("x-secret", HeaderValue::from_static("1"));
+        m.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        m.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        m.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut m, false);
+        for gone in ["connection", "x-secret", "keep-alive", "transfer-encoding", "upgrade"] {
+            assert!(!m.contains_key(gone), "{gone} passed");
+        }
+        let mut ws = HeaderMap::new();
+        ws.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        ws.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&ws));
+        strip_hop_by_hop(&mut ws, true);
+        assert_eq!(ws.get(header::UPGRADE).and_then(|v| v.to_str().ok()), Some("websocket"));
+        assert_eq!(ws.get(header::CONNECTION).and_then(|v| v.to_str().ok()), Some("upgrade"));
+    }
+}

@@ -1,0 +1,132 @@
+//! The built-in session proxy: every request to `s-<slug>.<exposure>.<domain>`
+//! passes the same gate as `/api/v2/auth/session-proxy`, then goes to that
+//! session's container, streamed both ways (no body is ever buffered), with
+//! WebSocket (and any other) upgrades tunnelled ([`forward`]).
+//!
+//! It runs before every other layer of the server (no body limit, no
+//! problem-document rewriting: a code-server 404 must pass as it is). What
+//! it changes on the way:
+//! - refuses the gate path itself (any spelling) with a plain 403;
+//! - drops hop-by-hop headers, any client `X-Upstream`, and MedForge's own
+//!   login cookie (a session's code must never see a login token, least of
+//!   all an admin's);
+//! - sets `X-Forwarded-For/-Proto/-Host` (replacing what the client sent);
+//! - fails closed: no upstream, or an upstream that does not answer, is 502.
+//!
+//! Open tunnels end when the session is stopped (the gatekeeper announces
+//! the slug), not only when the container goes.
+
+pub mod forward;
+pub mod upstreams;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use medforge_core::host::Host;
+use percent_encoding::percent_decode_str;
+
+use crate::config::{GateUpstream, Routing};
+use crate::http::problem::Problem;
+use crate::http::refusal::{self, Unauthenticated};
+use crate::http::{GATE_PATH, cookie};
+use crate::service::gatekeeper::{self, Decision};
+pub use upstreams::Proxy;
+
+/// The outermost layer: with `routing = "builtin"`, session hosts go to the
+/// proxy, everything else on. (With `routing = "caddy"`, Caddy serves the
+/// session hosts and calls the gate with their `Host`: nothing to do here.)
+pub async fn dispatch(State(proxy): State<Proxy>, req: Request, next: Next) -> Response {
+    let config = &proxy.state.config;
+    if config.routing == Routing::Builtin
+        && let Some(host) = session_zone_host(req.headers(), &config.base_domain)
+    {
+        return handle(proxy, host, req).await;
+    }
+    next.run(req).await
+}
+
+/// The request's Host when it is in a session zone (`<label>.external.<domain>`
+/// or `<label>.internal.<domain>`; the gate then answers 404 for a label
+/// that is no slug).
+fn session_zone_host(headers: &HeaderMap, domain: &str) -> Option<Host> {
+    let host: Host = headers.get(header::HOST)?.to_str().ok()?.parse().ok()?;
+    host.session_zone(domain).map(|_| host)
+}
+
+/// Whether `path` names the gate, however spelt: any case, percent-encoded
+/// (twice, even), with doubled or trailing slashes.
+pub fn is_gate_path(path: &str) -> bool {
+    let mut p = path.to_owned();
+    for _ in 0..3 {
+        p = percent_decode_str(&p).decode_utf8_lossy().into_owned();
+    }
+    let p = p.to_ascii_lowercase().replace('\\', "/");
+    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let gate: Vec<&str> = GATE_PATH.split('/').filter(|s| !s.is_empty()).collect();
+    parts.starts_with(&gate)
+}
+
+async fn handle(proxy: Proxy, host: Host, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    if is_gate_path(&path) {
+        return (StatusCode::FORBIDDEN, "Forbidden\n").into_response();
+    }
+    let token = cookie::token_from(req.headers());
+    let decided = gatekeeper::decide(&proxy.state, token.as_ref(), Some(&host), GateUpstream::Address).await;
+    match decided {
+        Ok(Decision::Allow { slug, upstream }) => forward::forward(proxy, req, slug, upstream).await,
+        Ok(Decision::Refuse(refusal)) => {
+            refusal::refuse(&proxy.state.config, req.headers(), req.uri(), refusal, Unauthenticated::Redirect)
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "the session gate failed");
+            Problem::http(StatusCode::BAD_GATEWAY, "The session gate failed.").standalone(&path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_gate_path_is_refused_however_spelt() {
+        for p in [
+            "/api/v2/auth/session-proxy",
+            "/API/V2/Auth/Session-Proxy",
+            "/api/v2/auth/session-proxy/",
+            "//api//v2/auth/session-proxy",
+            "/api%2Fv2%2Fauth%2Fsession-proxy",
+            "/api%252Fv2%252Fauth%252Fsession-proxy",
+            "/api/v2/auth/%73ession-proxy",
+            "/./api/v2/auth/session-proxy",
+            "/api/v2/auth/session-proxy/x",
+            "\\api\\v2\\auth\\session-proxy",
+        ] {
+            assert!(is_gate_path(p), "{p} passed");
+        }
+        for p in ["/", "/api/v2/auth/session-proxyx", "/static/api/v2/auth/session-proxy", "/healthz"] {
+            assert!(!is_gate_path(p), "{p} refused");
+        }
+    }
+
+    #[test]
+    fn session_hosts_are_the_two_zones() {
+        let h = |host: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_str(host).expect("host"));
+            session_zone_host(&m, "medforge.localhost").is_some()
+        };
+        assert!(h("s-abcdefgh.external.medforge.localhost"));
+        assert!(h("S-ABCDEFGH.Internal.medforge.localhost:8080"));
+        assert!(h("s-abcdefgh.external.medforge.localhost."));
+        assert!(h("anything.external.medforge.localhost"));
+        assert!(!h("external.medforge.localhost"));
+        assert!(!h("medforge.localhost"));
+        assert!(!h("api.medforge.localhost"));
+        assert!(!h("a.b.external.medforge.localhost"));
+        assert!(!h("s-abcdefgh.external.medforge.localhost.evil.org"));
+    }
+}

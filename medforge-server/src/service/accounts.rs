@@ -1,0 +1,150 @@
+//! Accounts and browser logins: sign-up, log-in, log-out, who is signed
+//! in, and changes to one's own email and password. A login is a token
+//! (`SessionToken`) whose hash the store keeps; the adapters carry it in a
+//! cookie.
+
+use std::net::IpAddr;
+
+use medforge_core::auth::{AuthError, ClientInfo, SessionToken, check_password_policy, hash_password, verify_password};
+use medforge_core::events::{Event, EventContext};
+use medforge_core::model::{self, AuthSession, Email, User};
+use medforge_core::store::UserUpdate;
+
+use super::error::{Denied, Error};
+use super::state::AppState;
+
+/// Who is asking: the client's address (behind trusted proxies, the
+/// client's own), its user agent, and the request's id for the events.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+    pub request_id: String,
+}
+
+impl Caller {
+    fn info(&self) -> ClientInfo {
+        ClientInfo { ip: Some(self.ip.to_string()), user_agent: self.user_agent.clone() }
+    }
+
+    fn events(&self) -> EventContext {
+        EventContext::request(&self.request_id)
+    }
+}
+
+fn parse_email(text: &str) -> Result<Email, Error> {
+    text.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))
+}
+
+/// Creates an account and signs it in.
+#[tracing::instrument(skip_all)]
+pub async fn sign_up(
+    state: &AppState,
+    caller: &Caller,
+    email: &str,
+    password: &str,
+) -> Result<(User, SessionToken), Error> {
+    state.auth_limiter.check(caller.ip)?;
+    let email = parse_email(email)?;
+    let (user, token) = state.auth.signup(email, password, caller.info()).await.map_err(|e| match e {
+        AuthError::PasswordPolicy => Error::field("password", e.to_string()),
+        AuthError::Store(s) => s.into(),
+        other => Error::internal(other),
+    })?;
+    state.events.emit(Event::UserSignup { user_id: user.id, ip: Some(caller.ip.to_string()) }, &caller.events());
+    Ok((user, token))
+}
+
+/// Signs in, or [`Error::InvalidCredentials`] (an unknown email and a
+/// wrong password alike, each logged as `user.login_failed`).
+#[tracing::instrument(skip_all)]
+pub async fn log_in(
+    state: &AppState,
+    caller: &Caller,
+    email: &str,
+    password: &str,
+) -> Result<(User, SessionToken), Error> {
+    state.auth_limiter.check(caller.ip)?;
+    let ctx = caller.events();
+    let ip = Some(caller.ip.to_string());
+    let failed = || {
+        state.events.emit(Event::UserLoginFailed { email: email.trim().to_lowercase(), ip: ip.clone() }, &ctx);
+        Error::InvalidCredentials
+    };
+    // A malformed email cannot have an account: the same answer as a wrong password.
+    let Ok(parsed) = email.parse::<Email>() else { return Err(failed()) };
+    match state.auth.login(&parsed, password, caller.info()).await {
+        Ok((user, token)) => {
+            state.events.emit(Event::UserLogin { user_id: user.id, ip: ip.clone() }, &ctx);
+            Ok((user, token))
+        }
+        Err(AuthError::InvalidCredentials) => Err(failed()),
+        Err(AuthError::Store(e)) => Err(e.into()),
+        Err(e) => Err(Error::internal(e)),
+    }
+}
+
+/// Ends the login `token`, if it is one; its gate decisions go with it.
+#[tracing::instrument(skip_all)]
+pub async fn log_out(state: &AppState, caller: &Caller, token: Option<&SessionToken>) -> Result<(), Error> {
+    let Some(token) = token else { return Ok(()) };
+    if let Some((user, _)) = state.auth.authenticate(token, model::now()).await? {
+        state.events.emit(Event::UserLogout { user_id: user.id, ip: Some(caller.ip.to_string()) }, &caller.events());
+    }
+    state.auth.logout(token).await?;
+    state.gate_cache.forget_token(&state.auth.key().hash(token));
+    Ok(())
+}
+
+/// The user and login behind `token`, or [`Error::Unauthenticated`].
+pub async fn signed_in(state: &AppState, token: Option<&SessionToken>) -> Result<(User, AuthSession), Error> {
+    let token = token.ok_or(Error::Unauthenticated)?;
+    state.auth.authenticate(token, model::now()).await?.ok_or(Error::Unauthenticated)
+}
+
+/// A change to one's own account (`PATCH /me`, the Account page).
+#[derive(Debug, Default)]
+pub struct AccountChange {
+    pub email: Option<String>,
+    pub current_password: Option<String>,
+    pub new_password: Option<String>,
+}
+
+/// Changes `user`'s email or password; both need the current password.
+/// A new password ends every login of the account and returns a new
+/// token for this one.
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub async fn change_account(
+    state: &AppState,
+    caller: &Caller,
+    user: &User,
+    change: AccountChange,
+) -> Result<(User, Option<SessionToken>), Error> {
+    let email = change.email.as_deref().map(parse_email).transpose()?;
+    if let Some(pw) = &change.new_password {
+        check_password_policy(pw).map_err(|e| Error::field("new_password", e.to_string()))?;
+    }
+    if email.is_none() && change.new_password.is_none() {
+        return Ok((user.clone(), None));
+    }
+    let current = change.current_password.as_deref().ok_or_else(|| Error::field("current_password", "is required"))?;
+    let hash = state.store.password_hash(user.id).await?.ok_or(Error::Unauthenticated)?;
+    if !verify_password(current, &hash) {
+        return Err(Error::Forbidden(Denied::WrongPassword));
+    }
+    let password_hash = change.new_password.as_deref().map(hash_password).transpose().map_err(Error::internal)?;
+    let changed_password = password_hash.is_some();
+    let updated = state
+        .store
+        .update_user(user.id, UserUpdate { email, password_hash, ..Default::default() })
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    if !changed_password {
+        return Ok((updated, None));
+    }
+    state.store.revoke_user_auth_sessions(user.id, model::now()).await?;
+    state.gate_cache.forget_all();
+    let pw = change.new_password.as_deref().unwrap_or_default();
+    let (_, token) = state.auth.login(&updated.email, pw, caller.info()).await.map_err(Error::internal)?;
+    Ok((updated, Some(token)))
+}

@@ -1,0 +1,120 @@
+//! [`Error`]: every way the service layer refuses or fails. The adapters
+//! map it once each: to an HTTP status and RFC 9457 problem document
+//! (`crate::http::problem`) and to the web UI's words (`crate::ui::failure`).
+
+use medforge_core::gate::Refusal;
+use medforge_core::store::{AllocationError, StoreError};
+
+/// Why the service layer did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No valid login.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// A log-in with an unknown email or a wrong password (never which).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("forbidden: {0:?}")]
+    Forbidden(Denied),
+    #[error("not found: {0:?}")]
+    NotFound(Missing),
+    #[error("email already registered")]
+    EmailTaken,
+    /// A session could not be allocated (limits, GPUs, packs).
+    #[error(transparent)]
+    Allocation(AllocationError),
+    /// Fields of the request that are not acceptable, each with the reason.
+    #[error("invalid fields: {0:?}")]
+    Invalid(Vec<FieldError>),
+    #[error("too many attempts; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("invalid pagination cursor")]
+    InvalidCursor,
+    /// Workspace storage (ZFS, the directory) did not answer.
+    #[error("workspace storage unavailable")]
+    StorageUnavailable,
+    /// Ours, not the caller's. The cause is logged where it is made
+    /// ([`Error::internal`]) and never shown to a client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Who may not do what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// An admin's route or page, and a login that is no admin.
+    NotAdmin,
+    /// Someone else's session.
+    NotYourSession,
+    /// An internal session without the internal entitlement.
+    NotEntitled,
+    /// An account change with a wrong current password.
+    WrongPassword,
+    /// A state-changing request from an origin outside the deployment.
+    CrossOrigin,
+}
+
+/// What was not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Route,
+    Session,
+    User,
+    Gpu,
+    /// No running session at the session host asked for.
+    SessionAtHost,
+}
+
+/// One bad field of a request, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Error {
+    /// One bad field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+
+    /// A failure of ours: the cause goes to the log here, and only
+    /// "internal error" to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::Internal(cause.to_string())
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::EmailTaken => Self::EmailTaken,
+            StoreError::InvalidCursor => Self::InvalidCursor,
+            StoreError::InvalidPageLimit => Self::field("limit", "must be 1 to 500"),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<AllocationError> for Error {
+    fn from(e: AllocationError) -> Self {
+        match e {
+            AllocationError::Store(s) => s.into(),
+            AllocationError::UserNotFound => Self::Unauthenticated,
+            AllocationError::NotEntitled => Self::Forbidden(Denied::NotEntitled),
+            other => Self::Allocation(other),
+        }
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Unauthenticated => Self::Unauthenticated,
+            Refusal::NotFound => Self::NotFound(Missing::SessionAtHost),
+            Refusal::NotEntitled => Self::Forbidden(Denied::NotEntitled),
+            Refusal::NotYours => Self::Forbidden(Denied::NotYourSession),
+        }
+    }
+}

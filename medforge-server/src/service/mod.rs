@@ -1,0 +1,27 @@
+//! The service layer: what MedForge does, whoever asks. The API (`crate::api`),
+//! the web UI (`crate::ui`) and the session proxy (`crate::proxy`) are
+//! adapters over it: they read a request, call one function here, and
+//! show the outcome their own way. Nothing here knows HTTP: functions take
+//! the state and typed values, and return [`Error`] when they refuse.
+//!
+//! - [`state`]: [`AppState`], everything a request may need.
+//! - [`error`]: [`Error`], the one error of this layer.
+//! - [`accounts`]: sign-up, log-in, log-out, the signed-in user, account changes.
+//! - [`sessions`]: start, stop, who may see which session, the list filters.
+//! - [`admin`]: changes an admin makes to users and GPUs.
+//! - [`gatekeeper`]: the session gate's decision; [`gate_cache`] its short memory.
+//! - [`isolation`]: the firewall policy from the config and the runtime.
+//! - [`limiter`]: the per-address rate limit of log-ins and sign-ups.
+
+pub mod accounts;
+pub mod admin;
+pub mod error;
+pub mod gate_cache;
+pub mod gatekeeper;
+pub mod isolation;
+pub mod limiter;
+pub mod sessions;
+pub mod state;
+
+pub use error::{Denied, Error, FieldError, Missing};
+pub use state::AppState;

@@ -1,0 +1,144 @@
+//! Code-server sessions as a user or admin asks for them: start, stop,
+//! find, and the snapshots of a workspace. The lifecycle itself (create,
+//! watch, reconcile) is `medforge_core::lifecycle`.
+
+use std::sync::Arc;
+
+use medforge_core::events::{EventContext, StopReason};
+use medforge_core::lifecycle::{LifecycleError, StopOutcome};
+use medforge_core::model::{self, Exposure, PackId, Session, SessionId, User};
+use medforge_core::storage::Snapshot;
+use medforge_core::store::AllocationRequest;
+use tracing::Instrument;
+
+use super::error::{Denied, Error, Missing};
+use super::state::AppState;
+use crate::telemetry;
+
+/// Allocates a session and starts its container in the background: the
+/// row, `starting`. The client follows progress by polling the session or
+/// its event stream.
+#[tracing::instrument(skip_all, fields(user_id = %user.id, %exposure))]
+pub async fn start(
+    state: &AppState,
+    user: &User,
+    exposure: Exposure,
+    pack_id: Option<PackId>,
+    request_id: &str,
+) -> Result<Session, Error> {
+    if !user.may_use(exposure) {
+        return Err(Error::Forbidden(Denied::NotEntitled));
+    }
+    let request = AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
+    let session = state.lifecycle.allocate(request).await.map_err(|e| match e {
+        LifecycleError::Allocation(a) => Error::from(a),
+        LifecycleError::Store(s) => Error::from(s),
+        other => Error::internal(other),
+    })?;
+    let lifecycle = state.lifecycle.clone();
+    let started = session.clone();
+    let ctx = EventContext::request(request_id);
+    let span = tracing::info_span!("session_start", session_id = %session.id, slug = %session.slug);
+    tokio::spawn(
+        async move {
+            let clock = std::time::Instant::now();
+            let outcome = match lifecycle.launch(started, &ctx).await {
+                Ok(_) => "started",
+                Err(e) => {
+                    tracing::warn!(error = %e, "session start failed");
+                    "failed"
+                }
+            };
+            metrics::histogram!(telemetry::SPAWN_SECONDS, "outcome" => outcome).record(clock.elapsed().as_secs_f64());
+        }
+        .instrument(span),
+    );
+    Ok(session)
+}
+
+/// What a stop request found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRequest {
+    /// Claimed now (the gate refuses it from here on); the container
+    /// stops and the workspace is snapshotted in the background.
+    Claimed,
+    /// It was over already.
+    AlreadyTerminal,
+}
+
+/// Claims the stop at once, so that the gate refuses the session from this
+/// answer on, then finishes it in the background: the rest takes up to the
+/// grace period plus a snapshot.
+#[tracing::instrument(skip_all, fields(session_id = %session.id, ?reason))]
+pub async fn request_stop(
+    state: &Arc<AppState>,
+    session: Session,
+    reason: StopReason,
+    request_id: &str,
+) -> Result<StopRequest, Error> {
+    let claimed = match state.lifecycle.claim_stop(session.id).await.map_err(Error::internal)? {
+        StopOutcome::Stopped(claimed) => claimed,
+        StopOutcome::AlreadyTerminal(_) => return Ok(StopRequest::AlreadyTerminal),
+    };
+    state.gate_cache.forget_slug(&claimed.slug);
+    let state = state.clone();
+    let ctx = EventContext::request(request_id);
+    let span = tracing::info_span!("session_stop", session_id = %claimed.id, slug = %claimed.slug);
+    tokio::spawn(
+        async move {
+            if let Err(e) = state.lifecycle.finish_stop(&claimed, reason, &ctx).await {
+                tracing::warn!(error = %e, "session stop failed");
+            }
+        }
+        .instrument(span),
+    );
+    Ok(StopRequest::Claimed)
+}
+
+/// Who stops a session `user` may see: its owner, or an admin.
+pub fn stop_reason(session: &Session, user: &User) -> StopReason {
+    if session.user_id == user.id { StopReason::User } else { StopReason::Admin }
+}
+
+/// The session `id` (as the client wrote it), whoever owns it.
+pub async fn find(state: &AppState, id: &str) -> Result<Session, Error> {
+    let id: SessionId = id.parse().map_err(|_| Error::NotFound(Missing::Session))?;
+    state.store.session(id).await?.ok_or(Error::NotFound(Missing::Session))
+}
+
+/// The session `id` if `user` may see it (theirs, or any for an admin),
+/// and, with `exposure`, only if it is of that exposure.
+pub async fn visible(state: &AppState, user: &User, id: &str, exposure: Option<Exposure>) -> Result<Session, Error> {
+    let session = find(state, id).await?;
+    if exposure.is_some_and(|e| e != session.exposure) {
+        return Err(Error::NotFound(Missing::Session));
+    }
+    if session.user_id != user.id && !user.is_admin() {
+        return Err(Error::Forbidden(Denied::NotYourSession));
+    }
+    Ok(session)
+}
+
+/// The snapshots of a user's workspace. Storage trouble (ZFS down) is the
+/// server's, and passing: [`Error::StorageUnavailable`], the cause logged.
+pub async fn snapshots(state: &AppState, owner: model::UserId) -> Result<Vec<Snapshot>, Error> {
+    state.storage.list_snapshots(owner).await.map_err(|e| {
+        tracing::error!(user_id = %owner, error = %e, "listing snapshots failed");
+        Error::StorageUnavailable
+    })
+}
+
+/// The start-up steps a client can show, derived from the row.
+pub fn steps(s: &Session) -> Vec<&'static str> {
+    let mut done = vec!["gpu_allocated"];
+    if s.workspace_zfs.is_some() {
+        done.push("workspace_ready");
+    }
+    if s.container_id.is_some() {
+        done.push("container_started");
+    }
+    if s.started_at.is_some() {
+        done.push("code_server_answering");
+    }
+    done
+}

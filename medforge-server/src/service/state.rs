@@ -1,0 +1,34 @@
+//! [`AppState`]: the configuration and the core services a request may
+//! need, built once by `crate::stack` and shared by every adapter.
+
+use std::sync::Arc;
+
+use medforge_core::auth::Authenticator;
+use medforge_core::events::EventSink;
+use medforge_core::firewall::Firewall;
+use medforge_core::lifecycle::Sessions;
+use medforge_core::runtime::ContainerRuntime;
+use medforge_core::storage::Storage;
+use medforge_core::store::Store;
+
+use super::gate_cache::GateCache;
+use super::limiter::RateLimiter;
+use crate::config::Config;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub storage: Arc<dyn Storage>,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// Start, stop, watch and reconcile code-server sessions.
+    pub lifecycle: Arc<Sessions>,
+    pub firewall: Arc<dyn Firewall>,
+    /// Browser logins: passwords, tokens, expiry.
+    pub auth: Authenticator,
+    pub events: Arc<dyn EventSink>,
+    pub gate_cache: GateCache,
+    pub auth_limiter: RateLimiter,
+    /// What `/metrics` renders.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}

@@ -1,0 +1,114 @@
+//! What every page shares: the frame ([`Chrome`]), sessions as rows, the
+//! IDE's address, and times as people read them.
+
+use axum::http::{HeaderMap, header};
+use medforge_core::host::Host;
+use medforge_core::model::{self, Session, SessionStatus, User};
+
+use crate::http::envelope::rfc3339;
+use crate::service::AppState;
+
+/// What every page's frame shows.
+#[derive(Debug, Default)]
+pub struct Chrome {
+    pub title: String,
+    pub user: Option<ChromeUser>,
+    /// The main navigation entry to mark as current.
+    pub nav: &'static str,
+    pub error: Option<String>,
+    pub info: Option<String>,
+    /// Without JavaScript, reload every N seconds (0: never).
+    pub refresh_secs: u32,
+}
+
+#[derive(Debug)]
+pub struct ChromeUser {
+    pub email: String,
+    pub is_admin: bool,
+}
+
+impl Chrome {
+    pub fn new(title: impl Into<String>, user: Option<&User>, nav: &'static str) -> Self {
+        Self {
+            title: title.into(),
+            user: user.map(|u| ChromeUser { email: u.email.to_string(), is_admin: u.is_admin() }),
+            nav,
+            ..Self::default()
+        }
+    }
+}
+
+/// The IDE's address: `s-<slug>.<exposure>.<domain>`, on this request's
+/// port (the session hosts share the UI's).
+pub fn ide_url(state: &AppState, headers: &HeaderMap, s: &Session) -> String {
+    let port = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.parse::<Host>().ok())
+        .map(|h| h.port_suffix())
+        .unwrap_or_default();
+    format!("{}://s-{}.{}.{}{port}/", state.config.scheme(), s.slug, s.exposure, state.config.base_domain)
+}
+
+/// "just now", "5 min ago", "3 h ago", "2 days ago".
+pub fn ago(t: time::OffsetDateTime) -> String {
+    let secs = (model::now() - t).whole_seconds().max(0);
+    match secs {
+        0..60 => "just now".into(),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86400 => format!("{} h {} min ago", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} days ago", secs / 86400),
+    }
+}
+
+pub fn iso(t: time::OffsetDateTime) -> String {
+    rfc3339(t)
+}
+
+/// A session as the tables and the progress page show it.
+#[derive(Debug)]
+pub struct SessionRow {
+    pub id: String,
+    pub slug: String,
+    pub exposure: String,
+    pub status: String,
+    pub gpu: u32,
+    pub created_at: String,
+    pub age: String,
+    pub ide_url: Option<String>,
+    pub active: bool,
+    pub error: Option<String>,
+    pub owner: String,
+}
+
+impl SessionRow {
+    pub fn new(state: &AppState, headers: &HeaderMap, s: &Session, owner: String) -> Self {
+        Self {
+            id: s.id.to_string(),
+            slug: s.slug.to_string(),
+            exposure: s.exposure.to_string(),
+            status: s.status.to_string(),
+            gpu: s.gpu_id.0,
+            created_at: iso(s.created_at),
+            age: ago(s.created_at),
+            ide_url: (s.status == SessionStatus::Running).then(|| ide_url(state, headers, s)),
+            active: s.status.is_active(),
+            error: s.error_message.clone(),
+            owner,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_a_person_says_them() {
+        let now = model::now();
+        assert_eq!(ago(now), "just now");
+        assert_eq!(ago(now - time::Duration::minutes(5)), "5 min ago");
+        assert_eq!(ago(now - time::Duration::minutes(125)), "2 h 5 min ago");
+        assert_eq!(ago(now - time::Duration::days(3)), "3 days ago");
+    }
+}
