@@ -142,3 +142,62 @@ async fn the_gate_endpoint_maps_each_refusal_once() {
     );
     assert!(h.get("x-upstream").is_none());
 }
+
+/// Every JSON answer of every operation has a schema that says what its
+/// `data` is (not "any value"), every schema it refers to exists, and
+/// the shared error responses are there: schemathesis checks bodies
+/// against these.
+#[tokio::test]
+async fn the_openapi_document_describes_every_response_body() {
+    let s = InProcess::new(Routing::Builtin).await;
+    let (status, _, body) = s.send(get("medforge.localhost", "/api/v2/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let schemas = doc["components"]["schemas"].as_object().expect("components.schemas");
+    let resolve = |v: &serde_json::Value| -> serde_json::Value {
+        match v.get("$ref").and_then(|r| r.as_str()) {
+            Some(r) => schemas
+                .get(r.trim_start_matches("#/components/schemas/"))
+                .unwrap_or_else(|| panic!("{r} is not among the schemas"))
+                .clone(),
+            None => v.clone(),
+        }
+    };
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            for (code, response) in op["responses"].as_object().expect("responses") {
+                let Some(content) = response.get("content").and_then(|c| c.as_object()) else { continue };
+                for (media, body) in content {
+                    if !media.contains("json") {
+                        continue;
+                    }
+                    let schema = resolve(&body["schema"]);
+                    let where_ = format!("{method} {path} {code} {media}");
+                    let properties = schema["properties"].as_object().unwrap_or_else(|| panic!("{where_}: {schema}"));
+                    if properties.contains_key("data") {
+                        let data = resolve(&properties["data"]);
+                        assert!(
+                            data.get("type").is_some()
+                                || data.get("properties").is_some()
+                                || data.get("allOf").is_some(),
+                            "{where_}: data has no schema: {data}"
+                        );
+                        assert!(properties.contains_key("meta"), "{where_}");
+                    } else {
+                        assert!(properties.contains_key("detail") && properties.contains_key("status"), "{where_}");
+                    }
+                    checked += 1;
+                }
+            }
+            // Every route behind a login documents its 401 (the shared responses).
+            if path.starts_with("/api/v2/me") || path.contains("/sessions") || path.starts_with("/api/v2/admin") {
+                assert!(op["responses"].get("401").is_some(), "{method} {path} documents no 401");
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} JSON responses");
+    for name in ["Session", "Me", "UserView", "GpuView", "SnapshotView", "StoredEvent", "ProblemDoc"] {
+        assert!(schemas.contains_key(name), "no {name} schema");
+    }
+}

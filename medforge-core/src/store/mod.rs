@@ -250,12 +250,14 @@ pub struct Page<T> {
 
 /// An event as the admin event log keeps it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredEvent {
     pub id: String,
     pub event: String,
     pub user_id: Option<UserId>,
     pub session_id: Option<SessionId>,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
     /// The whole event line, as JSON.
     pub data: serde_json::Value,

@@ -7,7 +7,8 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, patch, post};
 use medforge_core::events::StopReason;
-use medforge_core::model::UserId;
+use medforge_core::model::{Session, UserId};
+use medforge_core::store::StoredEvent;
 use medforge_core::store::{EventFilter, SessionFilter};
 use serde::Deserialize;
 
@@ -41,7 +42,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         ("limit" = Option<u32>, Query, description = "1..500, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
-    responses((status = 200, description = "Users, newest first", body = EnvelopeDoc), AdminErrors, PageErrors)
+    responses((status = 200, description = "Users, newest first", body = EnvelopeDoc<Vec<UserView>>), AdminErrors, PageErrors)
 )]
 pub async fn list_users(
     State(state): State<Arc<AppState>>,
@@ -79,7 +80,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
     params(("id" = String, Path, description = "user id (uuid)")),
     request_body = UserPatch,
     responses(
-        (status = 200, description = "Updated", body = EnvelopeDoc),
+        (status = 200, description = "Updated", body = EnvelopeDoc<UserView>),
         (status = 404, description = "No such user", body = ProblemDoc, content_type = "application/problem+json"),
         AdminErrors,
         InvalidErrors,
@@ -111,7 +112,7 @@ pub async fn update_user(
         ("status" = Option<String>, Query, description = "comma list"),
         ("exposure" = Option<String>, Query, description = "external or internal"),
     ),
-    responses((status = 200, description = "All sessions, newest first", body = EnvelopeDoc), AdminErrors, PageErrors)
+    responses((status = 200, description = "All sessions, newest first", body = EnvelopeDoc<Vec<Session>>), AdminErrors, PageErrors)
 )]
 pub async fn list_sessions(
     State(state): State<Arc<AppState>>,
@@ -129,7 +130,7 @@ pub async fn list_sessions(
     tag = "admin",
     params(("id" = String, Path, description = "session id (uuid)")),
     responses(
-        (status = 202, description = "Stop requested", body = EnvelopeDoc),
+        (status = 202, description = "Stop requested", body = EnvelopeDoc<super::views::Message>),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
         AdminErrors,
     )
@@ -149,7 +150,7 @@ pub async fn stop_session(
     get,
     path = "/api/v2/admin/gpus",
     tag = "admin",
-    responses((status = 200, description = "GPUs and their holders", body = EnvelopeDoc), AdminErrors)
+    responses((status = 200, description = "GPUs and their holders", body = EnvelopeDoc<Vec<GpuView>>), AdminErrors)
 )]
 pub async fn list_gpus(State(state): State<Arc<AppState>>, _: Admin) -> Result<Envelope, Error> {
     let gpus = state.store.list_gpus().await?;
@@ -169,7 +170,7 @@ pub struct GpuPatch {
     params(("id" = u32, Path, description = "GPU index")),
     request_body = GpuPatch,
     responses(
-        (status = 200, description = "Updated", body = EnvelopeDoc),
+        (status = 200, description = "Updated", body = EnvelopeDoc<GpuView>),
         (status = 404, description = "No such GPU", body = ProblemDoc, content_type = "application/problem+json"),
         AdminErrors,
         InvalidErrors,
@@ -204,7 +205,7 @@ pub struct EventsQuery {
         ("event" = Option<String>, Query, description = "event name"),
         ("user_id" = Option<String>, Query, description = "uuid"),
     ),
-    responses((status = 200, description = "The event log, newest first", body = EnvelopeDoc), AdminErrors, PageErrors)
+    responses((status = 200, description = "The event log, newest first", body = EnvelopeDoc<Vec<StoredEvent>>), AdminErrors, PageErrors)
 )]
 pub async fn list_events(
     State(state): State<Arc<AppState>>,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::json::ApiJson;
 use super::schemas::{EnvelopeDoc, InvalidErrors, ProblemDoc, SignedInErrors};
-use super::views::Me;
+use super::views::{Me, Message};
 use crate::http::cookie;
 use crate::http::envelope::Envelope;
 use crate::http::extract::SignedIn;
@@ -38,7 +38,7 @@ pub struct Credentials {
     tag = "auth",
     request_body = Credentials,
     responses(
-        (status = 201, description = "Account created and signed in", body = EnvelopeDoc),
+        (status = 201, description = "Account created and signed in", body = EnvelopeDoc<Me>),
         (status = 409, description = "Email taken", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts", body = ProblemDoc, content_type = "application/problem+json"),
         InvalidErrors,
@@ -60,7 +60,7 @@ pub async fn signup(
     tag = "auth",
     request_body = Credentials,
     responses(
-        (status = 200, description = "Signed in", body = EnvelopeDoc),
+        (status = 200, description = "Signed in", body = EnvelopeDoc<Me>),
         (status = 401, description = "Invalid email or password", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts", body = ProblemDoc, content_type = "application/problem+json"),
         InvalidErrors,
@@ -79,19 +79,18 @@ pub async fn login(
     post,
     path = "/api/v2/auth/logout",
     tag = "auth",
-    responses((status = 200, description = "Signed out", body = EnvelopeDoc))
+    responses((status = 200, description = "Signed out", body = EnvelopeDoc<Message>))
 )]
 pub async fn logout(State(state): State<Arc<AppState>>, caller: Caller, headers: HeaderMap) -> Result<Envelope, Error> {
     accounts::log_out(&state, &caller, cookie::token_from(&headers).as_ref()).await?;
-    Ok(Envelope::ok(serde_json::json!({ "message": "Signed out." }))
-        .header(header::SET_COOKIE, cookie::clear(&state.config)))
+    Ok(Envelope::ok(Message { message: "Signed out." }).header(header::SET_COOKIE, cookie::clear(&state.config)))
 }
 
 #[utoipa::path(
     get,
     path = "/api/v2/me",
     tag = "me",
-    responses((status = 200, description = "The caller", body = EnvelopeDoc), SignedInErrors)
+    responses((status = 200, description = "The caller", body = EnvelopeDoc<Me>), SignedInErrors)
 )]
 pub async fn me(SignedIn(user): SignedIn) -> Envelope {
     Envelope::ok(Me::from(&user))
@@ -114,7 +113,7 @@ pub struct MePatch {
     tag = "me",
     request_body = MePatch,
     responses(
-        (status = 200, description = "Updated", body = EnvelopeDoc),
+        (status = 200, description = "Updated", body = EnvelopeDoc<Me>),
         (status = 403, description = "Wrong current password", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Email taken", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,

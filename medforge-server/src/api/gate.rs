@@ -12,6 +12,7 @@ use axum::routing::get;
 use medforge_core::host::Host;
 
 use super::schemas::{EnvelopeDoc, ProblemDoc};
+use super::views::Message;
 use crate::http::cookie;
 use crate::http::envelope::Envelope;
 use crate::http::html::wants_html;
@@ -31,7 +32,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     path = "/api/v2/auth/session-proxy",
     tag = "gate",
     responses(
-        (status = 200, description = "Allowed; X-Upstream names the upstream", body = EnvelopeDoc),
+        (status = 200, description = "Allowed; X-Upstream names the upstream", body = EnvelopeDoc<Message>),
         (status = 401, description = "No valid login", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not allowed", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No running session at this host", body = ProblemDoc, content_type = "application/problem+json"),
@@ -44,7 +45,7 @@ pub async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMa
     match decision {
         Decision::Allow { upstream, .. } => {
             let value = HeaderValue::from_str(upstream.as_str()).unwrap_or_else(|_| HeaderValue::from_static(""));
-            Ok(Envelope::ok(serde_json::json!({ "message": "Session proxy authorized." }))
+            Ok(Envelope::ok(Message { message: "Session proxy authorized." })
                 .header(header::HeaderName::from_static("x-upstream"), value)
                 .into_response())
         }

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use super::schemas::EnvelopeDoc;
+use super::views::{Health, HealthChecks};
 use crate::http::envelope::Envelope;
 use crate::service::{AppState, isolation};
 
@@ -22,8 +23,8 @@ pub fn routes() -> Router<Arc<AppState>> {
     path = "/healthz",
     tag = "health",
     responses(
-        (status = 200, description = "Healthy", body = EnvelopeDoc),
-        (status = 503, description = "Degraded", body = EnvelopeDoc),
+        (status = 200, description = "Healthy", body = EnvelopeDoc<Health>),
+        (status = 503, description = "Degraded", body = EnvelopeDoc<Health>),
     )
 )]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Envelope {
@@ -31,9 +32,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Envelope {
     let runtime = state.runtime.list_managed().await.is_ok();
     let firewall = isolation::in_place(&state).await;
     let ok = database && runtime && firewall;
-    let body = serde_json::json!({
-        "status": if ok { "ok" } else { "degraded" },
-        "checks": { "database": database, "runtime": runtime, "firewall": firewall },
-    });
+    let body =
+        Health { status: if ok { "ok" } else { "degraded" }, checks: HealthChecks { database, runtime, firewall } };
     Envelope::with_status(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }

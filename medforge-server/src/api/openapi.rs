@@ -7,7 +7,7 @@ use axum::Router;
 use axum::routing::get;
 use utoipa::OpenApi;
 
-use super::schemas::{EnvelopeDoc, FieldErrorDoc, MetaDoc, ProblemDoc};
+use super::schemas::{FieldErrorDoc, MetaDoc, ProblemDoc};
 use super::{admin, auth, gate, health, metrics, sessions};
 use crate::service::AppState;
 
@@ -42,7 +42,7 @@ use crate::service::AppState;
         health::healthz,
         metrics::render,
     ),
-    components(schemas(EnvelopeDoc, MetaDoc, ProblemDoc, FieldErrorDoc))
+    components(schemas(MetaDoc, ProblemDoc, FieldErrorDoc))
 )]
 #[derive(Debug)]
 pub struct ApiDoc;

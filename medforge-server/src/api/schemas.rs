@@ -4,11 +4,12 @@
 
 use utoipa::{IntoResponses, ToSchema};
 
-/// Every success body: `data`, and `meta` as docs/api.md describes it.
+/// Every success body: `data` (of the type each route names), and `meta`
+/// as docs/api.md describes it.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // a schema, never built
-pub struct EnvelopeDoc {
-    data: serde_json::Value,
+pub struct EnvelopeDoc<T> {
+    data: T,
     meta: MetaDoc,
 }
 

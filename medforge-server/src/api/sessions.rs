@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use medforge_core::model::{Exposure, PackId, Session, SessionStatus};
 use medforge_core::store::{PageRequest, SessionFilter};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::paging::{self, ListQuery};
 use super::schemas::{EnvelopeDoc, InvalidErrors, PageErrors, ProblemDoc, SignedInErrors};
-use super::views::SnapshotView;
+use super::views::{Created, Current, Message, SnapshotView};
 use crate::http::envelope::Envelope;
 use crate::http::extract::SignedIn;
 use crate::service::accounts::Caller;
@@ -58,12 +58,6 @@ pub struct CreateBody {
     pack_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Created {
-    message: &'static str,
-    session: Session,
-}
-
 #[utoipa::path(
     post,
     path = "/api/v2/{exposure}/sessions",
@@ -71,7 +65,7 @@ struct Created {
     params(("exposure" = String, Path, description = "external or internal")),
     request_body = CreateBody,
     responses(
-        (status = 201, description = "Session allocated and starting", body = EnvelopeDoc),
+        (status = 201, description = "Session allocated and starting", body = EnvelopeDoc<Created>),
         (status = 403, description = "No entitlement", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "Pack not found", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Limit reached or no GPUs", body = ProblemDoc, content_type = "application/problem+json"),
@@ -109,7 +103,7 @@ pub async fn create(
         ("status" = Option<String>, Query, description = "comma list of statuses"),
     ),
     responses(
-        (status = 200, description = "The caller's sessions, newest first", body = EnvelopeDoc),
+        (status = 200, description = "The caller's sessions, newest first", body = EnvelopeDoc<Vec<Session>>),
         (status = 404, description = "Unknown exposure", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,
         PageErrors,
@@ -132,7 +126,7 @@ pub async fn list(
     tag = "sessions",
     params(("exposure" = String, Path, description = "external or internal")),
     responses(
-        (status = 200, description = "The newest active session, or null", body = EnvelopeDoc),
+        (status = 200, description = "The newest active session, or null", body = EnvelopeDoc<Current>),
         (status = 404, description = "Unknown exposure", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,
     )
@@ -145,7 +139,7 @@ pub async fn current(
     let filter =
         SessionFilter { user_id: Some(user.id), exposure: Some(exposure), statuses: SessionStatus::ACTIVE.to_vec() };
     let found = state.store.list_sessions(&filter, PageRequest::first(1)).await?;
-    Ok(Envelope::ok(serde_json::json!({ "session": found.items.into_iter().next() })))
+    Ok(Envelope::ok(Current { session: found.items.into_iter().next() }))
 }
 
 /// The session at `{exposure}/sessions/{id}`, if the caller may see it.
@@ -167,7 +161,7 @@ async fn visible(
         ("id" = String, Path, description = "session id (uuid)"),
     ),
     responses(
-        (status = 200, description = "The session", body = EnvelopeDoc),
+        (status = 200, description = "The session", body = EnvelopeDoc<Session>),
         (status = 403, description = "Not yours", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,
@@ -190,7 +184,7 @@ pub async fn get_one(
         ("id" = String, Path, description = "session id (uuid)"),
     ),
     responses(
-        (status = 202, description = "Stop requested, or already terminal", body = EnvelopeDoc),
+        (status = 202, description = "Stop requested, or already terminal", body = EnvelopeDoc<Message>),
         (status = 403, description = "Not yours", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,
@@ -214,7 +208,7 @@ pub fn stop_answer(outcome: StopRequest) -> Envelope {
         StopRequest::Claimed => "Session stop requested.",
         StopRequest::AlreadyTerminal => "Session already terminal.",
     };
-    Envelope::with_status(StatusCode::ACCEPTED, serde_json::json!({ "message": message }))
+    Envelope::with_status(StatusCode::ACCEPTED, Message { message })
 }
 
 #[utoipa::path(
@@ -226,7 +220,7 @@ pub fn stop_answer(outcome: StopRequest) -> Envelope {
         ("id" = String, Path, description = "session id (uuid)"),
     ),
     responses(
-        (status = 200, description = "The workspace's snapshots", body = EnvelopeDoc),
+        (status = 200, description = "The workspace's snapshots", body = EnvelopeDoc<Vec<SnapshotView>>),
         (status = 403, description = "Not yours", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Workspace storage unavailable", body = ProblemDoc, content_type = "application/problem+json"),

@@ -1,15 +1,17 @@
-//! What the API answers about users, GPUs and snapshots: the shapes of
-//! docs/api.md, built from the model in one place each. (Sessions and
-//! events are the model's own serialisation.)
+//! What the API answers: the shapes of docs/api.md, each built from the
+//! model in one place and described by its schema (`ToSchema`) in the
+//! OpenAPI document. (Sessions and events are the model's own
+//! serialisation, described by medforge-core's `openapi` feature.)
 
-use medforge_core::model::{GpuDevice, Role, SessionId, User, UserId, UserSummary};
+use medforge_core::model::{GpuDevice, Role, Session, SessionId, User, UserId, UserSummary};
 use medforge_core::storage::Snapshot;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::envelope::rfc3339;
 
 /// The caller, as `me`, sign-up and log-in answer it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     user_id: UserId,
     email: String,
@@ -24,13 +26,14 @@ impl From<&User> for Me {
 }
 
 /// A user as an admin sees it; `active_session_count` in listings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     #[serde(flatten)]
     me: Me,
     max_concurrent_sessions: u32,
     workspace_quota_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     created_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     active_session_count: Option<u32>,
@@ -59,12 +62,13 @@ impl UserView {
 }
 
 /// A GPU and who holds it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GpuView {
     id: u32,
     enabled: bool,
     session_id: Option<SessionId>,
     user_id: Option<UserId>,
+    #[schema(format = DateTime)]
     held_since: Option<String>,
 }
 
@@ -81,9 +85,10 @@ impl From<&GpuDevice> for GpuView {
 }
 
 /// A snapshot of a workspace.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SnapshotView {
     name: String,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
@@ -91,4 +96,38 @@ impl From<&Snapshot> for SnapshotView {
     fn from(s: &Snapshot) -> Self {
         Self { name: s.name.to_string(), created_at: rfc3339(s.created_at) }
     }
+}
+
+/// What an action answers when it has nothing more to say.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    pub message: &'static str,
+}
+
+/// `POST /{exposure}/sessions`: the session, `starting`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    pub message: &'static str,
+    pub session: Session,
+}
+
+/// `GET /{exposure}/sessions/current`: the newest active session, if any.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Current {
+    pub session: Option<Session>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when a check fails.
+    pub status: &'static str,
+    pub checks: HealthChecks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthChecks {
+    pub database: bool,
+    pub runtime: bool,
+    pub firewall: bool,
 }
