@@ -3,7 +3,7 @@
 //!
 //! For each backend, in one invocation:
 //! - baseline: each client repeats one single-row `UPDATE` through the same
-//!   `Store` API (`touch_auth_session` on its own login), so the figures
+//!   `Store` API (`touch_login` on its own login), so the figures
 //!   below can be read as ratios against what the database does anyway;
 //! - cycle: each client (its own user, limit 1) allocates a session and,
 //!   when it got one, releases it the way the lifecycle does (`running`,
@@ -17,8 +17,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use medforge_core::model::{self, AuthSessionId, Exposure, SessionStatus};
-use medforge_core::store::{AllocationError, AllocationRequest, NewAuthSession, NewUser, Seed, Store, Transition};
+use medforge_core::model::{self, Exposure, LoginId, SessionStatus};
+use medforge_core::store::{AllocationError, AllocationRequest, NewLogin, NewUser, Seed, Store, Transition};
 use medforge_core::testing::{StoreHarness, mysql_harness, sqlite_file_harness};
 
 struct Figures {
@@ -46,7 +46,7 @@ fn figures(mut latencies: Vec<Duration>, ops: u64, refused: u64, elapsed: Durati
     }
 }
 
-async fn make_users(store: &Arc<dyn Store>, clients: usize) -> Vec<(model::UserId, AuthSessionId)> {
+async fn make_users(store: &Arc<dyn Store>, clients: usize) -> Vec<(model::UserId, LoginId)> {
     let mut out = Vec::new();
     for i in 0..clients {
         let user = store
@@ -55,8 +55,8 @@ async fn make_users(store: &Arc<dyn Store>, clients: usize) -> Vec<(model::UserI
             .expect("user");
         let now = model::now();
         let login = store
-            .create_auth_session(NewAuthSession {
-                id: AuthSessionId::new_random(),
+            .create_login(NewLogin {
+                id: LoginId::new_random(),
                 user_id: user.id,
                 token_hash: format!("{:064x}", i),
                 created_at: now,
@@ -73,9 +73,9 @@ async fn make_users(store: &Arc<dyn Store>, clients: usize) -> Vec<(model::UserI
 
 /// Runs `clients` tasks of `op` for `secs`; `op` returns `Some(latency)` for
 /// a counted operation and `None` for a refusal (latency still recorded).
-async fn drive<F, Fut>(clients: &[(model::UserId, AuthSessionId)], secs: u64, op: F) -> Figures
+async fn drive<F, Fut>(clients: &[(model::UserId, LoginId)], secs: u64, op: F) -> Figures
 where
-    F: Fn(model::UserId, AuthSessionId) -> Fut + Clone + Send + 'static,
+    F: Fn(model::UserId, LoginId) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = (Duration, bool)> + Send,
 {
     let start = Instant::now();
@@ -119,7 +119,7 @@ async fn bench_backend(name: &str, harness: StoreHarness, clients: usize, secs: 
         let s = s.clone();
         async move {
             let t = Instant::now();
-            s.touch_auth_session(login, model::now()).await.expect("touch");
+            s.touch_login(login, model::now()).await.expect("touch");
             (t.elapsed(), true)
         }
     })

@@ -14,8 +14,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use hmac::{KeyInit, Mac};
 use time::{Duration, OffsetDateTime};
 
-use crate::model::{self, AuthSession, AuthSessionId, Email, User};
-use crate::store::{NewAuthSession, NewUser, Store, StoreError};
+use crate::model::{self, Email, Login, LoginId, User};
+use crate::store::{NewLogin, NewUser, Store, StoreError};
 
 /// Password length bounds, in characters (docs/api.md).
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -61,9 +61,9 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 
 /// A session token as the browser holds it. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SessionToken(String);
+pub struct LoginToken(String);
 
-impl SessionToken {
+impl LoginToken {
     pub const BYTES: usize = 32;
 
     /// 32 bytes from the thread-local CSPRNG, base64url without padding.
@@ -84,9 +84,9 @@ impl SessionToken {
     }
 }
 
-impl fmt::Debug for SessionToken {
+impl fmt::Debug for LoginToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken(<redacted>)")
+        f.write_str("LoginToken(<redacted>)")
     }
 }
 
@@ -111,7 +111,7 @@ impl TokenKey {
     }
 
     /// `HMAC-SHA256(key, token)` as lowercase hex: what the store keeps.
-    pub fn hash(&self, token: &SessionToken) -> String {
+    pub fn hash(&self, token: &LoginToken) -> String {
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(token.0.as_bytes());
         data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
@@ -155,7 +155,7 @@ pub enum LoginState {
 }
 
 impl ExpiryPolicy {
-    pub fn check(&self, login: &AuthSession, now: OffsetDateTime) -> LoginState {
+    pub fn check(&self, login: &Login, now: OffsetDateTime) -> LoginState {
         if login.revoked_at.is_some() {
             LoginState::Revoked
         } else if now >= login.expires_at || now >= login.last_seen_at + self.idle {
@@ -231,7 +231,7 @@ impl Authenticator {
         email: Email,
         password: &str,
         client: ClientInfo,
-    ) -> Result<(User, SessionToken), AuthError> {
+    ) -> Result<(User, LoginToken), AuthError> {
         let user = self.store.create_user(new_user(email, password)?).await?;
         let token = self.open_login(&user, client).await?;
         Ok((user, token))
@@ -244,7 +244,7 @@ impl Authenticator {
         email: &Email,
         password: &str,
         client: ClientInfo,
-    ) -> Result<(User, SessionToken), AuthError> {
+    ) -> Result<(User, LoginToken), AuthError> {
         let Some((user, phc)) = self.store.user_credentials(email).await? else {
             // Spend the time a real check would, so response timing does not
             // tell which emails have accounts.
@@ -258,12 +258,12 @@ impl Authenticator {
         Ok((user, token))
     }
 
-    async fn open_login(&self, user: &User, client: ClientInfo) -> Result<SessionToken, AuthError> {
-        let token = SessionToken::generate();
+    async fn open_login(&self, user: &User, client: ClientInfo) -> Result<LoginToken, AuthError> {
+        let token = LoginToken::generate();
         let now = model::now();
         self.store
-            .create_auth_session(NewAuthSession {
-                id: AuthSessionId::new_random(),
+            .create_login(NewLogin {
+                id: LoginId::new_random(),
                 user_id: user.id,
                 token_hash: self.key.hash(&token),
                 created_at: now,
@@ -279,16 +279,16 @@ impl Authenticator {
     /// idle expiry (throttled). Revoked, expired and unknown tokens give `None`.
     pub async fn authenticate(
         &self,
-        token: &SessionToken,
+        token: &LoginToken,
         now: OffsetDateTime,
-    ) -> Result<Option<(User, AuthSession)>, StoreError> {
-        let Some((login, user)) = self.store.auth_session_by_token_hash(&self.key.hash(token)).await? else {
+    ) -> Result<Option<(User, Login)>, StoreError> {
+        let Some((login, user)) = self.store.login_by_token_hash(&self.key.hash(token)).await? else {
             return Ok(None);
         };
         match self.policy.check(&login, now) {
             LoginState::Valid { needs_touch } => {
                 if needs_touch {
-                    self.store.touch_auth_session(login.id, now).await?;
+                    self.store.touch_login(login.id, now).await?;
                 }
                 Ok(Some((user, login)))
             }
@@ -297,9 +297,9 @@ impl Authenticator {
     }
 
     /// Ends the login behind a token. Returns whether one was live.
-    pub async fn logout(&self, token: &SessionToken) -> Result<bool, StoreError> {
-        match self.store.auth_session_by_token_hash(&self.key.hash(token)).await? {
-            Some((login, _)) => self.store.revoke_auth_session(login.id, model::now()).await,
+    pub async fn logout(&self, token: &LoginToken) -> Result<bool, StoreError> {
+        match self.store.login_by_token_hash(&self.key.hash(token)).await? {
+            Some((login, _)) => self.store.revoke_login(login.id, model::now()).await,
             None => Ok(false),
         }
     }
@@ -309,7 +309,7 @@ impl Authenticator {
 /// [`Authenticator::login`]'s constant-work path.
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| hash_password(SessionToken::generate().expose()).unwrap_or_default())
+    HASH.get_or_init(|| hash_password(LoginToken::generate().expose()).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -337,17 +337,17 @@ mod tests {
 
     #[test]
     fn tokens_are_32_random_bytes_base64url() {
-        let a = SessionToken::generate();
-        let b = SessionToken::generate();
+        let a = LoginToken::generate();
+        let b = LoginToken::generate();
         assert_ne!(a, b);
         let raw = data_encoding::BASE64URL_NOPAD.decode(a.expose().as_bytes()).expect("base64url");
         assert_eq!(raw.len(), 32);
-        assert_eq!(format!("{a:?}"), "SessionToken(<redacted>)");
+        assert_eq!(format!("{a:?}"), "LoginToken(<redacted>)");
     }
 
     #[test]
     fn token_hash_is_keyed_hmac_sha256() {
-        let token = SessionToken::from_client("abc");
+        let token = LoginToken::from_client("abc");
         let k1 = TokenKey::new(&[1u8; 32]).expect("key");
         let k2 = TokenKey::new(&[2u8; 32]).expect("key");
         let h1 = k1.hash(&token);
@@ -359,14 +359,14 @@ mod tests {
         // RFC 4231 test case 2 pins the construction to HMAC-SHA256.
         let rfc = TokenKey(b"Jefe".to_vec());
         assert_eq!(
-            rfc.hash(&SessionToken::from_client("what do ya want for nothing?")),
+            rfc.hash(&LoginToken::from_client("what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
 
-    fn login_at(created: OffsetDateTime, last_seen: OffsetDateTime) -> AuthSession {
-        AuthSession {
-            id: AuthSessionId::new_random(),
+    fn login_at(created: OffsetDateTime, last_seen: OffsetDateTime) -> Login {
+        Login {
+            id: LoginId::new_random(),
             user_id: crate::model::UserId::new_random(),
             token_hash: String::new(),
             created_at: created,

@@ -26,6 +26,20 @@ pub enum StopReason {
     Reconcile,
 }
 
+/// What recovery did about a session (`session.recovery.decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryDecision {
+    /// Its container runs: the session goes on.
+    Kept,
+    /// Its start or its container is gone: the session is `error`, its GPU free.
+    MarkedError,
+    /// It was `stopping` when the server went down: the stop was finished.
+    FinishedStop,
+    /// Another loop got to the death first and handles it.
+    LeftToOwner,
+}
+
 /// Which loop made a recovery decision (`session.recovery.decision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,8 +94,8 @@ pub enum Event {
         state: String,
         container_id: Option<String>,
         recovery_mode: RecoveryMode,
-        /// What was done about it: `kept`, `marked_error`, `removed_orphan`, ...
-        decision: String,
+        /// What was done about it.
+        decision: RecoveryDecision,
     },
     #[serde(rename = "session.snapshot")]
     SessionSnapshot { session_id: SessionId, snapshot: String },
@@ -317,11 +331,19 @@ mod tests {
             state: "missing".into(),
             container_id: None,
             recovery_mode: RecoveryMode::Startup,
-            decision: "marked_error".into(),
+            decision: RecoveryDecision::MarkedError,
         };
         let v = parse(&to_json_line(&rec, OffsetDateTime::now_utc(), &EventContext::correlation("boot")));
         assert_eq!(v["event"], "session.recovery.decision");
         assert_eq!(v["recovery_mode"], "startup");
+        assert_eq!(v["decision"], "marked_error");
+        for (decision, text) in [
+            (RecoveryDecision::Kept, "kept"),
+            (RecoveryDecision::FinishedStop, "finished_stop"),
+            (RecoveryDecision::LeftToOwner, "left_to_owner"),
+        ] {
+            assert_eq!(serde_json::to_value(decision).ok(), Some(Value::from(text)));
+        }
         for mode in [RecoveryMode::Startup, RecoveryMode::Poll, RecoveryMode::Event] {
             assert_eq!(serde_json::to_value(mode).ok(), Some(Value::from(mode.as_str())));
         }

@@ -11,7 +11,7 @@
 //! - [`runtime`]: the [`runtime::ContainerRuntime`] trait and the pure
 //!   function that builds a session's [`runtime::ContainerSpec`].
 //! - [`storage`]: the [`storage::Storage`] trait and [`storage::DirStorage`].
-//! - [`lifecycle`]: [`lifecycle::Sessions`]: create, stop, watch, reconcile.
+//! - [`lifecycle`]: [`lifecycle::Lifecycle`]: create, stop, watch, reconcile.
 //! - [`gate`]: the session-proxy decision, shared by the endpoint and the proxy.
 //! - [`host`]: [`host::Host`] and [`host::SessionHost`], the one host parser.
 //! - [`network`]: the session port and sessions networks (runtime and firewall).

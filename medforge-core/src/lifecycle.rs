@@ -1,4 +1,4 @@
-//! The session lifecycle: [`Sessions`] creates, stops, watches and
+//! The session lifecycle: [`Lifecycle`] creates, stops, watches and
 //! reconciles sessions over a [`Store`], a [`ContainerRuntime`] and a
 //! [`Storage`].
 //!
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::events::{Event, EventContext, EventSink, RecoveryMode, StopReason};
+use crate::events::{Event, EventContext, EventSink, RecoveryDecision, RecoveryMode, StopReason};
 use crate::model::{self, Session, SessionId, SessionStatus};
 use crate::probe;
 use crate::runtime::{
@@ -83,7 +83,17 @@ pub enum LifecycleError {
     Runtime(#[from] RuntimeError),
 }
 
-/// What a stop request found.
+/// What [`Lifecycle::claim_stop`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopClaim {
+    /// This call claimed it: the session, now `stopping`; the caller
+    /// finishes the stop ([`Lifecycle::finish_stop`]).
+    Claimed(Session),
+    /// Someone else is stopping it, or it had already ended.
+    AlreadyTerminal(Session),
+}
+
+/// What a whole stop ([`Lifecycle::stop`]) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopOutcome {
     /// This call stopped it; the session as it ended (`stopped`, or `error`
@@ -105,7 +115,7 @@ pub struct ReconcileReport {
 
 /// The lifecycle. Cheap to share: hold it in an `Arc`.
 #[derive(Debug)]
-pub struct Sessions {
+pub struct Lifecycle {
     store: Arc<dyn Store>,
     runtime: Arc<dyn ContainerRuntime>,
     storage: Arc<dyn Storage>,
@@ -113,7 +123,7 @@ pub struct Sessions {
     config: LifecycleConfig,
 }
 
-impl Sessions {
+impl Lifecycle {
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Arc<dyn ContainerRuntime>,
@@ -140,8 +150,8 @@ impl Sessions {
         self.launch(session, ctx).await
     }
 
-    /// The first half of [`Sessions::create`]: the row, `starting`, with its
-    /// GPU. An API answers with it at once and runs [`Sessions::launch`] in
+    /// The first half of [`Lifecycle::create`]: the row, `starting`, with its
+    /// GPU. An API answers with it at once and runs [`Lifecycle::launch`] in
     /// the background.
     pub async fn allocate(&self, request: AllocationRequest) -> Result<Session, LifecycleError> {
         let session = self.store.allocate_session(request).await?;
@@ -149,7 +159,7 @@ impl Sessions {
         Ok(session)
     }
 
-    /// The second half of [`Sessions::create`]: workspace, container,
+    /// The second half of [`Lifecycle::create`]: workspace, container,
     /// readiness, `running` (or `error`, with the GPU freed).
     pub async fn launch(&self, session: Session, ctx: &EventContext) -> Result<Session, LifecycleError> {
         match self.start(&session).await {
@@ -276,16 +286,16 @@ impl Sessions {
         ctx: &EventContext,
     ) -> Result<StopOutcome, LifecycleError> {
         match self.claim_stop(id).await? {
-            StopOutcome::Stopped(claimed) => Ok(StopOutcome::Stopped(self.finish_stop(&claimed, reason, ctx).await?)),
-            already => Ok(already),
+            StopClaim::Claimed(claimed) => Ok(StopOutcome::Stopped(self.finish_stop(&claimed, reason, ctx).await?)),
+            StopClaim::AlreadyTerminal(session) => Ok(StopOutcome::AlreadyTerminal(session)),
         }
     }
 
-    /// The first, quick half of [`Sessions::stop`]: moves the session to
+    /// The first, quick half of [`Lifecycle::stop`]: moves the session to
     /// `stopping` (from then on the gate refuses it) and returns it, or says
     /// it had already ended. An API answers after this and runs
-    /// [`Sessions::finish_stop`] in the background.
-    pub async fn claim_stop(&self, id: SessionId) -> Result<StopOutcome, LifecycleError> {
+    /// [`Lifecycle::finish_stop`] in the background.
+    pub async fn claim_stop(&self, id: SessionId) -> Result<StopClaim, LifecycleError> {
         let mut session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
         // Two tries, since a starting session may become running between
         // our read and our update.
@@ -296,15 +306,15 @@ impl Sessions {
             let t = Transition::new(session.status, SessionStatus::Stopping, model::now());
             if self.store.transition_session(id, t).await? {
                 session.status = SessionStatus::Stopping;
-                return Ok(StopOutcome::Stopped(session));
+                return Ok(StopClaim::Claimed(session));
             }
             session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
         }
-        Ok(StopOutcome::AlreadyTerminal(session))
+        Ok(StopClaim::AlreadyTerminal(session))
     }
 
     /// The part of a stop after `stopping` was claimed (by
-    /// [`Sessions::claim_stop`], or before a crash, for the reconciler):
+    /// [`Lifecycle::claim_stop`], or before a crash, for the reconciler):
     /// SIGTERM, grace, kill, remove, snapshot, `stopped`.
     pub async fn finish_stop(
         &self,
@@ -366,7 +376,7 @@ impl Sessions {
                 state: state.to_owned(),
                 container_id: session.container_id.clone(),
                 recovery_mode: mode,
-                decision: if won { "marked_error" } else { "left_to_owner" }.into(),
+                decision: if won { RecoveryDecision::MarkedError } else { RecoveryDecision::LeftToOwner },
             },
             &ctx,
         );
@@ -482,12 +492,12 @@ impl Sessions {
                         self.emit_stop(&session, StopReason::Reconcile, &ctx);
                     }
                     report.failed.push(session.id);
-                    "marked_error"
+                    RecoveryDecision::MarkedError
                 }
                 SessionStatus::Running if dead_state(info.as_ref()).is_none() => {
                     owned.insert(name);
                     report.kept.push(session.id);
-                    "kept"
+                    RecoveryDecision::Kept
                 }
                 SessionStatus::Running => {
                     self.handle_death(&session, &state, RecoveryMode::Startup).await?;
@@ -497,7 +507,7 @@ impl Sessions {
                 SessionStatus::Stopping => {
                     self.finish_stop(&session, StopReason::Reconcile, &ctx).await?;
                     report.finished_stops.push(session.id);
-                    "finished_stop"
+                    RecoveryDecision::FinishedStop
                 }
                 SessionStatus::Stopped | SessionStatus::Error => continue,
             };
@@ -508,7 +518,7 @@ impl Sessions {
                     state,
                     container_id: info.map(|i| i.id),
                     recovery_mode: RecoveryMode::Startup,
-                    decision: decision.into(),
+                    decision,
                 },
                 &ctx,
             );

@@ -69,7 +69,7 @@ uuid_id!(
 );
 uuid_id!(
     /// A browser login (a row of `auth_sessions`), not a code-server session.
-    AuthSessionId
+    LoginId
 );
 uuid_id!(
     /// A code-server session.
@@ -363,8 +363,8 @@ pub struct UserSummary {
 
 /// A browser login. The token itself is never stored, only its keyed hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthSession {
-    pub id: AuthSessionId,
+pub struct Login {
+    pub id: LoginId,
     pub user_id: UserId,
     pub token_hash: String,
     pub created_at: OffsetDateTime,
@@ -415,7 +415,10 @@ pub struct Session {
     pub container_id: Option<String>,
     pub gpu_id: GpuId,
     pub slug: Slug,
-    pub workspace_zfs: Option<String>,
+    /// Where the workspace is: a ZFS dataset, or a directory under
+    /// DirStorage (the API field keeps its documented name, `workspace_zfs`).
+    #[serde(rename = "workspace_zfs")]
+    pub workspace: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
@@ -447,7 +450,7 @@ impl Session {
             container_id: None,
             gpu_id,
             slug: Slug::generate(),
-            workspace_zfs: None,
+            workspace: None,
             created_at,
             started_at: None,
             stopped_at: None,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medforge_core::events::{EventContext, JsonLines, StopReason};
-use medforge_core::lifecycle::{LifecycleConfig, Sessions};
+use medforge_core::lifecycle::{Lifecycle, LifecycleConfig};
 use medforge_core::model::{self, Exposure};
 use medforge_core::runtime::{GpuMode, SessionContainerConfig};
 use medforge_core::storage::DirStorage;
@@ -98,7 +98,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         stop_grace: Duration::from_secs(5),
         ..Default::default()
     };
-    let sessions = Arc::new(Sessions::new(
+    let sessions = Arc::new(Lifecycle::new(
         store,
         Arc::new(DockerRuntime::connect(DEFAULT_SOCKET).await?),
         Arc::new(DirStorage::new(&args.workspaces)?),

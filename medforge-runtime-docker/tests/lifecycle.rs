@@ -77,7 +77,7 @@ async fn docker_inspect_shows_the_spec_applied() {
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0]["Destination"], "/workspace");
         assert_eq!(mounts[0]["RW"], true);
-        assert_eq!(mounts[0]["Source"].as_str(), s.workspace_zfs.as_deref());
+        assert_eq!(mounts[0]["Source"].as_str(), s.workspace.as_deref());
     }
     for s in &sessions {
         stack.sessions.stop(s.id, StopReason::User, &EventContext::default()).await.expect("stop");
@@ -87,7 +87,7 @@ async fn docker_inspect_shows_the_spec_applied() {
 
 /// A create cut off by a real SIGKILL: the `one_session` example (which
 /// embeds the lifecycle) dies while its container runs and its row is
-/// still `starting`; a restarted `Sessions` reconciles it.
+/// still `starting`; a restarted `Lifecycle` reconciles it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_killed_half_way_through_a_create_is_reconciled() {
     let h = harness().await;

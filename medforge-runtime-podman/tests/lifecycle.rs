@@ -1,5 +1,5 @@
 //! The session lifecycle contract (the cases Docker passes) on real Podman:
-//! `Sessions` over SQLite, `DirStorage` and `PodmanRuntime`, with the test
+//! `Lifecycle` over SQLite, `DirStorage` and `PodmanRuntime`, with the test
 //! pack loaded into Podman's store.
 
 mod common;

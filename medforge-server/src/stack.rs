@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
 use medforge_core::events::{EventSink, JsonLines, Recorded};
 use medforge_core::firewall::{Firewall, IsolationPolicy, NoFirewall};
-use medforge_core::lifecycle::{LifecycleConfig, Sessions};
+use medforge_core::lifecycle::{Lifecycle, LifecycleConfig};
 use medforge_core::runtime::{ContainerRuntime, GpuMode, LABEL_DEPLOYMENT, SessionContainerConfig};
 use medforge_core::storage::{DirStorage, Storage};
 use medforge_core::store::{MySqlStore, Seed, SqliteStore, Store};
@@ -222,7 +222,7 @@ pub async fn build(
         quota_bytes: config.storage.quota_bytes,
     };
     let lifecycle =
-        Arc::new(Sessions::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle_config));
+        Arc::new(Lifecycle::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle_config));
     let auth = Authenticator::new(store.clone(), token_key(&config)?, ExpiryPolicy::default());
     let auth_limiter = RateLimiter::new(config.limits.auth_per_minute);
     let firewall = firewall(&config);

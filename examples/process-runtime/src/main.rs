@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use medforge_core::events::{EventContext, JsonLines, StopReason};
 use medforge_core::firewall::Ipv4Cidr;
-use medforge_core::lifecycle::{LifecycleConfig, LifecycleError, Sessions, StopOutcome};
+use medforge_core::lifecycle::{Lifecycle, LifecycleConfig, LifecycleError, StopOutcome};
 use medforge_core::model::{self, Exposure, GpuId, Session, SessionStatus, User};
 use medforge_core::runtime::{ContainerRuntime, GpuMode, SESSION_PORT, SessionContainerConfig, container_name};
 use medforge_core::storage::{SESSION_GID, SESSION_UID, SnapshotKind, Storage};
@@ -160,8 +160,13 @@ async fn scenario(data_dir: &Path, subnet: Ipv4Cidr) -> Result<String, String> {
         ready_timeout: Duration::from_secs(20),
         ..Default::default()
     };
-    let sessions =
-        Arc::new(Sessions::new(store.clone(), runtime.clone(), storage.clone(), Arc::new(JsonLines::stdout()), config));
+    let sessions = Arc::new(Lifecycle::new(
+        store.clone(),
+        runtime.clone(),
+        storage.clone(),
+        Arc::new(JsonLines::stdout()),
+        config,
+    ));
     // A reused --data-dir may hold sessions of a run that was cut off.
     sessions.reconcile().await.context("reconciling")?;
     let watcher = tokio::spawn(sessions.clone().watch(std::future::pending()));
@@ -238,7 +243,7 @@ fn request(user: &User) -> AllocationRequest {
 
 /// Starts `user`'s session and checks what the runtime says about it.
 async fn start(
-    sessions: &Sessions,
+    sessions: &Lifecycle,
     runtime: &ProcessRuntime,
     user: &User,
     ctx: &EventContext,
@@ -272,7 +277,7 @@ async fn exec(runtime: &ProcessRuntime, name: &str, argv: &[&str]) -> Result<Str
 
 /// Stops a session and checks the store and its snapshot; the snapshot's name.
 async fn stop(
-    sessions: &Sessions,
+    sessions: &Lifecycle,
     storage: &ProcessDirStorage,
     started: &Started,
     owner: &User,

@@ -1,5 +1,5 @@
 //! The core's session lifecycle contract (`medforge_core::testing::lifecycle`)
-//! on `ProcessRuntime`: `Sessions` over SQLite, `DirStorage` and session
+//! on `ProcessRuntime`: `Lifecycle` over SQLite, `DirStorage` and session
 //! processes. Every case runs unchanged but one, which reads the workspace
 //! at `/workspace`: a process has no mount namespace, so its workspace is
 //! its working directory instead; that case is restated below with the

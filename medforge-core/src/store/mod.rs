@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    AuthSession, AuthSessionId, DeploymentId, Email, Exposure, GpuDevice, GpuId, Pack, PackId, Role, Session,
-    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
+    DeploymentId, Email, Exposure, GpuDevice, GpuId, Login, LoginId, Pack, PackId, Role, Session, SessionId,
+    SessionStatus, Slug, User, UserId, UserSummary,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -140,8 +140,8 @@ pub struct UserUpdate {
 }
 
 #[derive(Debug, Clone)]
-pub struct NewAuthSession {
-    pub id: AuthSessionId,
+pub struct NewLogin {
+    pub id: LoginId,
     pub user_id: UserId,
     pub token_hash: String,
     pub created_at: OffsetDateTime,
@@ -168,13 +168,13 @@ pub struct Transition {
     pub at: OffsetDateTime,
     /// Set when given; otherwise left as it is.
     pub container_id: Option<String>,
-    pub workspace_zfs: Option<String>,
+    pub workspace: Option<String>,
     pub error_message: Option<String>,
 }
 
 impl Transition {
     pub fn new(from: SessionStatus, to: SessionStatus, at: OffsetDateTime) -> Self {
-        Self { from, to, at, container_id: None, workspace_zfs: None, error_message: None }
+        Self { from, to, at, container_id: None, workspace: None, error_message: None }
     }
 
     pub fn container_id(mut self, id: impl Into<String>) -> Self {
@@ -183,7 +183,7 @@ impl Transition {
     }
 
     pub fn workspace(mut self, w: impl Into<String>) -> Self {
-        self.workspace_zfs = Some(w.into());
+        self.workspace = Some(w.into());
         self
     }
 
@@ -293,13 +293,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn count_users(&self) -> Result<u64, StoreError>;
 
     // --- logins ---
-    async fn create_auth_session(&self, login: NewAuthSession) -> Result<AuthSession, StoreError>;
-    async fn auth_session_by_token_hash(&self, token_hash: &str) -> Result<Option<(AuthSession, User)>, StoreError>;
-    async fn touch_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<(), StoreError>;
+    async fn create_login(&self, login: NewLogin) -> Result<Login, StoreError>;
+    async fn login_by_token_hash(&self, token_hash: &str) -> Result<Option<(Login, User)>, StoreError>;
+    async fn touch_login(&self, id: LoginId, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Revokes one login; `false` when it was unknown or already revoked.
-    async fn revoke_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<bool, StoreError>;
+    async fn revoke_login(&self, id: LoginId, at: OffsetDateTime) -> Result<bool, StoreError>;
     /// Revokes every live login of a user (password change, demotion); returns how many.
-    async fn revoke_user_auth_sessions(&self, user_id: UserId, at: OffsetDateTime) -> Result<u64, StoreError>;
+    async fn revoke_user_logins(&self, user_id: UserId, at: OffsetDateTime) -> Result<u64, StoreError>;
 
     // --- packs and GPUs ---
     async fn pack(&self, id: PackId) -> Result<Option<Pack>, StoreError>;
@@ -331,7 +331,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         id: SessionId,
         container_id: Option<&str>,
-        workspace_zfs: Option<&str>,
+        workspace: Option<&str>,
     ) -> Result<bool, StoreError>;
 
     // --- the event log ---

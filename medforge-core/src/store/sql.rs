@@ -15,12 +15,12 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use time::OffsetDateTime;
 
 use super::{
-    AllocationError, AllocationRequest, Cursor, EventFilter, NewAuthSession, NewUser, Page, PageRequest, Seed,
-    SeedReport, SessionFilter, Store, StoreError, StoredEvent, Transition, UserUpdate,
+    AllocationError, AllocationRequest, Cursor, EventFilter, NewLogin, NewUser, Page, PageRequest, Seed, SeedReport,
+    SessionFilter, Store, StoreError, StoredEvent, Transition, UserUpdate,
 };
 use crate::model::{
-    self, AuthSession, AuthSessionId, DEFAULT_PACK_ID, DeploymentId, Email, GpuDevice, GpuId, Pack, PackId, Session,
-    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
+    self, DEFAULT_PACK_ID, DeploymentId, Email, GpuDevice, GpuId, Login, LoginId, Pack, PackId, Session, SessionId,
+    SessionStatus, Slug, User, UserId, UserSummary,
 };
 
 /// Which unique index a write ran into.
@@ -240,8 +240,8 @@ impl {
         })
     }
 
-    fn auth_from_row(row: &DB::Row) -> Result<AuthSession, StoreError> {
-        Ok(AuthSession {
+    fn auth_from_row(row: &DB::Row) -> Result<Login, StoreError> {
+        Ok(Login {
             id: parse_col(row, 0, "auth_sessions")?,
             user_id: parse_col(row, 1, "auth_sessions")?,
             token_hash: row.try_get(2).map_err(db_error)?,
@@ -276,7 +276,7 @@ impl {
             container_id: row.try_get(5).map_err(db_error)?,
             gpu_id: GpuId(to_u32(row.try_get(6).map_err(db_error)?, "sessions")?),
             slug: parse_col::<_, Slug>(row, 7, "sessions")?,
-            workspace_zfs: row.try_get(8).map_err(db_error)?,
+            workspace: row.try_get(8).map_err(db_error)?,
             created_at: time_col(row, 9)?,
             started_at: opt_time_col(row, 10)?,
             stopped_at: opt_time_col(row, 11)?,
@@ -653,7 +653,7 @@ impl Store for {
         Ok(n.unsigned_abs())
     }
 
-    async fn create_auth_session(&self, login: NewAuthSession) -> Result<AuthSession, StoreError> {
+    async fn create_login(&self, login: NewLogin) -> Result<Login, StoreError> {
         sqlx::query(
             "INSERT INTO auth_sessions (id, user_id, token_hash, created_at, expires_at, last_seen_at, ip, user_agent) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -669,7 +669,7 @@ impl Store for {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        Ok(AuthSession {
+        Ok(Login {
             id: login.id,
             user_id: login.user_id,
             token_hash: login.token_hash,
@@ -682,7 +682,7 @@ impl Store for {
         })
     }
 
-    async fn auth_session_by_token_hash(&self, token_hash: &str) -> Result<Option<(AuthSession, User)>, StoreError> {
+    async fn login_by_token_hash(&self, token_hash: &str) -> Result<Option<(Login, User)>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             auth_columns!(),
@@ -698,7 +698,7 @@ impl Store for {
             .transpose()
     }
 
-    async fn touch_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<(), StoreError> {
+    async fn touch_login(&self, id: LoginId, at: OffsetDateTime) -> Result<(), StoreError> {
         // `?2` would be neater, but MySQL has no numbered placeholders.
         let ms = model::to_unix_ms(at);
         sqlx::query("UPDATE auth_sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?")
@@ -711,12 +711,12 @@ impl Store for {
         Ok(())
     }
 
-    async fn revoke_auth_session(&self, id: AuthSessionId, at: OffsetDateTime) -> Result<bool, StoreError> {
+    async fn revoke_login(&self, id: LoginId, at: OffsetDateTime) -> Result<bool, StoreError> {
         let sql = "UPDATE auth_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL";
         Ok(self.update_at(sql, at, id.to_string()).await? == 1)
     }
 
-    async fn revoke_user_auth_sessions(&self, user_id: UserId, at: OffsetDateTime) -> Result<u64, StoreError> {
+    async fn revoke_user_logins(&self, user_id: UserId, at: OffsetDateTime) -> Result<u64, StoreError> {
         let sql = "UPDATE auth_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL";
         self.update_at(sql, at, user_id.to_string()).await
     }
@@ -882,7 +882,7 @@ impl Store for {
             )
             .bind(t.to.as_str().to_owned())
             .bind(t.container_id.clone())
-            .bind(t.workspace_zfs.clone())
+            .bind(t.workspace.clone())
             .bind(t.error_message.clone())
             .bind(started_at)
             .bind(stopped_at)
@@ -899,7 +899,7 @@ impl Store for {
         &self,
         id: SessionId,
         container_id: Option<&str>,
-        workspace_zfs: Option<&str>,
+        workspace: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             concat!(
@@ -909,7 +909,7 @@ impl Store for {
             ),
         )
         .bind(container_id.map(str::to_owned))
-        .bind(workspace_zfs.map(str::to_owned))
+        .bind(workspace.map(str::to_owned))
         .bind(id.to_string())
         .execute(&self.pool)
         .await

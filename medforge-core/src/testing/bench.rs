@@ -1,4 +1,4 @@
-//! Session start time, for any runtime: `Sessions::create` (allocation,
+//! Session start time, for any runtime: `Lifecycle::create` (allocation,
 //! workspace, container, port answering) against the engine's own CLI
 //! `run` of the same image until its port answers, and against the
 //! runtime's bare create and start, interleaved in one run. Each runtime
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::{EventContext, MemoryEvents, StopReason};
-use crate::lifecycle::{LifecycleConfig, Sessions};
+use crate::lifecycle::{Lifecycle, LifecycleConfig};
 use crate::model::{self, Exposure};
 use crate::probe;
 use crate::runtime::{ContainerRuntime, ContainerSpec, ResourceLimits, SessionContainerConfig, session_container_spec};
@@ -106,7 +106,7 @@ pub struct SessionStartBench {
 
 /// `starts` interleaved starts of each (after one untimed warm-up of each):
 /// the CLI's `run` until the port answers, the runtime's create and start
-/// until it answers, and `Sessions::create`. A markdown table.
+/// until it answers, and `Lifecycle::create`. A markdown table.
 pub async fn session_start(bench: SessionStartBench, starts: usize) -> String {
     let SessionStartBench { runtime, cli: engine, image, run_label, containers } = bench;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -131,7 +131,7 @@ pub async fn session_start(bench: SessionStartBench, starts: usize) -> String {
     };
     let config =
         LifecycleConfig { containers: containers.clone(), stop_grace: Duration::from_secs(2), ..Default::default() };
-    let sessions = Sessions::new(
+    let sessions = Lifecycle::new(
         store.clone(),
         runtime.clone(),
         Arc::new(DirStorage::new(dir.path().join("ws")).expect("storage")),

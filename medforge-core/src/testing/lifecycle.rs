@@ -1,4 +1,4 @@
-//! The session lifecycle contract: `Sessions` over the SQLite store,
+//! The session lifecycle contract: `Lifecycle` over the SQLite store,
 //! `DirStorage` and the runtime under test, against its real engine, with
 //! the test pack. Every runtime (Docker, Podman) runs these cases
 //! unchanged through [`crate::lifecycle_contract_tests!`].
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::{Event, EventContext, MemoryEvents, StopReason};
-use crate::lifecycle::{CONTAINER_EXITED, LifecycleConfig, LifecycleError, Sessions, StopOutcome};
+use crate::lifecycle::{CONTAINER_EXITED, Lifecycle, LifecycleConfig, LifecycleError, StopOutcome};
 use crate::model::{self, Exposure, GpuId, Session, SessionStatus, User};
 use crate::runtime::{
     ContainerRuntime, ContainerState, LABEL_SESSION_ID, LABEL_SLUG, LABEL_USER_ID, SessionContainerConfig,
@@ -76,7 +76,7 @@ impl LifecycleHarness {
         self.teardown.run().await;
     }
 
-    /// A fresh stack (database, workspaces, `Sessions`) running `image`.
+    /// A fresh stack (database, workspaces, `Lifecycle`) running `image`.
     pub async fn stack(&self, image: &str, tune: impl FnOnce(&mut LifecycleConfig)) -> LifecycleStack {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("medforge.db");
@@ -92,7 +92,7 @@ impl LifecycleHarness {
             ..LifecycleConfig::default()
         };
         tune(&mut config);
-        let sessions = Arc::new(Sessions::new(
+        let sessions = Arc::new(Lifecycle::new(
             store.clone(),
             self.runtime.clone(),
             Arc::new(storage.clone()),
@@ -114,9 +114,9 @@ impl LifecycleHarness {
     }
 }
 
-/// `Sessions` and what it runs on, for one case.
+/// `Lifecycle` and what it runs on, for one case.
 pub struct LifecycleStack {
-    pub sessions: Arc<Sessions>,
+    pub sessions: Arc<Lifecycle>,
     pub store: Arc<dyn Store>,
     pub storage: DirStorage,
     pub runtime: Arc<dyn ContainerRuntime>,
@@ -135,9 +135,9 @@ impl std::fmt::Debug for LifecycleStack {
 }
 
 impl LifecycleStack {
-    /// A second `Sessions` over the same store and runtime, as after a restart.
-    pub fn restarted(&self) -> Sessions {
-        Sessions::new(
+    /// A second `Lifecycle` over the same store and runtime, as after a restart.
+    pub fn restarted(&self) -> Lifecycle {
+        Lifecycle::new(
             self.store.clone(),
             self.runtime.clone(),
             Arc::new(self.storage.clone()),
@@ -386,7 +386,7 @@ pub async fn a_stop_during_start_wins_and_leaves_nothing_running(h: &LifecycleHa
 }
 
 /// After a crash (a create cut off half-way, a container gone while the
-/// server was down, a container with no row), a restarted `Sessions`
+/// server was down, a container with no row), a restarted `Lifecycle`
 /// reconciles: nothing stays active without a container, no container
 /// without a row, no GPU held.
 pub async fn reconciliation_after_a_crash_leaves_nothing_stranded(h: &LifecycleHarness) {

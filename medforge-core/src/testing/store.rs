@@ -7,12 +7,12 @@ use std::sync::Arc;
 use time::Duration;
 
 use super::StoreHarness;
-use crate::auth::{Authenticator, ClientInfo, ExpiryPolicy, SessionToken, TokenKey};
+use crate::auth::{Authenticator, ClientInfo, ExpiryPolicy, LoginToken, TokenKey};
 use crate::model::{
     self, DEFAULT_PACK_ID, Email, Exposure, GpuId, PackExposure, PackId, Role, Session, SessionStatus, User,
 };
 use crate::store::{
-    AllocationError, AllocationRequest, DbFailure, NewAuthSession, NewUser, PageRequest, Seed, SessionFilter, Store,
+    AllocationError, AllocationRequest, DbFailure, NewLogin, NewUser, PageRequest, Seed, SessionFilter, Store,
     StoreError, Transition, UniqueKey, UserUpdate,
 };
 
@@ -181,8 +181,8 @@ pub async fn logins_are_stored_by_hash_and_revocable(h: &StoreHarness) {
     let store = seeded(h).await;
     let user = user_with_limit(store.as_ref(), "login", 1).await;
     let now = model::now();
-    let new = |hash: &str| NewAuthSession {
-        id: model::AuthSessionId::new_random(),
+    let new = |hash: &str| NewLogin {
+        id: model::LoginId::new_random(),
         user_id: user.id,
         token_hash: hash.into(),
         created_at: now,
@@ -190,25 +190,25 @@ pub async fn logins_are_stored_by_hash_and_revocable(h: &StoreHarness) {
         ip: Some("192.0.2.1".into()),
         user_agent: Some("test".into()),
     };
-    let a = store.create_auth_session(new(&"a".repeat(64))).await.expect("create");
-    let b = store.create_auth_session(new(&"b".repeat(64))).await.expect("create");
-    let (found, u) = store.auth_session_by_token_hash(&"a".repeat(64)).await.expect("get").expect("exists");
+    let a = store.create_login(new(&"a".repeat(64))).await.expect("create");
+    let b = store.create_login(new(&"b".repeat(64))).await.expect("create");
+    let (found, u) = store.login_by_token_hash(&"a".repeat(64)).await.expect("get").expect("exists");
     assert_eq!((found.clone(), u.id), (a.clone(), user.id));
-    assert!(store.auth_session_by_token_hash(&"c".repeat(64)).await.expect("get").is_none());
+    assert!(store.login_by_token_hash(&"c".repeat(64)).await.expect("get").is_none());
 
     let later = now + Duration::minutes(10);
-    store.touch_auth_session(a.id, later).await.expect("touch");
+    store.touch_login(a.id, later).await.expect("touch");
     // Touching with an older time never moves last_seen_at back.
-    store.touch_auth_session(a.id, now).await.expect("touch");
-    let (found, _) = store.auth_session_by_token_hash(&a.token_hash).await.expect("get").expect("exists");
+    store.touch_login(a.id, now).await.expect("touch");
+    let (found, _) = store.login_by_token_hash(&a.token_hash).await.expect("get").expect("exists");
     assert_eq!(found.last_seen_at, later);
 
-    assert!(store.revoke_auth_session(a.id, later).await.expect("revoke"));
-    assert!(!store.revoke_auth_session(a.id, later).await.expect("revoke twice"));
-    let (found, _) = store.auth_session_by_token_hash(&a.token_hash).await.expect("get").expect("exists");
+    assert!(store.revoke_login(a.id, later).await.expect("revoke"));
+    assert!(!store.revoke_login(a.id, later).await.expect("revoke twice"));
+    let (found, _) = store.login_by_token_hash(&a.token_hash).await.expect("get").expect("exists");
     assert_eq!(found.revoked_at, Some(later));
-    assert_eq!(store.revoke_user_auth_sessions(user.id, later).await.expect("revoke all"), 1);
-    let (found, _) = store.auth_session_by_token_hash(&b.token_hash).await.expect("get").expect("exists");
+    assert_eq!(store.revoke_user_logins(user.id, later).await.expect("revoke all"), 1);
+    let (found, _) = store.login_by_token_hash(&b.token_hash).await.expect("get").expect("exists");
     assert!(found.revoked_at.is_some());
 }
 
@@ -236,7 +236,7 @@ pub async fn authenticator_refuses_bad_passwords_and_dead_tokens(h: &StoreHarnes
     let now = model::now();
     let (who, _) = auth.authenticate(&token, now).await.expect("auth").expect("valid");
     assert_eq!(who.id, user.id);
-    assert!(auth.authenticate(&SessionToken::generate(), now).await.expect("auth").is_none());
+    assert!(auth.authenticate(&LoginToken::generate(), now).await.expect("auth").is_none());
     // Idle for 8 days: expired. Used on day 6, it slides to day 13.
     assert!(auth.authenticate(&token, now + Duration::days(8)).await.expect("auth").is_none());
     assert!(auth.authenticate(&token, now + Duration::days(6)).await.expect("auth").is_some());
@@ -631,7 +631,7 @@ pub async fn runtime_details_are_recorded_only_while_active(h: &StoreHarness) {
     // Same values again still counts as recorded.
     assert!(store.set_session_runtime(s.id, Some("abc123"), None).await.expect("set"));
     let got = store.session(s.id).await.expect("get").expect("exists");
-    assert_eq!((got.container_id.as_deref(), got.workspace_zfs.as_deref()), (Some("abc123"), Some("tank/ws/x")));
+    assert_eq!((got.container_id.as_deref(), got.workspace.as_deref()), (Some("abc123"), Some("tank/ws/x")));
     release(store.as_ref(), &s).await;
     assert!(!store.set_session_runtime(s.id, Some("other"), None).await.expect("set"));
     assert!(!store.set_session_runtime(model::SessionId::new_random(), Some("x"), None).await.expect("set"));

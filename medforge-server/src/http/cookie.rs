@@ -2,7 +2,7 @@
 //! `medforge_session=<token>; HttpOnly; [Secure;] SameSite=Lax; Domain=.<domain>; Path=/; Max-Age=...`
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use medforge_core::auth::SessionToken;
+use medforge_core::auth::LoginToken;
 
 use crate::config::Config;
 
@@ -11,7 +11,7 @@ pub const LOGIN_COOKIE: &str = "medforge_session";
 const MAX_AGE: u32 = 30 * 24 * 3600;
 
 /// The login token from the `Cookie` header, if any.
-pub fn token_from(headers: &HeaderMap) -> Option<SessionToken> {
+pub fn token_from(headers: &HeaderMap) -> Option<LoginToken> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -19,11 +19,11 @@ pub fn token_from(headers: &HeaderMap) -> Option<SessionToken> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == LOGIN_COOKIE)
-        .map(|(_, value)| SessionToken::from_client(value))
+        .map(|(_, value)| LoginToken::from_client(value))
 }
 
 /// `Set-Cookie` for a new login.
-pub fn set(config: &Config, token: &SessionToken) -> HeaderValue {
+pub fn set(config: &Config, token: &LoginToken) -> HeaderValue {
     value(config, token.expose(), MAX_AGE)
 }
 

@@ -1,13 +1,13 @@
 //! Accounts and browser logins: sign-up, log-in, log-out, who is signed
 //! in, and changes to one's own email and password. A login is a token
-//! (`SessionToken`) whose hash the store keeps; the adapters carry it in a
+//! (`LoginToken`) whose hash the store keeps; the adapters carry it in a
 //! cookie.
 
 use std::net::IpAddr;
 
-use medforge_core::auth::{AuthError, ClientInfo, SessionToken, check_password_policy, hash_password, verify_password};
+use medforge_core::auth::{AuthError, ClientInfo, LoginToken, check_password_policy, hash_password, verify_password};
 use medforge_core::events::{Event, EventContext};
-use medforge_core::model::{self, AuthSession, Email, User};
+use medforge_core::model::{self, Email, Login, User};
 use medforge_core::store::UserUpdate;
 
 use super::error::{Denied, Error};
@@ -43,7 +43,7 @@ pub async fn sign_up(
     caller: &Caller,
     email: &str,
     password: &str,
-) -> Result<(User, SessionToken), Error> {
+) -> Result<(User, LoginToken), Error> {
     state.auth_limiter.check(caller.ip)?;
     let email = parse_email(email)?;
     let (user, token) = state.auth.signup(email, password, caller.info()).await.map_err(|e| match e {
@@ -63,7 +63,7 @@ pub async fn log_in(
     caller: &Caller,
     email: &str,
     password: &str,
-) -> Result<(User, SessionToken), Error> {
+) -> Result<(User, LoginToken), Error> {
     state.auth_limiter.check(caller.ip)?;
     let ctx = caller.events();
     let ip = Some(caller.ip.to_string());
@@ -86,7 +86,7 @@ pub async fn log_in(
 
 /// Ends the login `token`, if it is one; its gate decisions go with it.
 #[tracing::instrument(skip_all)]
-pub async fn log_out(state: &AppState, caller: &Caller, token: Option<&SessionToken>) -> Result<(), Error> {
+pub async fn log_out(state: &AppState, caller: &Caller, token: Option<&LoginToken>) -> Result<(), Error> {
     let Some(token) = token else { return Ok(()) };
     if let Some((user, _)) = state.auth.authenticate(token, model::now()).await? {
         state.events.emit(Event::UserLogout { user_id: user.id, ip: Some(caller.ip.to_string()) }, &caller.events());
@@ -97,7 +97,7 @@ pub async fn log_out(state: &AppState, caller: &Caller, token: Option<&SessionTo
 }
 
 /// The user and login behind `token`, or [`Error::Unauthenticated`].
-pub async fn signed_in(state: &AppState, token: Option<&SessionToken>) -> Result<(User, AuthSession), Error> {
+pub async fn signed_in(state: &AppState, token: Option<&LoginToken>) -> Result<(User, Login), Error> {
     let token = token.ok_or(Error::Unauthenticated)?;
     state.auth.authenticate(token, model::now()).await?.ok_or(Error::Unauthenticated)
 }
@@ -119,7 +119,7 @@ pub async fn change_account(
     caller: &Caller,
     user: &User,
     change: AccountChange,
-) -> Result<(User, Option<SessionToken>), Error> {
+) -> Result<(User, Option<LoginToken>), Error> {
     let email = change.email.as_deref().map(parse_email).transpose()?;
     if let Some(pw) = &change.new_password {
         check_password_policy(pw).map_err(|e| Error::field("new_password", e.to_string()))?;
@@ -142,7 +142,7 @@ pub async fn change_account(
     if !changed_password {
         return Ok((updated, None));
     }
-    state.store.revoke_user_auth_sessions(user.id, model::now()).await?;
+    state.store.revoke_user_logins(user.id, model::now()).await?;
     state.gate_cache.forget_all();
     let pw = change.new_password.as_deref().unwrap_or_default();
     let (_, token) = state.auth.login(&updated.email, pw, caller.info()).await.map_err(Error::internal)?;

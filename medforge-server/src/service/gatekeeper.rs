@@ -4,7 +4,7 @@
 //! `medforge_core::gate::decide`, and this adds the login lookup, the
 //! upstream and a short cache.
 
-use medforge_core::auth::SessionToken;
+use medforge_core::auth::LoginToken;
 use medforge_core::gate::{self, Refusal, Verdict};
 use medforge_core::host::{Host, SessionHost};
 use medforge_core::model::{self, Slug};
@@ -24,7 +24,7 @@ use crate::telemetry;
 #[tracing::instrument(level = "debug", skip_all, fields(host = ?host.map(Host::name)))]
 pub async fn decide(
     state: &AppState,
-    token: Option<&SessionToken>,
+    token: Option<&LoginToken>,
     host: Option<&Host>,
     form: GateUpstream,
 ) -> Result<Decision, Error> {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use medforge_core::events::{EventContext, StopReason};
-use medforge_core::lifecycle::{LifecycleError, StopOutcome};
+use medforge_core::lifecycle::{LifecycleError, StopClaim};
 use medforge_core::model::{self, Exposure, PackId, Session, SessionId, User};
 use medforge_core::storage::Snapshot;
 use medforge_core::store::AllocationRequest;
@@ -77,8 +77,8 @@ pub async fn request_stop(
     request_id: &str,
 ) -> Result<StopRequest, Error> {
     let claimed = match state.lifecycle.claim_stop(session.id).await.map_err(Error::internal)? {
-        StopOutcome::Stopped(claimed) => claimed,
-        StopOutcome::AlreadyTerminal(_) => return Ok(StopRequest::AlreadyTerminal),
+        StopClaim::Claimed(claimed) => claimed,
+        StopClaim::AlreadyTerminal(_) => return Ok(StopRequest::AlreadyTerminal),
     };
     state.gate_cache.forget_slug(&claimed.slug);
     let state = state.clone();
@@ -131,7 +131,7 @@ pub async fn snapshots(state: &AppState, owner: model::UserId) -> Result<Vec<Sna
 /// The start-up steps a client can show, derived from the row.
 pub fn steps(s: &Session) -> Vec<&'static str> {
     let mut done = vec!["gpu_allocated"];
-    if s.workspace_zfs.is_some() {
+    if s.workspace.is_some() {
         done.push("workspace_ready");
     }
     if s.container_id.is_some() {

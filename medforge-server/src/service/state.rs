@@ -6,7 +6,7 @@ use std::sync::Arc;
 use medforge_core::auth::Authenticator;
 use medforge_core::events::EventSink;
 use medforge_core::firewall::Firewall;
-use medforge_core::lifecycle::Sessions;
+use medforge_core::lifecycle::Lifecycle;
 use medforge_core::runtime::ContainerRuntime;
 use medforge_core::storage::Storage;
 use medforge_core::store::Store;
@@ -22,7 +22,7 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub runtime: Arc<dyn ContainerRuntime>,
     /// Start, stop, watch and reconcile code-server sessions.
-    pub lifecycle: Arc<Sessions>,
+    pub lifecycle: Arc<Lifecycle>,
     pub firewall: Arc<dyn Firewall>,
     /// Browser logins: passwords, tokens, expiry.
     pub auth: Authenticator,

@@ -7,7 +7,7 @@ use askama::Template;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use medforge_core::auth::SessionToken;
+use medforge_core::auth::LoginToken;
 use medforge_core::model::User;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -101,7 +101,7 @@ pub async fn signup_page(State(state): State<Arc<AppState>>, Query(q): Query<Nex
 /// again with the reason (and the email kept).
 fn answer<P: Template + From<FormFields>>(
     state: &AppState,
-    outcome: Result<(User, SessionToken), Error>,
+    outcome: Result<(User, LoginToken), Error>,
     form: CredentialsForm,
     title: &'static str,
 ) -> Response {
