@@ -1,0 +1,214 @@
+//! Loading: the providers merged, paths made absolute, then validation;
+//! and what the rest of the server asks of a loaded configuration.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+
+use super::paths;
+use super::{Config, GpuIds, Routing, StorageKind, TOP_LEVEL_KEYS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(Box<figment::Error>),
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, reason: reason.into() }
+}
+
+impl Config {
+    /// Defaults, then `file` (or `./medforge.toml` when present and no file
+    /// is named), then the environment; every path made absolute; validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| invalid("data_dir", format!("cannot tell the working directory: {e}")))?;
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = match file {
+            Some(path) if !path.exists() => {
+                return Err(invalid("--config", format!("{} does not exist", path.display())));
+            }
+            Some(path) => Some(paths::absolute(path, &cwd)),
+            None => Some(cwd.join("medforge.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = &file {
+            // `file_exact`: figment's `file` would also search the parent
+            // directories for a relative name.
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("MEDFORGE_")
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                let top = key.split("__").next().unwrap_or_default().to_owned();
+                TOP_LEVEL_KEYS.contains(&top.as_str())
+            })
+            .split("__");
+        let figment = figment.merge(env);
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.make_paths_absolute(&paths::Bases { figment: &figment, cwd });
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every filesystem path, absolute; the defaults that derive from
+    /// `data_dir` (the SQLite file, the workspaces) written out, so that
+    /// `config check` shows them.
+    fn make_paths_absolute(&mut self, bases: &paths::Bases) {
+        self.data_dir = paths::absolute(&self.data_dir, &bases.of("data_dir"));
+        self.database_url = Some(match &self.database_url {
+            Some(url) => paths::database_url(url, &bases.of("database_url")),
+            None => self.database_url(),
+        });
+        if self.storage.kind == StorageKind::Dir {
+            let root = match &self.storage.root {
+                Some(root) => paths::absolute(Path::new(root), &bases.of("storage.root")),
+                None => self.data_dir.join("workspaces"),
+            };
+            self.storage.root = Some(root.display().to_string());
+        }
+        self.storage.zfs_command = paths::command(&self.storage.zfs_command, &bases.of("storage.zfs_command"));
+        self.runtime.socket = paths::socket(&self.runtime.socket, &bases.of("runtime.socket"));
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let domain = &self.base_domain;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if domain.is_empty() || !domain.split('.').all(label_ok) {
+            return Err(invalid("base_domain", format!("{domain:?} is not a lower-case DNS name")));
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:") || url.starts_with("mysql://") || url.starts_with("mariadb://")) {
+            return Err(invalid("database_url", "must start with sqlite: or mysql://"));
+        }
+        if self.pack.image.trim().is_empty() || self.pack.image.contains(char::is_whitespace) {
+            return Err(invalid("pack.image", format!("{:?} is not an image reference", self.pack.image)));
+        }
+        if let Some(secret) = &self.secret
+            && secret.len() < 32
+        {
+            return Err(invalid("secret", "must be at least 32 characters"));
+        }
+        if self.storage.kind == StorageKind::Zfs {
+            self.zfs_root()?;
+        }
+        let t = &self.firewall.nft_table;
+        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(invalid("firewall.nft_table", format!("{t:?}: letters, digits and _ only")));
+        }
+        if self.firewall.check_interval_secs == 0 {
+            return Err(invalid("firewall.check_interval_secs", "must be at least 1"));
+        }
+        if self.limits.auth_per_minute == 0 {
+            return Err(invalid("limits.auth_per_minute", "must be at least 1"));
+        }
+        if let GpuIds::List(ids) = &self.gpus.ids
+            && ids.is_empty()
+        {
+            return Err(invalid("gpus.ids", "must list at least one GPU, or be \"auto\""));
+        }
+        Ok(())
+    }
+
+    /// Where browsers open the web UI: the built-in router on the port
+    /// `serve` listens on, or behind Caddy on the default HTTPS port.
+    /// The scheme browsers reach this deployment with: https exactly when
+    /// the cookie is `Secure`.
+    pub fn scheme(&self) -> &'static str {
+        if self.cookie_secure { "https" } else { "http" }
+    }
+
+    pub fn ui_url(&self, listen_port: u16) -> String {
+        let scheme = if self.cookie_secure { "https" } else { "http" };
+        match self.routing {
+            Routing::Caddy => format!("{scheme}://{}", self.base_domain),
+            Routing::Builtin if listen_port == 80 && !self.cookie_secure => format!("http://{}", self.base_domain),
+            Routing::Builtin => format!("{scheme}://{}:{listen_port}", self.base_domain),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| paths::sqlite_url(&self.data_dir.join("medforge.db")))
+    }
+
+    /// Where the token key lives when `secret` is not configured.
+    pub fn secret_file(&self) -> PathBuf {
+        self.data_dir.join("secret")
+    }
+
+    /// The ZFS root dataset, validated: it goes on the `zfs` command line.
+    pub fn zfs_root(&self) -> Result<medforge_storage_zfs::DatasetName, ConfigError> {
+        let root = self.storage.root.as_deref().ok_or_else(|| {
+            invalid(
+                "storage.root",
+                "storage.kind = \"zfs\" needs the parent dataset, e.g. \"tank/medforge/workspaces\"",
+            )
+        })?;
+        root.parse().map_err(|e: medforge_storage_zfs::InvalidDatasetName| invalid("storage.root", e.to_string()))
+    }
+
+    pub fn storage_root(&self) -> String {
+        self.storage.root.clone().unwrap_or_else(|| self.data_dir.join("workspaces").display().to_string())
+    }
+
+    /// The effective config as TOML with secrets masked: the secret itself
+    /// and any password in the database URL.
+    pub fn masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.secret = shown.secret.as_ref().map(|_| "********".into());
+        shown.database_url = Some(mask_url_password(&self.database_url()));
+        let value = serde_json::to_value(&shown).unwrap_or_default();
+        let secret = match &self.secret {
+            Some(_) => String::new(),
+            None => format!("# secret: read from {} (made on first start)\n", self.secret_file().display()),
+        };
+        secret + &to_toml(&value)
+    }
+}
+
+/// `mysql://user:pass@host/db` -> `mysql://user:********@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A small TOML writer for the config's shape (tables of scalars and lists).
+fn to_toml(value: &serde_json::Value) -> String {
+    fn scalar(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            serde_json::Value::Array(items) => format!("[{}]", items.iter().map(scalar).collect::<Vec<_>>().join(", ")),
+            other => other.to_string(),
+        }
+    }
+    let mut top = String::new();
+    let mut tables = String::new();
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Null => {}
+                serde_json::Value::Object(inner) => {
+                    tables.push_str(&format!("\n[{k}]\n"));
+                    for (ik, iv) in inner {
+                        if !iv.is_null() {
+                            tables.push_str(&format!("{ik} = {}\n", scalar(iv)));
+                        }
+                    }
+                }
+                other => top.push_str(&format!("{k} = {}\n", scalar(other))),
+            }
+        }
+    }
+    top + &tables
+}

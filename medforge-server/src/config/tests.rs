@@ -1,0 +1,281 @@
+//! The configuration's unit tests, each in a figment `Jail`.
+
+use std::path::Path;
+
+use medforge_core::model::GpuId;
+
+use super::*;
+
+use figment::Jail;
+
+/// Runs `f` in a jail: its own working directory (a new temporary one)
+/// and environment, one jail at a time, so that the tests that set
+/// `MEDFORGE_*` variables or load `./medforge.toml` do not see each other.
+#[allow(clippy::result_large_err)] // figment's error type, in figment's signature
+fn jailed<T>(f: impl FnOnce(&mut Jail) -> T) -> T {
+    let mut out = None;
+    Jail::expect_with(|jail| {
+        out = Some(f(jail));
+        Ok(())
+    });
+    out.expect("the jail ran")
+}
+
+fn load_toml(text: &str) -> Result<Config, ConfigError> {
+    jailed(|jail| {
+        jail.create_file("medforge.toml", text).expect("write");
+        Config::load(Some(Path::new("medforge.toml")))
+    })
+}
+
+#[test]
+fn defaults_run_on_one_machine() {
+    let (c, cwd) = jailed(|_| (Config::load(None).expect("defaults"), std::env::current_dir().expect("cwd")));
+    assert_eq!(c.base_domain, "medforge.localhost");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert!(!c.cookie_secure);
+    assert_eq!(c.data_dir, cwd.join("medforge-data"));
+    assert_eq!(c.database_url(), format!("sqlite://{}/medforge-data/medforge.db", cwd.display()));
+    assert_eq!(c.storage_root(), format!("{}/medforge-data/workspaces", cwd.display()));
+    assert_eq!(c.secret_file(), cwd.join("medforge-data/secret"));
+    assert_eq!(c.gpus.ids, GpuIds::Auto(AutoKeyword::Detect));
+    assert_eq!(c.storage.kind, StorageKind::Dir);
+    assert_eq!(c.firewall.kind, FirewallKind::None);
+    assert_eq!(c.runtime.gpu_mode, GpuModeSetting::Auto);
+}
+
+/// A path key of the config: how to set it, and how it reads back.
+struct PathKey {
+    env: &'static str,
+    /// The TOML that sets it to `{}`.
+    toml: &'static str,
+    /// The value to set, under `prefix` ("" for a relative one).
+    value: fn(&str) -> String,
+    read: fn(&Config) -> String,
+    /// What `read` must give when the value is relative to `base`.
+    want: fn(&Path) -> String,
+}
+
+const PATH_KEYS: &[PathKey] = &[
+    PathKey {
+        env: "MEDFORGE_DATA_DIR",
+        toml: "data_dir = \"{}\"",
+        value: |p| format!("{p}state"),
+        read: |c| c.data_dir.display().to_string(),
+        want: |b| b.join("state").display().to_string(),
+    },
+    // The files that derive from data_dir follow it.
+    PathKey {
+        env: "MEDFORGE_DATA_DIR",
+        toml: "data_dir = \"{}\"",
+        value: |p| format!("{p}state"),
+        read: |c| format!("{} {} {}", c.secret_file().display(), c.database_url(), c.storage_root()),
+        want: |b| {
+            let d = b.join("state");
+            format!("{} sqlite://{}/medforge.db {}/workspaces", d.join("secret").display(), d.display(), d.display())
+        },
+    },
+    PathKey {
+        env: "MEDFORGE_DATABASE_URL",
+        toml: "database_url = \"{}\"",
+        value: |p| format!("sqlite:{p}state/lab.db?mode=rwc"),
+        read: Config::database_url,
+        want: |b| format!("sqlite://{}/state/lab.db?mode=rwc", b.display()),
+    },
+    PathKey {
+        env: "MEDFORGE_STORAGE__ROOT",
+        toml: "[storage]\nroot = \"{}\"",
+        value: |p| format!("{p}./workspaces"),
+        read: Config::storage_root,
+        want: |b| b.join("workspaces").display().to_string(),
+    },
+    PathKey {
+        env: "MEDFORGE_STORAGE__ZFS_COMMAND",
+        toml: "[storage]\nzfs_command = \"{}\"",
+        value: |p| format!("{p}bin/zfs"),
+        read: |c| c.storage.zfs_command.display().to_string(),
+        want: |b| b.join("bin/zfs").display().to_string(),
+    },
+    PathKey {
+        env: "MEDFORGE_RUNTIME__SOCKET",
+        toml: "[runtime]\nsocket = \"{}\"",
+        value: |p| format!("unix://{p}run/engine.sock"),
+        read: |c| c.runtime.socket.clone(),
+        want: |b| format!("unix://{}", b.join("run/engine.sock").display()),
+    },
+];
+
+/// Each path key ends absolute: relative in the environment (against
+/// the working directory), relative in a file in another directory
+/// (against that file's directory), and absolute (as written).
+#[test]
+fn every_path_key_ends_absolute_as_documented() {
+    for key in PATH_KEYS {
+        jailed(|jail| {
+            let cwd = std::env::current_dir().expect("cwd");
+            jail.set_env(key.env, (key.value)(""));
+            let c = Config::load(None).expect("relative, from the environment");
+            assert_eq!((key.read)(&c), (key.want)(&cwd), "{} relative in the environment", key.env);
+            jail.set_env(key.env, (key.value)("/opt/mf/"));
+            let c = Config::load(None).expect("absolute, from the environment");
+            assert_eq!((key.read)(&c), (key.want)(Path::new("/opt/mf")), "{} absolute in the environment", key.env);
+        });
+        jailed(|jail| {
+            let cwd = std::env::current_dir().expect("cwd");
+            let toml = |value: &str| key.toml.replace("{}", value);
+            // Named on the command line as a relative path, in another directory.
+            jail.create_dir("etc/lab").expect("mkdir");
+            jail.create_file("etc/lab/relative.toml", &toml(&(key.value)(""))).expect("write");
+            let c = Config::load(Some(Path::new("etc/lab/relative.toml"))).expect("relative, in a file");
+            assert_eq!((key.read)(&c), (key.want)(&cwd.join("etc/lab")), "{} relative in a file", key.toml);
+            jail.create_file("etc/lab/absolute.toml", &toml(&(key.value)("/opt/mf/"))).expect("write");
+            let c = Config::load(Some(&cwd.join("etc/lab/absolute.toml"))).expect("absolute, in a file");
+            assert_eq!((key.read)(&c), (key.want)(Path::new("/opt/mf")), "{} absolute in a file", key.toml);
+
+            // ./medforge.toml, found by itself: its directory is the working one.
+            jail.create_file("medforge.toml", &toml(&(key.value)(""))).expect("write");
+            let c = Config::load(None).expect("./medforge.toml");
+            assert_eq!((key.read)(&c), (key.want)(&cwd), "{} in ./medforge.toml", key.toml);
+        });
+    }
+}
+
+/// `config check` shows the paths as the server uses them.
+#[test]
+fn the_effective_config_shows_absolute_paths() {
+    let (shown, cwd) = jailed(|jail| {
+        jail.set_env("MEDFORGE_DATA_DIR", "./medforge-data");
+        (Config::load(None).expect("config").masked_toml(), std::env::current_dir().expect("cwd"))
+    });
+    let data = cwd.join("medforge-data");
+    assert!(shown.contains(&format!("data_dir = \"{}\"\n", data.display())), "{shown}");
+    assert!(shown.contains(&format!("database_url = \"sqlite://{}/medforge.db\"", data.display())), "{shown}");
+    assert!(shown.contains(&format!("root = \"{}/workspaces\"", data.display())), "{shown}");
+    assert!(shown.contains(&format!("# secret: read from {}/secret", data.display())), "{shown}");
+    assert!(!shown.contains("./"), "{shown}");
+}
+
+/// `detect` (the default) takes what nvidia-smi lists, and seven slots
+/// where it does not run; `auto` needs it.
+#[test]
+fn detected_gpus_follow_nvidia_smi_or_fall_back_to_seven_slots() {
+    jailed(|jail| {
+        let bin = jail.create_dir("bin").expect("bin");
+        jail.set_env("PATH", bin.display());
+        let detect = GpuIds::Auto(AutoKeyword::Detect);
+        assert_eq!(detect.resolve(), Ok(GpuIds::fallback_slots()));
+        assert_eq!(detect.resolve().expect("slots").len(), 7);
+        assert!(GpuIds::Auto(AutoKeyword::Auto).resolve().is_err(), "auto needs nvidia-smi");
+        let smi = bin.join("nvidia-smi");
+        jail.create_file(&smi, "#!/bin/sh\necho '0, GPU-aaaa, NVIDIA H200'\necho '2, GPU-cccc, NVIDIA H200'\n")
+            .expect("stand-in nvidia-smi");
+        std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        assert_eq!(detect.resolve(), Ok(vec![GpuId(0), GpuId(2)]));
+        assert_eq!(GpuIds::Auto(AutoKeyword::Auto).resolve(), Ok(vec![GpuId(0), GpuId(2)]));
+    });
+    let c = load_toml("[gpus]\nids = \"detect\"\n").expect("detect");
+    assert_eq!(c.gpus.ids, GpuIds::Auto(AutoKeyword::Detect));
+}
+
+#[test]
+fn auto_gpu_mode_follows_the_engine_and_explicit_modes_do_not() {
+    assert_eq!(GpuModeSetting::Auto.resolve(true), GpuMode::Nvidia);
+    assert_eq!(GpuModeSetting::Auto.resolve(false), GpuMode::None);
+    assert_eq!(GpuModeSetting::Nvidia.resolve(false), GpuMode::Nvidia);
+    assert_eq!(GpuModeSetting::None.resolve(true), GpuMode::None);
+}
+
+/// medforge.example.toml loads as it is, and documents every key there
+/// is (a new key without a line there fails this).
+#[test]
+fn the_example_config_loads_and_has_every_key() {
+    let text = include_str!("../../../medforge.example.toml");
+    let c = load_toml(text).expect("the example loads");
+    assert_eq!(
+        (c.routing, c.storage.kind, c.firewall.kind),
+        (Routing::Caddy, StorageKind::Zfs, FirewallKind::Nftables)
+    );
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        if let Some(map) = v.as_object() {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::Object(_) if k != "labels" => walk(&format!("{prefix}{k}."), v, out),
+                    _ => out.push((prefix.trim_end_matches('.').to_owned(), k.clone())),
+                }
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    walk("", &serde_json::to_value(Config::default()).expect("json"), &mut keys);
+    assert!(keys.len() > 30, "{keys:?}");
+    for (section, key) in keys {
+        let body = if section.is_empty() {
+            text.split("\n[").next().unwrap_or_default().to_owned()
+        } else {
+            let header = format!("\n[{section}]\n");
+            let start = text.find(&header).unwrap_or_else(|| panic!("no [{section}] in the example"));
+            text[start + header.len()..].split("\n[").next().unwrap_or_default().to_owned()
+        };
+        let documented = body.lines().any(|l| {
+            let l = l.trim_start_matches("# ");
+            l.starts_with(&format!("{key} ="))
+        });
+        assert!(documented, "{section}.{key} is not in medforge.example.toml");
+    }
+}
+
+#[test]
+fn container_limits_come_from_the_runtime_section() {
+    let c = load_toml("[runtime.limits]\nnofile = 2048\npids = 512\n").expect("config");
+    assert_eq!((c.runtime.limits.nofile, c.runtime.limits.pids), (2048, Some(512)));
+    assert_eq!(c.runtime.limits.nproc, medforge_core::runtime::ResourceLimits::default().nproc);
+    assert!(load_toml("[runtime.limits]\nnofiles = 1\n").is_err(), "a misspelt key is refused");
+}
+
+#[test]
+fn files_override_and_unknown_keys_are_errors() {
+    let c = load_toml("base_domain = \"lab.example.org\"\n[runtime]\ngpu_mode = \"none\"\n[gpus]\nids = [0, 2]\n")
+        .expect("valid");
+    assert_eq!(c.base_domain, "lab.example.org");
+    assert_eq!(c.runtime.gpu_mode, GpuModeSetting::None);
+    assert_eq!(c.gpus.ids, GpuIds::List(vec![0, 2]));
+    let auto = load_toml("[gpus]\nids = \"auto\"\n").expect("auto");
+    assert_eq!(auto.gpus.ids, GpuIds::Auto(AutoKeyword::Auto));
+    for bad in [
+        "base_dommain = \"x\"",
+        "[runtime]\ngpu_moed = \"none\"",
+        "base_domain = \"Not A Domain\"",
+        "database_url = \"postgres://x\"",
+        "[pack]\nimage = \"\"",
+        "[gpus]\nids = []",
+        "[gpus]\nids = \"some\"",
+        "secret = \"short\"",
+        "listen = \"nowhere\"",
+    ] {
+        let r = load_toml(bad);
+        assert!(r.is_err(), "{bad:?} accepted");
+    }
+    let missing = jailed(|_| Config::load(Some(Path::new("/nonexistent/medforge.toml"))));
+    assert!(missing.is_err());
+}
+
+#[test]
+fn secrets_are_masked() {
+    let c = load_toml(&format!(
+        "secret = \"{}\"\ndatabase_url = \"mysql://mf:hunter2hunter2@db:3306/medforge\"\n",
+        "s".repeat(40)
+    ))
+    .expect("valid");
+    let shown = c.masked_toml();
+    assert!(!shown.contains("hunter2") && !shown.contains(&"s".repeat(40)), "{shown}");
+    assert!(shown.contains("mysql://mf:********@db:3306/medforge"), "{shown}");
+    assert!(shown.contains("[runtime]"), "{shown}");
+}
+
+#[test]
+fn nvidia_smi_output_parses() {
+    let out = "0, GPU-aaaa, NVIDIA GeForce RTX 5090\n1, GPU-bbbb, NVIDIA GeForce RTX 5090\n";
+    assert_eq!(parse_nvidia_smi(out), Ok(vec![GpuId(0), GpuId(1)]));
+    assert!(parse_nvidia_smi("").is_err());
+    assert!(parse_nvidia_smi("index, uuid\n").is_err());
+}
