@@ -221,32 +221,46 @@ macro_rules! contract_cases {
     };
 }
 
-/// Expands every case of [`store`] into a `#[tokio::test]` that runs it on a
-/// fresh harness from `$harness` (an async fn returning [`StoreHarness`]).
-#[macro_export]
-macro_rules! store_contract_tests {
-    ($harness:path) => {
-        $crate::__contract_cases!(store, $harness;
-            seed_creates_default_pack_and_gpus,
-            users_are_unique_by_email_and_updatable,
-            users_list_newest_first_with_active_counts,
-            logins_are_stored_by_hash_and_revocable,
-            authenticator_refuses_bad_passwords_and_dead_tokens,
-            tokens_are_never_stored_raw,
-            allocation_takes_lowest_free_gpu_and_checks_everything,
-            allocation_enforces_the_user_limit,
-            allocation_refuses_when_no_gpu_is_free,
-            concurrent_allocations_by_many_users_fill_each_gpu_once,
-            concurrent_allocations_by_one_user_respect_the_limit,
-            releasing_a_session_frees_its_gpu,
-            schema_rejects_a_second_active_session_on_a_gpu,
-            transitions_are_conditional_and_race_safe,
-            sessions_list_with_filters_and_cursors,
-            gpu_board_shows_holders,
-            runtime_details_are_recorded_only_while_active,
-            allocation_and_release_churn_leaves_nothing_held,
-            events_are_kept_and_listed,
-            the_deployment_id_is_made_once,
-        );
-    };
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The cases a contract module defines (`pub async fn name(h: &XHarness)`)
+    /// and the ones its `*_contract_tests!` macro runs: the same, so that a
+    /// case written but left out of the list cannot silently never run.
+    fn defined_and_listed(source: &str, harness: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let defined = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .filter(|l| l.contains(&format!("(h: &{harness})")))
+            .filter_map(|l| l.split('(').next())
+            .map(str::to_owned)
+            .collect();
+        let list =
+            source.split("__contract_cases!(").nth(1).and_then(|rest| rest.split(')').next()).unwrap_or_default();
+        let listed = list
+            .split_once(';')
+            .map(|(_, names)| names)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (defined, listed)
+    }
+
+    #[test]
+    fn every_contract_case_is_run_by_its_macro() {
+        for (module, source, harness) in [
+            ("store", include_str!("store.rs"), "StoreHarness"),
+            ("storage", include_str!("storage.rs"), "StorageHarness"),
+            ("runtime", include_str!("runtime.rs"), "RuntimeHarness"),
+            ("lifecycle", include_str!("lifecycle.rs"), "LifecycleHarness"),
+        ] {
+            let (defined, listed) = defined_and_listed(source, harness);
+            assert!(defined.len() >= 4, "{module}: found only {defined:?}");
+            assert_eq!(defined, listed, "{module}: the cases defined and the cases its macro runs differ");
+        }
+    }
 }

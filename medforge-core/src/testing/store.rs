@@ -731,3 +731,33 @@ pub async fn the_deployment_id_is_made_once(h: &StoreHarness) {
     assert_eq!(h.store.deployment_id().await.expect("again"), id);
     assert!(!id.0.is_nil());
 }
+
+/// Expands every case of this module into a `#[tokio::test]` that runs it on a
+/// fresh harness from `$harness` (an async fn returning [`StoreHarness`]).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($harness:path) => {
+        $crate::__contract_cases!(store, $harness;
+            seed_creates_default_pack_and_gpus,
+            users_are_unique_by_email_and_updatable,
+            users_list_newest_first_with_active_counts,
+            logins_are_stored_by_hash_and_revocable,
+            authenticator_refuses_bad_passwords_and_dead_tokens,
+            tokens_are_never_stored_raw,
+            allocation_takes_lowest_free_gpu_and_checks_everything,
+            allocation_enforces_the_user_limit,
+            allocation_refuses_when_no_gpu_is_free,
+            concurrent_allocations_by_many_users_fill_each_gpu_once,
+            concurrent_allocations_by_one_user_respect_the_limit,
+            releasing_a_session_frees_its_gpu,
+            schema_rejects_a_second_active_session_on_a_gpu,
+            transitions_are_conditional_and_race_safe,
+            sessions_list_with_filters_and_cursors,
+            gpu_board_shows_holders,
+            runtime_details_are_recorded_only_while_active,
+            allocation_and_release_churn_leaves_nothing_held,
+            events_are_kept_and_listed,
+            the_deployment_id_is_made_once,
+        );
+    };
+}
