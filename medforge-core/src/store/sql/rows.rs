@@ -1,0 +1,235 @@
+//! Rows as the queries return them, read by column name (`sqlx::FromRow`),
+//! then checked into the model: ids and enums parsed, times from unix
+//! milliseconds, counts in range. A value the model cannot hold is
+//! [`StoreError::Corrupt`], never a panic.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::model::{self, GpuDevice, GpuId, Login, Pack, Session, User, UserSummary};
+use crate::store::{StoreError, StoredEvent};
+
+pub(super) fn corrupt(table: &'static str, reason: impl fmt::Display) -> StoreError {
+    StoreError::Corrupt { table, reason: reason.to_string() }
+}
+
+fn parse<T: FromStr>(text: &str, table: &'static str) -> Result<T, StoreError>
+where
+    T::Err: fmt::Display,
+{
+    text.parse().map_err(|e| corrupt(table, e))
+}
+
+fn parse_opt<T: FromStr>(text: Option<String>, table: &'static str) -> Result<Option<T>, StoreError>
+where
+    T::Err: fmt::Display,
+{
+    text.map(|t| parse(&t, table)).transpose()
+}
+
+pub(super) fn to_u32(v: i64, table: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| corrupt(table, format!("{v} out of range")))
+}
+
+/// `users` (`u.*` as `user_columns!` lists them).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct UserRow {
+    id: String,
+    email: String,
+    role: String,
+    can_use_internal: bool,
+    max_concurrent_sessions: i64,
+    created_at: i64,
+    workspace_quota_bytes: Option<i64>,
+}
+
+impl UserRow {
+    pub(super) fn into_model(self) -> Result<User, StoreError> {
+        const T: &str = "users";
+        Ok(User {
+            id: parse(&self.id, T)?,
+            email: parse(&self.email, T)?,
+            role: parse(&self.role, T)?,
+            can_use_internal: self.can_use_internal,
+            max_concurrent_sessions: to_u32(self.max_concurrent_sessions, T)?,
+            created_at: model::from_unix_ms(self.created_at),
+            workspace_quota_bytes: self
+                .workspace_quota_bytes
+                .map(|q| u64::try_from(q).map_err(|_| corrupt(T, format!("quota {q} out of range"))))
+                .transpose()?,
+        })
+    }
+}
+
+/// A user with the password hash (for a log-in).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct CredentialsRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub password_hash: String,
+}
+
+/// A user with their active sessions (the admin's listing).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct UserSummaryRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    active_session_count: i64,
+}
+
+impl UserSummaryRow {
+    pub(super) fn into_model(self) -> Result<UserSummary, StoreError> {
+        Ok(UserSummary {
+            user: self.user.into_model()?,
+            active_session_count: to_u32(self.active_session_count, "sessions")?,
+        })
+    }
+}
+
+/// A browser login joined with its user: the login's columns carry a
+/// `login_` prefix where a user column has the same name.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct LoginRow {
+    login_id: String,
+    login_user_id: String,
+    token_hash: String,
+    login_created_at: i64,
+    expires_at: i64,
+    last_seen_at: i64,
+    revoked_at: Option<i64>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    #[sqlx(flatten)]
+    user: UserRow,
+}
+
+impl LoginRow {
+    pub(super) fn into_model(self) -> Result<(Login, User), StoreError> {
+        const T: &str = "auth_sessions";
+        let login = Login {
+            id: parse(&self.login_id, T)?,
+            user_id: parse(&self.login_user_id, T)?,
+            token_hash: self.token_hash,
+            created_at: model::from_unix_ms(self.login_created_at),
+            expires_at: model::from_unix_ms(self.expires_at),
+            last_seen_at: model::from_unix_ms(self.last_seen_at),
+            revoked_at: self.revoked_at.map(model::from_unix_ms),
+            ip: self.ip,
+            user_agent: self.user_agent,
+        };
+        Ok((login, self.user.into_model()?))
+    }
+}
+
+/// `packs`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct PackRow {
+    id: String,
+    name: String,
+    exposure: String,
+    image_ref: String,
+    image_digest: Option<String>,
+    created_at: i64,
+    deprecated_at: Option<i64>,
+}
+
+impl PackRow {
+    pub(super) fn into_model(self) -> Result<Pack, StoreError> {
+        const T: &str = "packs";
+        Ok(Pack {
+            id: parse(&self.id, T)?,
+            name: self.name,
+            exposure: parse(&self.exposure, T)?,
+            image_ref: self.image_ref,
+            image_digest: self.image_digest,
+            created_at: model::from_unix_ms(self.created_at),
+            deprecated_at: self.deprecated_at.map(model::from_unix_ms),
+        })
+    }
+}
+
+/// `sessions`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct SessionRow {
+    id: String,
+    user_id: String,
+    exposure: String,
+    pack_id: String,
+    status: String,
+    container_id: Option<String>,
+    gpu_id: i64,
+    slug: String,
+    workspace_zfs: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    stopped_at: Option<i64>,
+    error_message: Option<String>,
+}
+
+impl SessionRow {
+    pub(super) fn into_model(self) -> Result<Session, StoreError> {
+        const T: &str = "sessions";
+        Ok(Session {
+            id: parse(&self.id, T)?,
+            user_id: parse(&self.user_id, T)?,
+            exposure: parse(&self.exposure, T)?,
+            pack_id: parse(&self.pack_id, T)?,
+            status: parse(&self.status, T)?,
+            container_id: self.container_id,
+            gpu_id: GpuId(to_u32(self.gpu_id, T)?),
+            slug: parse(&self.slug, T)?,
+            workspace: self.workspace_zfs,
+            created_at: model::from_unix_ms(self.created_at),
+            started_at: self.started_at.map(model::from_unix_ms),
+            stopped_at: self.stopped_at.map(model::from_unix_ms),
+            error_message: self.error_message,
+        })
+    }
+}
+
+/// A GPU and the active session holding it, if any.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct GpuRow {
+    id: i64,
+    enabled: bool,
+    session_id: Option<String>,
+    user_id: Option<String>,
+    held_since: Option<i64>,
+}
+
+impl GpuRow {
+    pub(super) fn into_model(self) -> Result<GpuDevice, StoreError> {
+        Ok(GpuDevice {
+            id: GpuId(to_u32(self.id, "gpu_devices")?),
+            enabled: self.enabled,
+            session_id: parse_opt(self.session_id, "sessions")?,
+            user_id: parse_opt(self.user_id, "sessions")?,
+            held_since: self.held_since.map(model::from_unix_ms),
+        })
+    }
+}
+
+/// `events`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct EventRow {
+    id: String,
+    event: String,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    created_at: i64,
+    body: String,
+}
+
+impl EventRow {
+    pub(super) fn into_model(self) -> Result<StoredEvent, StoreError> {
+        const T: &str = "events";
+        Ok(StoredEvent {
+            id: self.id,
+            event: self.event,
+            user_id: parse_opt(self.user_id, T)?,
+            session_id: parse_opt(self.session_id, T)?,
+            created_at: model::from_unix_ms(self.created_at),
+            data: serde_json::from_str(&self.body).map_err(|e| corrupt(T, e))?,
+        })
+    }
+}
