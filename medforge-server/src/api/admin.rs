@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::json::ApiJson;
 use super::paging::{self, ListQuery};
-use super::schemas::{AdminErrors, EnvelopeDoc, InvalidErrors, PageErrors, ProblemDoc};
+use super::schemas::{AdminErrors, EnvelopeDoc, InvalidErrors, PageErrors, PageParams, ProblemDoc};
 use super::sessions::stop_answer;
 use super::views::{GpuView, UserView};
 use crate::http::envelope::Envelope;
@@ -38,10 +38,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     get,
     path = "/api/v2/admin/users",
     tag = "admin",
-    params(
-        ("limit" = Option<u32>, Query, description = "1..500, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-    ),
+    params(PageParams),
     responses((status = 200, description = "Users, newest first", body = EnvelopeDoc<Vec<UserView>>), AdminErrors, PageErrors)
 )]
 pub async fn list_users(
@@ -107,8 +104,7 @@ pub async fn update_user(
     path = "/api/v2/admin/sessions",
     tag = "admin",
     params(
-        ("limit" = Option<u32>, Query, description = "1..500, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        PageParams,
         ("status" = Option<String>, Query, description = "comma list"),
         ("exposure" = Option<String>, Query, description = "external or internal"),
     ),
@@ -200,8 +196,7 @@ pub struct EventsQuery {
     path = "/api/v2/admin/events",
     tag = "admin",
     params(
-        ("limit" = Option<u32>, Query, description = "1..500, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        PageParams,
         ("event" = Option<String>, Query, description = "event name"),
         ("user_id" = Option<String>, Query, description = "uuid"),
     ),

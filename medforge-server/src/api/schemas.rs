@@ -2,7 +2,7 @@
 //! envelope and the problem document, and the error responses most routes
 //! share (written once here, named in each route's `responses`).
 
-use utoipa::{IntoResponses, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 /// Every success body: `data` (of the type each route names), and `meta`
 /// as docs/api.md describes it.
@@ -79,4 +79,27 @@ pub enum PageErrors {
     BadCursor(#[to_schema] ProblemDoc),
     #[response(status = 422, description = "Invalid query", content_type = "application/problem+json")]
     Unprocessable(#[to_schema] ProblemDoc),
+}
+
+/// What a route on one session (`/{exposure}/sessions/{id}/...`) may answer.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)]
+pub enum SessionErrors {
+    #[response(status = 401, description = "Not signed in", content_type = "application/problem+json")]
+    Unauthorized(#[to_schema] ProblemDoc),
+    #[response(status = 403, description = "Not yours", content_type = "application/problem+json")]
+    Forbidden(#[to_schema] ProblemDoc),
+    #[response(status = 404, description = "No such session", content_type = "application/problem+json")]
+    NotFound(#[to_schema] ProblemDoc),
+}
+
+/// The page of a listing.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// 1..500, default 50
+    limit: Option<u32>,
+    /// next_cursor of the previous page
+    cursor: Option<String>,
 }

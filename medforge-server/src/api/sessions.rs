@@ -14,7 +14,7 @@ use medforge_core::store::{PageRequest, SessionFilter};
 use serde::Deserialize;
 
 use super::paging::{self, ListQuery};
-use super::schemas::{EnvelopeDoc, InvalidErrors, PageErrors, ProblemDoc, SignedInErrors};
+use super::schemas::{EnvelopeDoc, InvalidErrors, PageErrors, PageParams, ProblemDoc, SessionErrors, SignedInErrors};
 use super::views::{Created, Current, Message, SnapshotView};
 use crate::http::envelope::Envelope;
 use crate::http::extract::SignedIn;
@@ -98,8 +98,7 @@ pub async fn create(
     tag = "sessions",
     params(
         ("exposure" = String, Path, description = "external or internal"),
-        ("limit" = Option<u32>, Query, description = "1..500, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        PageParams,
         ("status" = Option<String>, Query, description = "comma list of statuses"),
     ),
     responses(
@@ -142,34 +141,35 @@ pub async fn current(
     Ok(Envelope::ok(Current { session: found.items.into_iter().next() }))
 }
 
+/// The path of a route on one session.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SessionPath {
+    /// external or internal
+    exposure: String,
+    /// session id (uuid)
+    id: String,
+}
+
 /// The session at `{exposure}/sessions/{id}`, if the caller may see it.
-async fn visible(
-    state: &AppState,
-    user: &medforge_core::model::User,
-    path: &(String, String),
-) -> Result<Session, Error> {
-    let exposure = exposure(&path.0)?;
-    sessions::visible(state, user, &path.1, Some(exposure)).await
+async fn visible(state: &AppState, user: &medforge_core::model::User, path: &SessionPath) -> Result<Session, Error> {
+    let exposure = exposure(&path.exposure)?;
+    sessions::visible(state, user, &path.id, Some(exposure)).await
 }
 
 #[utoipa::path(
     get,
     path = "/api/v2/{exposure}/sessions/{id}",
     tag = "sessions",
-    params(
-        ("exposure" = String, Path, description = "external or internal"),
-        ("id" = String, Path, description = "session id (uuid)"),
-    ),
+    params(SessionPath),
     responses(
         (status = 200, description = "The session", body = EnvelopeDoc<Session>),
-        (status = 403, description = "Not yours", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
-        SignedInErrors,
+        SessionErrors,
     )
 )]
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
-    Path(path): Path<(String, String)>,
+    Path(path): Path<SessionPath>,
     SignedIn(user): SignedIn,
 ) -> Result<Envelope, Error> {
     Ok(Envelope::ok(visible(&state, &user, &path).await?))
@@ -179,20 +179,15 @@ pub async fn get_one(
     post,
     path = "/api/v2/{exposure}/sessions/{id}/stop",
     tag = "sessions",
-    params(
-        ("exposure" = String, Path, description = "external or internal"),
-        ("id" = String, Path, description = "session id (uuid)"),
-    ),
+    params(SessionPath),
     responses(
         (status = 202, description = "Stop requested, or already terminal", body = EnvelopeDoc<Message>),
-        (status = 403, description = "Not yours", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
-        SignedInErrors,
+        SessionErrors,
     )
 )]
 pub async fn stop(
     State(state): State<Arc<AppState>>,
-    Path(path): Path<(String, String)>,
+    Path(path): Path<SessionPath>,
     caller: Caller,
     SignedIn(user): SignedIn,
 ) -> Result<Envelope, Error> {
@@ -215,21 +210,18 @@ pub fn stop_answer(outcome: StopRequest) -> Envelope {
     get,
     path = "/api/v2/{exposure}/sessions/{id}/snapshots",
     tag = "sessions",
-    params(
-        ("exposure" = String, Path, description = "external or internal"),
-        ("id" = String, Path, description = "session id (uuid)"),
-    ),
+    params(SessionPath),
     responses(
         (status = 200, description = "The workspace's snapshots", body = EnvelopeDoc<Vec<SnapshotView>>),
         (status = 403, description = "Not yours", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Workspace storage unavailable", body = ProblemDoc, content_type = "application/problem+json"),
-        SignedInErrors,
+        SessionErrors,
     )
 )]
 pub async fn snapshots(
     State(state): State<Arc<AppState>>,
-    Path(path): Path<(String, String)>,
+    Path(path): Path<SessionPath>,
     SignedIn(user): SignedIn,
 ) -> Result<Envelope, Error> {
     let session = visible(&state, &user, &path).await?;
@@ -243,20 +235,15 @@ pub async fn snapshots(
     get,
     path = "/api/v2/{exposure}/sessions/{id}/events",
     tag = "sessions",
-    params(
-        ("exposure" = String, Path, description = "external or internal"),
-        ("id" = String, Path, description = "session id (uuid)"),
-    ),
+    params(SessionPath),
     responses(
         (status = 200, description = "text/event-stream of progress events", content_type = "text/event-stream"),
-        (status = 403, description = "Not yours", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
-        SignedInErrors,
+        SessionErrors,
     )
 )]
 pub async fn progress(
     State(state): State<Arc<AppState>>,
-    Path(path): Path<(String, String)>,
+    Path(path): Path<SessionPath>,
     SignedIn(user): SignedIn,
 ) -> Result<Response, Error> {
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};

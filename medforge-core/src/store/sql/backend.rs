@@ -107,27 +107,13 @@ pub(crate) fn classify<DB: Dialect>(e: &sqlx::Error) -> DbFailure {
 /// header is generated; the items are written as they are.
 macro_rules! sql_impl {
     ($(#[$attr:meta])* impl $trait_:ident for $ty:ident { $($item:tt)* }) => {
-        $(#[$attr])*
-        impl<DB> $trait_ for $ty<DB>
-        where
-            DB: Dialect,
-            for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-            DB::Arguments: sqlx::IntoArguments<DB>,
-            DB::Connection: sqlx::migrate::Migrate,
-            usize: sqlx::ColumnIndex<DB::Row>,
-            for<'r> &'r str: sqlx::ColumnIndex<DB::Row>,
-            for<'q> String: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-            for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-            for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-            for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-            for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-            for<'q> Option<bool>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        {
-            $($item)*
-        }
+        $crate::store::sql::backend::sql_impl!(@bounds [$(#[$attr])* impl<DB> $trait_ for $ty<DB>] $($item)*);
     };
     (impl $ty:ident $(<$lt:lifetime>)? { $($item:tt)* }) => {
-        impl<$($lt,)? DB> $ty<$($lt,)? DB>
+        $crate::store::sql::backend::sql_impl!(@bounds [impl<$($lt,)? DB> $ty<$($lt,)? DB>] $($item)*);
+    };
+    (@bounds [$($head:tt)*] $($item:tt)*) => {
+        $($head)*
         where
             DB: Dialect,
             for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,

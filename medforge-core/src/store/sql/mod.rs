@@ -31,6 +31,7 @@ use crate::model::{
     DeploymentId, Email, GpuDevice, GpuId, Login, LoginId, Pack, PackId, Session, SessionId, SessionStatus, Slug, User,
     UserId, UserSummary,
 };
+#[cfg(feature = "testing")]
 pub(crate) use backend::classify;
 pub(super) use backend::user_columns;
 pub use backend::{DbFailure, Dialect, UniqueKey};
