@@ -185,7 +185,7 @@ pub async fn build(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<Arc<AppState>> {
     let store = open_store(&config).await?;
-    let gpu_ids = config.gpus.ids.resolve().map_err(|e| anyhow!(e))?;
+    let gpu_ids = config.gpus.ids.resolve()?;
     let report = store
         .seed(&Seed {
             default_pack_image: config.pack.image.clone(),

@@ -9,7 +9,7 @@ mod paths;
 #[cfg(test)]
 mod tests;
 
-pub use gpus::{discover_gpus, parse_nvidia_smi};
+pub use gpus::{GpuListError, discover_gpus, parse_nvidia_smi};
 pub use load::{ConfigError, mask_url_password};
 pub use paths::sqlite_file;
 
