@@ -216,7 +216,10 @@ macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        // utoipa does not read the variants' `serde(rename)` through the
+        // macro; every text is the variant's name in lower case (a unit test
+        // in the server holds the schema to `as_str`).
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(rename_all = "lowercase"))]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }

@@ -200,4 +200,17 @@ async fn the_openapi_document_describes_every_response_body() {
     for name in ["Session", "Me", "UserView", "GpuView", "SnapshotView", "StoredEvent", "ProblemDoc"] {
         assert!(schemas.contains_key(name), "no {name} schema");
     }
+    // Enums as the API spells them (schemathesis holds answers to these).
+    let values = |name: &str| -> Vec<String> {
+        schemas[name]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {}", schemas[name]))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    use medforge_core::model::{Exposure, Role, SessionStatus};
+    assert_eq!(values("Role"), Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>());
+    assert_eq!(values("Exposure"), Exposure::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>());
+    assert_eq!(values("SessionStatus"), SessionStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>());
 }
