@@ -110,9 +110,6 @@ fn backend(operation: &'static str) -> impl FnOnce(DockerError) -> RuntimeError 
     move |e| RuntimeError::Backend { operation, message: e.to_string() }
 }
 
-/// How long `remove` keeps asking while the engine answers 409.
-const REMOVE_PATIENCE: Duration = Duration::from_secs(15);
-
 fn is_status(e: &DockerError, code: u16) -> bool {
     matches!(e, DockerError::DockerResponseServerError { status_code, .. } if *status_code == code)
 }
@@ -332,22 +329,13 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        // A 409 means the container is in a transition that blocks removal
-        // for a moment (another removal in progress, or a start a client
-        // began and died during): ask again until it is gone (404) rather
-        // than take it as done, so that "removed" means removed.
-        let deadline = tokio::time::Instant::now() + REMOVE_PATIENCE;
-        loop {
-            let options = RemoveContainerOptions { force: true, v: false, link: false };
-            match self.docker.remove_container(id, Some(options)).await {
-                Ok(()) => return Ok(()),
-                Err(e) if is_status(&e, 404) => return Ok(()),
-                Err(e) if is_status(&e, 409) && tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(container = id, error = %e, "removal conflicts with a transition; asking again");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(backend("remove container")(e)),
-            }
+        let options = RemoveContainerOptions { force: true, v: false, link: false };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            // 409 "removal already in progress": someone else is removing it.
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(backend("remove container")(e)),
         }
     }
 
