@@ -196,7 +196,14 @@ impl Lifecycle {
             .await
             .map_err(|e| format!("recording the workspace: {e}"))?;
         let spec = session_container_spec(session, &pack.image_ref, &workspace, &self.config.containers);
-        let info = self.runtime.create_and_start(&spec).await.map_err(|e| format!("starting the container: {e}"))?;
+        let info = match self.runtime.create_and_start(&spec).await {
+            Ok(info) => info,
+            // A stop that claimed the session meanwhile removes its
+            // container, and the start runs into that (no such container,
+            // or "marked for removal"): the stop won, the start did not fail.
+            Err(_) if !self.still_starting(session.id).await? => return Err(ENDED_WHILE_STARTING.into()),
+            Err(e) => return Err(format!("starting the container: {e}")),
+        };
         let still_ours = self
             .store
             .set_session_runtime(session.id, Some(&info.id), None)
@@ -223,11 +230,18 @@ impl Lifecycle {
             if probe::wait_until_http(addr, left.min(CHECK_ROW_EVERY)).await.is_some() {
                 return Ok(());
             }
-            match self.store.session(id).await {
-                Ok(Some(s)) if s.status == SessionStatus::Starting => {}
-                Ok(_) => return Err(ENDED_WHILE_STARTING.into()),
-                Err(e) => return Err(format!("reading the session: {e}")),
+            if !self.still_starting(id).await? {
+                return Err(ENDED_WHILE_STARTING.into());
             }
+        }
+    }
+
+    /// Whether the session is still `starting` (no stop has claimed it).
+    async fn still_starting(&self, id: SessionId) -> Result<bool, String> {
+        match self.store.session(id).await {
+            Ok(Some(s)) => Ok(s.status == SessionStatus::Starting),
+            Ok(None) => Ok(false),
+            Err(e) => Err(format!("reading the session: {e}")),
         }
     }
 
