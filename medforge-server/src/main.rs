@@ -179,7 +179,7 @@ async fn firewall_command(config: &Config, command: FirewallCommand) -> anyhow::
         return Ok(());
     }
     let runtime = stack::connect_runtime(config).await?;
-    let policy = stack::isolation_policy(config, runtime.as_ref()).await?;
+    let policy = medforge_server::service::isolation::policy(config, runtime.as_ref()).await?;
     if let FirewallCommand::Apply = command {
         firewall.apply(&policy).await?;
     }

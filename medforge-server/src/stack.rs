@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 
 use medforge_core::auth::{Authenticator, ExpiryPolicy, TokenKey};
 use medforge_core::events::{EventSink, JsonLines, Recorded};
-use medforge_core::firewall::{Firewall, IsolationPolicy, NoFirewall};
+use medforge_core::firewall::{Firewall, NoFirewall};
 use medforge_core::lifecycle::{Lifecycle, LifecycleConfig};
 use medforge_core::runtime::{ContainerRuntime, GpuMode, LABEL_DEPLOYMENT, SessionContainerConfig};
 use medforge_core::storage::{DirStorage, Storage};
@@ -20,9 +20,9 @@ use medforge_runtime_podman::PodmanRuntime;
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
 use crate::config::{Config, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind};
+use crate::service::AppState;
 use crate::service::gate_cache::GateCache;
 use crate::service::limiter::RateLimiter;
-use crate::service::{AppState, isolation};
 
 /// The error and its causes on one line, each after a colon; a cause the
 /// message before it already quotes (thiserror's `"...: {0}"`) is not
@@ -108,11 +108,6 @@ pub fn firewall(config: &Config) -> Arc<dyn Firewall> {
         FirewallKind::Nftables => Arc::new(Nftables::with_table(config.firewall.nft_table.clone())),
         FirewallKind::Iptables => Arc::new(Iptables::default()),
     }
-}
-
-/// What the firewall enforces (`crate::service::isolation::policy`).
-pub async fn isolation_policy(config: &Config, runtime: &dyn ContainerRuntime) -> anyhow::Result<IsolationPolicy> {
-    Ok(isolation::policy(config, runtime).await?)
 }
 
 pub async fn connect_runtime(config: &Config) -> anyhow::Result<Arc<dyn ContainerRuntime>> {

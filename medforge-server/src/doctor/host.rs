@@ -61,9 +61,9 @@ pub(super) async fn firewall(config: &Config) -> Finding {
         Ok(runtime) => runtime,
         Err(e) => return Finding::fail(AREA, stack::one_line(&e), "see the runtime finding"),
     };
-    let policy = match stack::isolation_policy(config, runtime.as_ref()).await {
+    let policy = match crate::service::isolation::policy(config, runtime.as_ref()).await {
         Ok(policy) => policy,
-        Err(e) => return Finding::fail(AREA, stack::one_line(&e), "see the runtime finding"),
+        Err(e) => return Finding::fail(AREA, e.to_string(), "see the runtime finding"),
     };
     let bridges: Vec<&str> = policy.networks.iter().map(|n| n.bridge.as_str()).collect();
     match stack::firewall(config).check(&policy).await {
