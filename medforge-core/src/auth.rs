@@ -118,6 +118,19 @@ impl TokenKey {
     }
 }
 
+impl TokenKey {
+    /// `HMAC-SHA256(key, purpose ‖ 0 ‖ token)` as lowercase hex: a value
+    /// bound to one token that only this server can compute (the web UI's
+    /// CSRF token is `derive("csrf", login)`).
+    pub fn derive(&self, purpose: &str, token: &LoginToken) -> String {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(token.0.as_bytes());
+        data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
+    }
+}
+
 impl fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TokenKey(<redacted>)")
@@ -164,30 +177,6 @@ impl ExpiryPolicy {
             LoginState::Valid { needs_touch: now >= login.last_seen_at + self.touch_every }
         }
     }
-}
-
-/// The Origin rule of docs/api.md: a state-changing request whose `Origin` header
-/// is present must come from `http(s)://<domain>` or a host under `.<domain>`
-/// (any port). A missing header is allowed (scripts); `null` is not.
-///
-/// ```
-/// use medforge_core::auth::origin_allowed;
-/// let domain = "medforge.example.org";
-/// assert!(origin_allowed(Some("https://s-abcdefgh.external.medforge.example.org"), domain));
-/// assert!(origin_allowed(None, domain));
-/// assert!(!origin_allowed(Some("https://medforge.example.org.evil.org"), domain));
-/// ```
-pub fn origin_allowed(origin: Option<&str>, base_domain: &str) -> bool {
-    let Some(origin) = origin else {
-        return true;
-    };
-    let rest = match origin.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => rest,
-        _ => return false,
-    };
-    // An origin is scheme://host[:port] and nothing more; the host follows
-    // the one rule of `crate::host`.
-    rest.parse::<crate::host::Host>().is_ok_and(|host| host.is_within(base_domain))
 }
 
 /// Who made a login request, for the audit trail.
@@ -282,7 +271,17 @@ impl Authenticator {
         token: &LoginToken,
         now: OffsetDateTime,
     ) -> Result<Option<(User, Login)>, StoreError> {
-        let Some((login, user)) = self.store.login_by_token_hash(&self.key.hash(token)).await? else {
+        self.authenticate_hash(&self.key.hash(token), now).await
+    }
+
+    /// [`Authenticator::authenticate`] for a login known by its token's
+    /// hash (a session host's pass keeps the hash, never the token).
+    pub async fn authenticate_hash(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(User, Login)>, StoreError> {
+        let Some((login, user)) = self.store.login_by_token_hash(token_hash).await? else {
             return Ok(None);
         };
         match self.policy.check(&login, now) {
@@ -395,37 +394,5 @@ mod tests {
         let mut revoked = login_at(t0, t0);
         revoked.revoked_at = Some(t0);
         assert_eq!(p.check(&revoked, t0), LoginState::Revoked);
-    }
-
-    #[test]
-    fn origin_rule_accepts_the_domain_and_its_subdomains_only() {
-        let d = "medforge.example.org";
-        for ok in [
-            None,
-            Some("https://medforge.example.org"),
-            Some("http://medforge.example.org:8080"),
-            Some("https://s-abcdefgh.external.medforge.example.org"),
-            Some("https://API.Medforge.Example.Org"),
-        ] {
-            assert!(origin_allowed(ok, d), "{ok:?} refused");
-        }
-        for bad in [
-            "https://evil.org",
-            "https://medforge.example.org.evil.org",
-            "https://evilmedforge.example.org",
-            "https://example.org",
-            "null",
-            "",
-            "ftp://medforge.example.org",
-            "https://medforge.example.org/path",
-            "https://user@medforge.example.org",
-            "https://medforge.example.org:",
-            "https://medforge.example.org:80x",
-            "https://.medforge.example.org",
-        ] {
-            assert!(!origin_allowed(Some(bad), d), "{bad:?} accepted");
-        }
-        assert!(origin_allowed(Some("http://medforge.localhost:8080"), "medforge.localhost"));
-        assert!(!origin_allowed(Some("http://x"), ""));
     }
 }

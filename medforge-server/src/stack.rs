@@ -22,6 +22,7 @@ use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 use crate::config::{Config, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind};
 use crate::service::AppState;
 use crate::service::gate_cache::GateCache;
+use crate::service::passes::Passes;
 use crate::service::limiter::RateLimiter;
 
 /// The error and its causes on one line, each after a colon; a cause the
@@ -219,6 +220,7 @@ pub async fn build(
     let lifecycle =
         Arc::new(Lifecycle::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle_config));
     let auth = Authenticator::new(store.clone(), token_key(&config)?, ExpiryPolicy::default());
+    let passes = Passes::new(auth.key().clone());
     let auth_limiter = RateLimiter::new(config.limits.auth_per_minute);
     let firewall = firewall(&config);
     Ok(Arc::new(AppState {
@@ -231,6 +233,7 @@ pub async fn build(
         events,
         firewall,
         gate_cache: GateCache::new(Duration::from_secs(5)),
+        passes,
         auth_limiter,
         metrics,
     }))

@@ -83,6 +83,7 @@ fn through(s: &Server, c: &Caddy, slug: &str) -> Hosted {
         http: s.http.clone(),
         base: format!("http://127.0.0.1:{}", c.port),
         host: format!("s-{slug}.external.{DOMAIN}:{}", c.port),
+        ui: s.base.clone(),
     }
 }
 
@@ -103,42 +104,45 @@ async fn the_routing_matrix_through_caddy() {
         }
     };
 
-    let (st, ct, body) = get("/", None, None).await;
-    assert_eq!((st, ct.as_str()), (401, "application/problem+json"), "{body}");
-    assert!(body.contains("\"instance\":\"/api/v2/auth/session-proxy\""), "{body}");
-    // A browser gets a page that sends it to the login and back (Caddy
-    // passes the gate's refusal on as it is).
-    let (st, ct, _, body) = front.get("/some/page?x=1", None, &[("accept", "text/html")]).await;
-    assert_eq!((st, ct.as_str()), (401, "text/html; charset=utf-8"), "{body}");
-    let login = format!("http://{DOMAIN}:{}/login?next=", c.port);
-    assert!(body.contains(&format!("<meta http-equiv=\"refresh\" content=\"0; url={login}")), "{body}");
-    assert!(body.contains(&format!("s%2D{slug}%2Eexternal")) && body.contains("%2Fsome%2Fpage%3Fx%3D1"), "{body}");
-    let (st, _, body) = get("/", Some(&other), None).await;
-    assert_eq!(st, 403, "{body}");
-    assert!(body.contains("Session access denied."), "{body}");
-    let (st, ct, _, body) = front.get("/", Some(&other), &[("accept", "text/html")]).await;
-    assert_eq!((st, ct.as_str()), (403, "text/html; charset=utf-8"), "{body}");
-    assert!(body.contains("Not your session") && body.contains("/login?next="), "{body}");
-    let (st, _, body) = get("/", Some(&owner), None).await;
+    // No pass: a GET goes to the UI's way in (Caddy passes the gate's
+    // answer on as it is); other methods are refused.
+    let (st, _, loc, _) = front.get("/some/page?x=1", None, &[]).await;
+    assert_eq!(st, 302);
+    let way_in = format!("http://{DOMAIN}:{}/sessions/enter?host=s%2D{slug}%2Eexternal", c.port);
+    assert!(loc.starts_with(&way_in) && loc.contains("&next=%2Fsome%2Fpage%3Fx%3D1"), "{loc}");
+    let r = front.request(reqwest::Method::POST, "/", None).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    let r = front.request(reqwest::Method::POST, "/", None).header("accept", "text/html").send().await.expect("post");
+    let body = r.text().await.expect("body");
+    assert!(body.contains(&format!("<meta http-equiv=\"refresh\" content=\"0; url={way_in}")), "{body}");
+    // Another user gets no pass; a login cookie is no pass.
+    assert_eq!(front.try_enter(&other).await.expect_err("not theirs").0, 403);
+    assert_eq!(get("/", Some(&owner), None).await.0, 302, "a login cookie opens nothing");
+    let pass = front.enter(&owner).await;
+    let (st, _, body) = get("/", Some(&pass), None).await;
     assert_eq!((st, body.as_str()), (200, "medforge test pack\n"));
-    let (st, _, body) = get("/healthz", Some(&owner), Some(("x-upstream", "127.0.0.1:1"))).await;
+    let (st, _, body) = get("/healthz", Some(&pass), Some(("x-upstream", "127.0.0.1:1"))).await;
     assert_eq!((st, body.as_str()), (200, "{\"status\":\"alive\"}\n"), "a spoofed X-Upstream is ignored");
     for p in routing::GATE_SPELLINGS {
-        for cookie in [None, Some(owner.as_str())] {
+        for cookie in [None, Some(pass.as_str())] {
             let (st, _, body) = get(p, cookie, None).await;
             assert_eq!((st, body.as_str()), (403, "Forbidden"), "{p} {cookie:?}");
         }
+    }
+    for p in ["/_medforge/", "/_medforge/other", "/_MedForge/enter/x", "/%5Fmedforge/x"] {
+        let (st, _, body) = get(p, Some(&pass), None).await;
+        assert_eq!(st, 404, "{p}: {body}");
     }
 
     // Killed: 502 or 404, never a hang; then stopped for good: 404.
     docker(&["kill", &format!("mf-session-{slug}")]);
     let started = Instant::now();
-    let (st, _, _) = get("/", Some(&owner), None).await;
+    let (st, _, _) = get("/", Some(&pass), None).await;
     assert!(st == 502 || st == 404, "got {st}");
     assert!(started.elapsed() < Duration::from_secs(10));
     s.wait_status(&path, &owner, "error").await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get("/", Some(&owner), None).await.0 != 404 {
+    while get("/", Some(&pass), None).await.0 != 404 {
         assert!(Instant::now() < deadline, "the gate kept an over session");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -184,9 +188,10 @@ async fn upgrades_are_tunnelled_through_caddy() {
     let (s, c) = server_behind_caddy(Some(image)).await;
     let (owner, _) = s.signup("ws-caddy@example.org").await;
     let (path, session) = s.start_session(&owner).await;
-    let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), c.port);
+    let front = through(&s, &c, session["slug"].as_str().expect("slug"));
+    let pass = front.enter(&owner).await;
 
-    let mut tunnel = common::open_tunnel(&format!("127.0.0.1:{}", c.port), &host, &owner).await;
+    let mut tunnel = common::open_tunnel(&format!("127.0.0.1:{}", c.port), &front.host, &pass).await;
     for i in 0..20 {
         assert_eq!(common::echo(&mut tunnel, &format!("frame-{i}")).await.0, format!("frame-{i}"));
     }
@@ -210,8 +215,9 @@ async fn large_bodies_stream_through_caddy_with_flat_memory() {
     let (owner, _) = s.signup("bulk-caddy@example.org").await;
     let (_, session) = s.start_session(&owner).await;
     let front = through(&s, &c, session["slug"].as_str().expect("slug"));
+    let pass = front.enter(&owner).await;
     let pids = [s.pid(), c.child.id()];
-    routing::large_bodies_stream_with_flat_memory(&front, &owner, &common::container_of(&session), &pids).await;
+    routing::large_bodies_stream_with_flat_memory(&front, &pass, &common::container_of(&session), &pids).await;
     drop(c);
     s.stop().await;
 }
@@ -227,9 +233,11 @@ async fn under_load_caddy_misroutes_nothing() {
         let (cookie, _) = s.signup(who).await;
         let (_, session) = s.start_session(&cookie).await;
         let slug = session["slug"].as_str().expect("slug").to_owned();
+        let front = through(&s, &c, &slug);
+        let pass = front.enter(&cookie).await;
         targets.push(routing::Target {
-            front: through(&s, &c, &slug),
-            cookie,
+            front,
+            cookie: pass,
             container: common::container_of(&session),
             slug,
         });

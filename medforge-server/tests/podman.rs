@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DOMAIN, Db, Options, Server, cli};
+use common::{Db, Options, Server, cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_sessions_on_podman() {
@@ -31,8 +31,8 @@ async fn serve_runs_sessions_on_podman() {
     assert_eq!(ulimits.split_whitespace().collect::<Vec<_>>(), ["2048", "1024"], "{ulimits}");
 
     // The built-in proxy reaches it.
-    let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port());
-    let (st, _, _, body) = s.hosted(host).get("/", Some(&owner), &[]).await;
+    let (h, pass) = s.entered(&session, &owner).await;
+    let (st, _, _, body) = h.get("/", Some(&pass), &[]).await;
     assert_eq!((st, body.as_str()), (200, "medforge test pack\n"));
 
     // A kill from outside is noticed (Podman's event stream).

@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{DOMAIN, Db, Options, Server, docker, routing};
-use reqwest::header::ACCEPT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routing_matrix_through_the_builtin_proxy() {
@@ -19,42 +18,65 @@ async fn the_routing_matrix_through_the_builtin_proxy() {
     let port = s.port().to_owned();
     let h = s.hosted(format!("s-{slug}.external.{DOMAIN}:{port}"));
 
-    // Anonymous: 401 for API clients, a login redirect that comes back for browsers.
-    let (st, ct, _, body) = h.get("/", None, &[]).await;
-    assert_eq!((st, ct.as_str()), (401, "application/problem+json"), "{body}");
-    let (st, _, loc, _) = h.get("/some/page?x=1", None, &[("accept", "text/html")]).await;
+    // No pass: a GET goes to the UI's way in, which comes back to the same
+    // page; anything else is refused (401; a browser is sent the same way).
+    let (st, _, loc, _) = h.get("/some/page?x=1", None, &[]).await;
     assert_eq!(st, 302);
-    assert!(loc.starts_with(&format!("http://{DOMAIN}:{port}/login?next=")), "{loc}");
-    assert!(loc.contains(&format!("s%2D{slug}%2Eexternal")) && loc.contains("x%3D1"), "{loc}");
+    assert!(loc.starts_with(&format!("http://{DOMAIN}:{port}/sessions/enter?host=s%2D{slug}%2Eexternal")), "{loc}");
+    assert!(loc.contains("&next=%2Fsome%2Fpage%3Fx%3D1"), "{loc}");
+    let r = h.request(reqwest::Method::POST, "/", None).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    // Signed out at the way in: to the sign-in page, and back here after.
+    let (st, to_login, _) = h.ui_get(&loc, "medforge_session=nobody").await;
+    assert_eq!(st, 303);
+    assert!(to_login.starts_with("/login?next=%2Fsessions%2Fenter%3Fhost%3D"), "{to_login}");
 
-    // Another user: 403, as a problem or a page.
-    let (st, ct, _, body) = h.get("/", Some(&other), &[]).await;
-    assert_eq!((st, ct.as_str()), (403, "application/problem+json"), "{body}");
-    assert!(body.contains("Session access denied."), "{body}");
-    let (st, ct, _, body) = h.get("/", Some(&other), &[(ACCEPT.as_str(), "text/html")]).await;
-    assert_eq!((st, ct.as_str()), (403, "text/html; charset=utf-8"));
-    assert!(body.contains("/login?next="), "{body}");
+    // Another user is refused at the way in: no code, no pass.
+    let refused = h.try_enter(&other).await.expect_err("another user's handshake");
+    assert_eq!(refused.0, 403, "{refused:?}");
+    assert!(refused.1.contains("someone else"), "{refused:?}");
+    // A login cookie sent to a session host opens nothing: only a pass does.
+    let (st, _, _, _) = h.get("/", Some(&owner), &[]).await;
+    assert_eq!(st, 302, "a login cookie is no pass");
 
-    // The owner reaches the container; a spoofed X-Upstream changes nothing.
-    let (st, _, _, body) = h.get("/", Some(&owner), &[]).await;
+    // The owner's pass reaches the container; a spoofed X-Upstream changes nothing.
+    let pass = h.enter(&owner).await;
+    let (st, _, _, body) = h.get("/", Some(&pass), &[]).await;
     assert_eq!((st, body.as_str()), (200, "medforge test pack\n"));
-    let (st, _, _, body) = h.get("/healthz", Some(&owner), &[("x-upstream", "127.0.0.1:1")]).await;
+    let (st, _, _, body) = h.get("/healthz", Some(&pass), &[("x-upstream", "127.0.0.1:1")]).await;
     assert_eq!((st, body.as_str()), (200, "{\"status\":\"alive\"}\n"));
     // The container's own 404 passes as it is (not rewritten as a problem).
-    let (st, ct, _, _) = h.get("/no/such/file", Some(&owner), &[]).await;
+    let (st, ct, _, _) = h.get("/no/such/file", Some(&pass), &[]).await;
     assert_eq!(st, 404);
     assert_ne!(ct, "application/problem+json");
+    // A used code is no good twice: a page with the way in again.
+    let (_, _, loc, _) = h.get("/", None, &[]).await;
+    let (_, back, _) = h.ui_get(&loc, &owner).await;
+    let back = reqwest::Url::parse(&back).expect("url");
+    let redeem = format!("{}?{}", back.path(), back.query().unwrap_or_default());
+    assert_eq!(h.get(&redeem, None, &[]).await.0, 303);
+    let (st, _, _, body) = h.get(&redeem, None, &[]).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("This link has expired") && body.contains("/sessions/enter?host="), "{body}");
+    // MedForge's reserved paths never reach the container, however spelt.
+    for p in ["/_medforge/", "/_medforge/other", "/_MedForge/enter/x", "/%5Fmedforge/x"] {
+        let (st, _, _, body) = h.get(p, Some(&pass), &[]).await;
+        assert_eq!((st, body.as_str()), (404, "Not found\n"), "{p}");
+    }
 
     // The gate path on a session host: a plain 403, however spelt.
     for p in routing::GATE_SPELLINGS {
-        for cookie in [None, Some(owner.as_str())] {
+        for cookie in [None, Some(pass.as_str()), Some(owner.as_str())] {
             let (st, _, _, body) = h.get(p, cookie, &[]).await;
             assert_eq!((st, body.as_str()), (403, "Forbidden\n"), "{p} {cookie:?}");
         }
     }
-    // Unknown session hosts: 404.
+    // A pass is for its own host: elsewhere it opens nothing.
     let bogus = s.hosted(format!("s-aaaaaaaa.external.{DOMAIN}:{port}"));
-    assert_eq!(bogus.get("/", Some(&owner), &[]).await.0, 404);
+    assert_eq!(bogus.get("/", Some(&pass), &[]).await.0, 302);
+    // Unknown session hosts: 404 at the way in.
+    let (_, _, loc, _) = bogus.get("/", None, &[]).await;
+    assert_eq!(bogus.ui_get(&loc, &owner).await.0, 404);
     // The UI/API host is not proxied.
     let (st, _, _) = s.get("/healthz", None).await;
     assert_eq!(st, 200);
@@ -62,11 +84,11 @@ async fn the_routing_matrix_through_the_builtin_proxy() {
     // A killed container: 502 or 404, never a hang.
     docker(&["kill", &format!("mf-session-{slug}")]);
     let started = Instant::now();
-    let (st, _, _, _) = h.get("/", Some(&owner), &[]).await;
+    let (st, _, _, _) = h.get("/", Some(&pass), &[]).await;
     assert!(st == 502 || st == 404, "got {st}");
     assert!(started.elapsed() < Duration::from_secs(10));
     s.wait_status(&path, &owner, "error").await;
-    let (st, _, _, _) = h.get("/", Some(&owner), &[]).await;
+    let (st, _, _, _) = h.get("/", Some(&pass), &[]).await;
     assert_eq!(st, 404, "a session that is over is not found");
     s.stop().await;
 }
@@ -76,14 +98,14 @@ async fn a_stopped_session_is_not_found() {
     let s = Server::start(Db::Sqlite, Options::default()).await;
     let (owner, _) = s.signup("stops@example.org").await;
     let (path, session) = s.start_session(&owner).await;
-    let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port());
-    let h = s.hosted(host);
-    assert_eq!(h.get("/", Some(&owner), &[]).await.0, 200);
+    let (h, pass) = s.entered(&session, &owner).await;
+    assert_eq!(h.get("/", Some(&pass), &[]).await.0, 200);
     let (st, _, _) = s.post(&format!("{path}/stop"), Some(&owner), None).await;
     assert_eq!(st, 202);
-    // Refused from the stop's answer on, before the container is gone.
-    let (st, _, _, body) = h.get("/", Some(&owner), &[]).await;
-    assert_eq!(st, 404, "{body}");
+    // Refused from the stop's answer on, before the container is gone: the
+    // pass went with the session.
+    let (st, _, _, body) = h.get("/", Some(&pass), &[]).await;
+    assert_eq!(st, 302, "{body}");
     s.stop().await;
 }
 
@@ -98,9 +120,10 @@ async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
     let (owner, _) = s.signup("tunnel@example.org").await;
     let (other, _) = s.signup("nottunnel@example.org").await;
     let (path, session) = s.start_session(&owner).await;
-    let host = format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port());
+    let (h, pass) = s.entered(&session, &owner).await;
+    let host = h.host.clone();
 
-    let mut tunnel = common::open_tunnel(s.base.trim_start_matches("http://"), &host, &owner).await;
+    let mut tunnel = common::open_tunnel(s.base.trim_start_matches("http://"), &host, &pass).await;
     for i in 0..20 {
         assert_eq!(common::echo(&mut tunnel, &format!("frame-{i}")).await.0, format!("frame-{i}"));
     }
@@ -108,10 +131,11 @@ async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(common::echo(&mut tunnel, "still here").await.0, "still here");
 
-    // Someone else's upgrade is refused like any request.
-    let refused = s.hosted(host.clone());
-    let (st, _, _, _) = refused.get("/", Some(&other), &[("upgrade", "websocket"), ("connection", "Upgrade")]).await;
-    assert_eq!(st, 403);
+    // An upgrade without a pass is refused like any request (no redirect
+    // for a WebSocket), and another user gets no pass.
+    let (st, _, _, _) = h.get("/", Some(&other), &[("upgrade", "websocket"), ("connection", "Upgrade")]).await;
+    assert_eq!(st, 401);
+    assert_eq!(h.try_enter(&other).await.expect_err("not theirs").0, 403);
 
     // A stop closes the tunnel promptly.
     let (st, _, _) = s.post(&format!("{path}/stop"), Some(&owner), None).await;
@@ -131,8 +155,8 @@ async fn large_bodies_stream_through_with_flat_memory() {
     let s = Server::start(Db::Sqlite, Options::default()).await;
     let (owner, _) = s.signup("bulk@example.org").await;
     let (_, session) = s.start_session(&owner).await;
-    let front = s.hosted(format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), s.port()));
-    routing::large_bodies_stream_with_flat_memory(&front, &owner, &common::container_of(&session), &[s.pid()]).await;
+    let (front, pass) = s.entered(&session, &owner).await;
+    routing::large_bodies_stream_with_flat_memory(&front, &pass, &common::container_of(&session), &[s.pid()]).await;
     s.stop().await;
 }
 
@@ -146,9 +170,10 @@ async fn under_load_nothing_is_misrouted() {
         let (cookie, _) = s.signup(who).await;
         let (_, session) = s.start_session(&cookie).await;
         let slug = session["slug"].as_str().expect("slug").to_owned();
+        let (front, pass) = s.entered(&session, &cookie).await;
         targets.push(routing::Target {
-            front: s.hosted(format!("s-{slug}.external.{DOMAIN}:{}", s.port())),
-            cookie,
+            front,
+            cookie: pass,
             container: common::container_of(&session),
             slug,
         });

@@ -82,7 +82,7 @@ pub async fn login(
     responses((status = 200, description = "Signed out", body = EnvelopeDoc<Message>))
 )]
 pub async fn logout(State(state): State<Arc<AppState>>, caller: Caller, headers: HeaderMap) -> Result<Envelope, Error> {
-    accounts::log_out(&state, &caller, cookie::token_from(&headers).as_ref()).await?;
+    accounts::log_out(&state, &caller, cookie::token_from(&headers, &state.config).as_ref()).await?;
     Ok(Envelope::ok(Message { message: "Signed out." }).header(header::SET_COOKIE, cookie::clear(&state.config)))
 }
 

@@ -75,14 +75,25 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let domain = &self.base_domain;
         let label_ok = |l: &str| {
             !l.is_empty()
                 && l.len() <= 63
                 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         };
-        if domain.is_empty() || !domain.split('.').all(label_ok) {
+        let dns_name = |d: &str| !d.is_empty() && d.split('.').all(label_ok);
+        let domain = &self.base_domain;
+        if !dns_name(domain) {
             return Err(invalid("base_domain", format!("{domain:?} is not a lower-case DNS name")));
+        }
+        if let Some(sessions) = &self.sessions_domain {
+            if !dns_name(sessions) {
+                return Err(invalid("sessions_domain", format!("{sessions:?} is not a lower-case DNS name")));
+            }
+            // The UI's host must not be in a session zone: each host
+            // belongs to one side.
+            if domain.parse::<medforge_core::host::Host>().is_ok_and(|h| h.session_zone(sessions).is_some()) {
+                return Err(invalid("sessions_domain", "the base domain is inside its session zones"));
+            }
         }
         let url = self.database_url();
         if !(url.starts_with("sqlite:") || url.starts_with("mysql://") || url.starts_with("mariadb://")) {
@@ -117,14 +128,27 @@ impl Config {
         Ok(())
     }
 
-    /// Where browsers open the web UI: the built-in router on the port
-    /// `serve` listens on, or behind Caddy on the default HTTPS port.
     /// The scheme browsers reach this deployment with: https exactly when
     /// the cookie is `Secure`.
     pub fn scheme(&self) -> &'static str {
         if self.cookie_secure { "https" } else { "http" }
     }
 
+    /// The domain session hosts are under: `sessions_domain`, or the base domain.
+    pub fn sessions_domain(&self) -> &str {
+        self.sessions_domain.as_deref().unwrap_or(&self.base_domain)
+    }
+
+    /// Whether `host` is one of the UI's own hosts (the base domain and its
+    /// `api.`, `external.` and `internal.` names): the only origins whose
+    /// pages the control plane trusts. Never a session host.
+    pub fn is_ui_host(&self, host: &medforge_core::host::Host) -> bool {
+        let base = self.base_domain.as_str();
+        host.name() == base || ["api", "external", "internal"].iter().any(|p| host.name() == format!("{p}.{base}"))
+    }
+
+    /// Where browsers open the web UI: the built-in router on the port
+    /// `serve` listens on, or behind Caddy on the default HTTPS port.
     pub fn ui_url(&self, listen_port: u16) -> String {
         let scheme = if self.cookie_secure { "https" } else { "http" };
         match self.routing {

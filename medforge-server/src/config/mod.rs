@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 /// scripts' `MEDFORGE_TEST_*`, say) are not taken for misspelt settings.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "base_domain",
+    "sessions_domain",
     "listen",
     "data_dir",
     "database_url",
@@ -41,8 +42,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// UI at `<base_domain>`, sessions at `s-<slug>.<exposure>.<base_domain>`.
+    /// UI at `<base_domain>`, sessions at `s-<slug>.<exposure>.<base_domain>`
+    /// (or under `sessions_domain`).
     pub base_domain: String,
+    /// Sessions at `s-<slug>.<exposure>.<sessions_domain>` instead: another
+    /// registrable domain keeps session pages off the UI's site entirely
+    /// (docs/operations.md recommends it). Default: the base domain.
+    pub sessions_domain: Option<String>,
     /// API, UI and built-in proxy.
     pub listen: SocketAddr,
     /// SQLite file, secret and dir workspaces by default.
@@ -233,6 +239,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             base_domain: "medforge.localhost".into(),
+            sessions_domain: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./medforge-data"),
             database_url: None,

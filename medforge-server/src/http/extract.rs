@@ -41,7 +41,7 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let token = cookie::token_from(&parts.headers);
+        let token = cookie::token_from(&parts.headers, &state.config);
         let (user, _) = accounts::signed_in(state, token.as_ref()).await?;
         Ok(Self(user))
     }

@@ -1,8 +1,9 @@
 //! What the three adapters (`crate::api`, `crate::ui`, `crate::proxy`)
 //! share at the HTTP edge: the request context and the envelope, problem
 //! documents, the login cookie, extractors for the caller and the
-//! signed-in user, HTML pages, the Origin rule, the client address behind
-//! proxies, the refusal of a session host, and request metrics.
+//! signed-in user, HTML pages, the Origin and content-type rules, the
+//! client address behind proxies, what a session host answers (the
+//! handshake, refusals), the UI's security headers, and request metrics.
 
 pub mod context;
 pub mod cookie;
@@ -14,6 +15,8 @@ pub mod metrics;
 pub mod origin;
 pub mod problem;
 pub mod refusal;
+pub mod security_headers;
+pub mod session_host;
 
 /// The gate's own path: the API serves it, and the built-in proxy refuses
 /// it on session hosts (however spelt).

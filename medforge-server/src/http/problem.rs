@@ -109,6 +109,7 @@ pub fn denied_detail(d: Denied) -> &'static str {
         Denied::NotEntitled => "Internal sessions need the internal entitlement.",
         Denied::WrongPassword => "The current password is wrong.",
         Denied::CrossOrigin => "Cross-origin request refused.",
+        Denied::BadCsrfToken => "The form's CSRF token is missing or wrong; reload the page and try again.",
     }
 }
 
@@ -149,6 +150,10 @@ impl From<&Error> for Problem {
                 "invalid_cursor",
                 "Invalid cursor",
                 "The pagination cursor is not one this server issued.",
+            ),
+            Error::NotJson => Self::http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "State-changing API requests must be sent as Content-Type: application/json.",
             ),
             Error::StorageUnavailable => {
                 Self::http(StatusCode::SERVICE_UNAVAILABLE, "Workspace storage is unavailable; try again later.")

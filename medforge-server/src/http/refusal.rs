@@ -4,7 +4,7 @@
 //! Caddy's `forward_auth` calls, and whose refusals Caddy passes on as they
 //! are).
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medforge_core::gate::Refusal;
 use medforge_core::host::Host;
@@ -15,28 +15,31 @@ use super::problem::Problem;
 use crate::config::Config;
 use crate::service::Error;
 
-/// What an unauthenticated browser gets.
+/// What an unauthenticated browser gets when it cannot simply be
+/// redirected (a form's post, an upgrade).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unauthenticated {
-    /// 302 to the login page (the built-in proxy: it owns the answer).
+    /// 302 to the way in (the built-in proxy: it owns the answer).
     Redirect,
-    /// 401 with a page that sends the browser on to the login page: the
-    /// gate keeps docs/api.md's status, which Caddy hands to the browser.
+    /// 401 with a page that sends the browser on to the way in: the gate
+    /// keeps docs/api.md's status, which Caddy hands to the browser.
     Page,
 }
 
-/// The answer to `refusal`. `uri` is the URL the browser asked for on the
-/// session host (for the way back after login).
+/// The answer to `refusal` on a session host. `way_in` is the handshake's
+/// first step for the URL asked for (`crate::http::session_host::enter_url`),
+/// `path` the path asked for.
 pub fn refuse(
     config: &Config,
     headers: &HeaderMap,
-    uri: &Uri,
+    way_in: &str,
+    path: &str,
     refusal: Refusal,
     unauthenticated: Unauthenticated,
 ) -> Response {
     let problem = Problem::from(&Error::from(refusal));
     if !wants_html(headers) {
-        return problem.standalone(uri.path());
+        return problem.standalone(path);
     }
     let (title, text) = match refusal {
         Refusal::Unauthenticated => ("Sign in to open this session", "You are not signed in."),
@@ -45,20 +48,18 @@ pub fn refuse(
             ("No session here", "There is no running session at this address: it may have been stopped.")
         }
     };
-    let scheme = config.scheme();
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).and_then(|h| h.parse::<Host>().ok());
-    let here = format!(
-        "{scheme}://{}{}",
-        host.as_ref().map_or_else(|| config.base_domain.clone(), Host::to_string),
-        uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    // The UI host is the base domain, on this request's port.
-    let ui = format!("{scheme}://{}{}", config.base_domain, host.as_ref().map(Host::port_suffix).unwrap_or_default());
-    let login = format!("{ui}/login?next={}", utf8_percent_encode(&here, NON_ALPHANUMERIC));
+    let ui = ui_home(config, headers);
     let unauthenticated_browser = refusal == Refusal::Unauthenticated;
+    // Someone signed in who may not enter signs in as someone else, then
+    // comes back through the way in.
+    let sign_in = if unauthenticated_browser {
+        way_in.to_owned()
+    } else {
+        format!("{ui}login?next={}", utf8_percent_encode(way_in, NON_ALPHANUMERIC))
+    };
     if unauthenticated_browser && unauthenticated == Unauthenticated::Redirect {
         let mut r = StatusCode::FOUND.into_response();
-        if let Ok(v) = HeaderValue::from_str(&login) {
+        if let Ok(v) = HeaderValue::from_str(&sign_in) {
             r.headers_mut().insert(header::LOCATION, v);
         }
         return r;
@@ -67,11 +68,31 @@ pub fn refuse(
         title,
         text,
         refresh: unauthenticated_browser,
-        sign_in: if unauthenticated_browser { "Sign in" } else { "Sign in as someone else" },
-        home: format!("{ui}/"),
-        login,
+        sign_in_text: if unauthenticated_browser { "Sign in" } else { "Sign in as someone else" },
+        home: ui,
+        sign_in,
     };
     render(problem.status, page)
+}
+
+/// A handshake code that was used, expired, or is for another host: a
+/// page with the way in again (never taken by itself, so no loop).
+pub fn expired_link(way_in: &str) -> Response {
+    let page = RefusalPage {
+        title: "This link has expired",
+        text: "Links into a session work once, for a minute.",
+        refresh: false,
+        sign_in_text: "Open the session",
+        sign_in: way_in.to_owned(),
+        home: String::new(),
+    };
+    render(StatusCode::FORBIDDEN, page)
+}
+
+/// The UI's home page, on this request's port.
+fn ui_home(config: &Config, headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).and_then(|h| h.parse::<Host>().ok());
+    format!("{}://{}{}/", config.scheme(), config.base_domain, host.as_ref().map(Host::port_suffix).unwrap_or_default())
 }
 
 /// A session host's refusal for browsers: what happened, and the way to
@@ -82,7 +103,8 @@ struct RefusalPage {
     title: &'static str,
     text: &'static str,
     refresh: bool,
-    sign_in: &'static str,
-    login: String,
+    sign_in_text: &'static str,
+    sign_in: String,
+    /// The UI's home; empty: no such link.
     home: String,
 }

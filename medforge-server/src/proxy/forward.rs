@@ -1,6 +1,6 @@
 //! Forwarding an allowed request to its session's container: headers
 //! cleaned (see the module docs of `crate::proxy`), the body streamed, an
-//! upgrade tunnelled until either side closes or the session stops.
+//! upgrade tunnelled until either side closes or what let it in is revoked.
 
 use std::net::SocketAddr;
 
@@ -15,6 +15,7 @@ use super::upstreams::{CONNECT_TIMEOUT, Proxy};
 use crate::http::cookie;
 use crate::http::problem::Problem;
 use crate::service::gatekeeper::Upstream;
+use crate::service::passes::{Grant, Revoked};
 
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = headers
@@ -41,7 +42,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers
             .get_all(header::CONNECTION)
@@ -50,7 +51,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
-pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstream) -> Response {
+pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstream, grant: Grant) -> Response {
     let state = &proxy.state;
     let path = req.uri().path().to_owned();
     let bad_gateway = |why: &dyn std::fmt::Display| {
@@ -71,7 +72,7 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    cookie::strip_login(headers);
+    cookie::strip_medforge(headers);
     headers.remove("x-upstream");
     for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"] {
         headers.remove(name);
@@ -88,6 +89,7 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
             Ok(response) => {
                 let mut response = response.map(Body::new);
                 strip_hop_by_hop(response.headers_mut(), false);
+                cookie::drop_medforge_set_cookies(response.headers_mut());
                 response
             }
             Err(e) => bad_gateway(&e),
@@ -110,23 +112,39 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
         Ok(r) => r,
         Err(e) => return bad_gateway(&e),
     };
+    cookie::drop_medforge_set_cookies(response.headers_mut());
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_side = hyper::upgrade::on(&mut response);
-        let mut closed = state.gate_cache.closed_slugs();
+        let mut revoked = state.passes.revocations();
         tokio::spawn(async move {
             let (Ok(client), Ok(upstream)) = (client_side.await, upstream_side.await) else { return };
             let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
             metrics::gauge!("medforge_proxy_tunnels_open").increment(1.0);
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                () = async { while closed.recv().await.is_ok_and(|s| s != slug) {} } => {
-                    tracing::info!(%slug, "session stopped: closing its tunnel");
+                why = until_covered(&mut revoked, &grant) => {
+                    tracing::info!(%slug, ?why, "closing a tunnel: what let it in was revoked");
                 }
             }
             metrics::gauge!("medforge_proxy_tunnels_open").decrement(1.0);
         });
     }
     response.map(Body::new)
+}
+
+/// Waits for a revocation that covers `grant`. A receiver that fell
+/// behind cannot know what it missed: it closes the tunnel too (the client
+/// reconnects through the gate).
+async fn until_covered(revoked: &mut tokio::sync::broadcast::Receiver<Revoked>, grant: &Grant) -> Option<Revoked> {
+    loop {
+        match revoked.recv().await {
+            Ok(r) if r.covers(grant) => return Some(r),
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return None,
+            // The server is going away: so is the tunnel.
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The built-in session proxy: every request to `s-<slug>.<exposure>.<domain>`
-//! passes the same gate as `/api/v2/auth/session-proxy`, then goes to that
+//! gets the answer `crate::http::session_host` gives (the same as Caddy's
+//! `forward_auth` gets from `/api/v2/auth/session-proxy`: the handshake,
+//! the reserved paths, the gate), and when that is "forward", goes to that
 //! session's container, streamed both ways (no body is ever buffered), with
 //! WebSocket (and any other) upgrades tunnelled ([`forward`]).
 //!
@@ -7,14 +9,15 @@
 //! problem-document rewriting: a code-server 404 must pass as it is). What
 //! it changes on the way:
 //! - refuses the gate path itself (any spelling) with a plain 403;
-//! - drops hop-by-hop headers, any client `X-Upstream`, and MedForge's own
-//!   login cookie (a session's code must never see a login token, least of
-//!   all an admin's);
+//! - drops hop-by-hop headers, any client `X-Upstream`, and every MedForge
+//!   cookie (the pass; a login cookie a browser should never send here);
+//! - drops any `Set-Cookie` of the container's that names a MedForge cookie;
 //! - sets `X-Forwarded-For/-Proto/-Host` (replacing what the client sent);
 //! - fails closed: no upstream, or an upstream that does not answer, is 502.
 //!
-//! Open tunnels end when the session is stopped (the gatekeeper announces
-//! the slug), not only when the container goes.
+//! Open tunnels end when what let them in is revoked
+//! (`crate::service::passes::Revoked`: the session stopped, the login
+//! ended, the user's rights changed), not only when the container goes.
 
 pub mod forward;
 pub mod upstreams;
@@ -24,13 +27,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use medforge_core::host::Host;
-use percent_encoding::percent_decode_str;
 
 use crate::config::{GateUpstream, Routing};
-use crate::http::problem::Problem;
-use crate::http::refusal::{self, Unauthenticated};
-use crate::http::{GATE_PATH, cookie};
-use crate::service::gatekeeper::{self, Decision};
+use crate::http::GATE_PATH;
+use crate::http::refusal::Unauthenticated;
+use crate::http::session_host::{self, Answer, Asked};
 pub use upstreams::Proxy;
 
 /// The outermost layer: with `routing = "builtin"`, session hosts go to the
@@ -39,7 +40,7 @@ pub use upstreams::Proxy;
 pub async fn dispatch(State(proxy): State<Proxy>, req: Request, next: Next) -> Response {
     let config = &proxy.state.config;
     if config.routing == Routing::Builtin
-        && let Some(host) = session_zone_host(req.headers(), &config.base_domain)
+        && let Some(host) = session_zone_host(req.headers(), config.sessions_domain())
     {
         return handle(proxy, host, req).await;
     }
@@ -57,32 +58,25 @@ fn session_zone_host(headers: &HeaderMap, domain: &str) -> Option<Host> {
 /// Whether `path` names the gate, however spelt: any case, percent-encoded
 /// (twice, even), with doubled or trailing slashes.
 pub fn is_gate_path(path: &str) -> bool {
-    let mut p = path.to_owned();
-    for _ in 0..3 {
-        p = percent_decode_str(&p).decode_utf8_lossy().into_owned();
-    }
-    let p = p.to_ascii_lowercase().replace('\\', "/");
-    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
     let gate: Vec<&str> = GATE_PATH.split('/').filter(|s| !s.is_empty()).collect();
-    parts.starts_with(&gate)
+    let parts = session_host::segments(path);
+    parts.len() >= gate.len() && parts.iter().zip(&gate).all(|(p, g)| p == g)
 }
 
 async fn handle(proxy: Proxy, host: Host, req: Request) -> Response {
-    let path = req.uri().path().to_owned();
-    if is_gate_path(&path) {
+    if is_gate_path(req.uri().path()) {
         return (StatusCode::FORBIDDEN, "Forbidden\n").into_response();
     }
-    let token = cookie::token_from(req.headers());
-    let decided = gatekeeper::decide(&proxy.state, token.as_ref(), Some(&host), GateUpstream::Address).await;
-    match decided {
-        Ok(Decision::Allow { slug, upstream }) => forward::forward(proxy, req, slug, upstream).await,
-        Ok(Decision::Refuse(refusal)) => {
-            refusal::refuse(&proxy.state.config, req.headers(), req.uri(), refusal, Unauthenticated::Redirect)
-        }
-        Err(e) => {
-            tracing::error!(error = ?e, "the session gate failed");
-            Problem::http(StatusCode::BAD_GATEWAY, "The session gate failed.").standalone(&path)
-        }
+    let asked = Asked {
+        host: &host,
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+        upgrade: forward::is_upgrade(req.headers()),
+    };
+    match session_host::answer(&proxy.state, asked, GateUpstream::Address, Unauthenticated::Redirect).await {
+        Answer::Forward { slug, upstream, grant } => forward::forward(proxy, req, slug, upstream, grant).await,
+        Answer::Respond(response) => response,
     }
 }
 

@@ -10,6 +10,7 @@ use medforge_core::events::{Event, EventContext};
 use medforge_core::model::{self, Email, Login, User};
 use medforge_core::store::UserUpdate;
 
+use super::passes::Revoked;
 use super::error::{Denied, Error};
 use super::state::AppState;
 
@@ -84,16 +85,24 @@ pub async fn log_in(
     }
 }
 
-/// Ends the login `token`, if it is one; its gate decisions go with it.
+/// Ends the login `token`, if it is one; its session-host passes, gate
+/// decisions and open tunnels go with it.
 #[tracing::instrument(skip_all)]
 pub async fn log_out(state: &AppState, caller: &Caller, token: Option<&LoginToken>) -> Result<(), Error> {
     let Some(token) = token else { return Ok(()) };
-    if let Some((user, _)) = state.auth.authenticate(token, model::now()).await? {
+    if let Some((user, login)) = state.auth.authenticate(token, model::now()).await? {
         state.events.emit(Event::UserLogout { user_id: user.id, ip: Some(caller.ip.to_string()) }, &caller.events());
+        state.auth.logout(token).await?;
+        // Its passes, cached decisions and tunnels end with it.
+        state.revoke(Revoked::Login(login.id));
     }
-    state.auth.logout(token).await?;
-    state.gate_cache.forget_token(&state.auth.key().hash(token));
     Ok(())
+}
+
+/// The CSRF token of the login `token`: what the UI's forms carry, and an
+/// API client may send as `X-CSRF-Token` (docs/security.md).
+pub fn csrf_token(state: &AppState, token: &LoginToken) -> String {
+    state.auth.key().derive("csrf", token)
 }
 
 /// The user and login behind `token`, or [`Error::Unauthenticated`].
@@ -143,7 +152,7 @@ pub async fn change_account(
         return Ok((updated, None));
     }
     state.store.revoke_user_logins(user.id, model::now()).await?;
-    state.gate_cache.forget_all();
+    state.revoke(Revoked::User(user.id));
     let pw = change.new_password.as_deref().unwrap_or_default();
     let (_, token) = state.auth.login(&updated.email, pw, caller.info()).await.map_err(Error::internal)?;
     Ok((updated, Some(token)))

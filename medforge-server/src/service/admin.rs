@@ -5,6 +5,7 @@
 use medforge_core::model::{GpuDevice, GpuId, Role, User, UserId};
 use medforge_core::store::UserUpdate;
 
+use super::passes::Revoked;
 use super::error::{Error, FieldError, Missing};
 use super::state::AppState;
 
@@ -59,8 +60,9 @@ pub async fn change_user(state: &AppState, id: &str, change: UserChange) -> Resu
         ..Default::default()
     };
     let user = state.store.update_user(id, update).await?.ok_or(Error::NotFound(Missing::User))?;
-    // Who may open which session may have changed: no cached gate answer survives.
-    state.gate_cache.forget_all();
+    // What the user may open may have changed: no cached gate answer and
+    // no open tunnel of theirs survives (each must pass the gate again).
+    state.revoke(Revoked::User(user.id));
     Ok(user)
 }
 

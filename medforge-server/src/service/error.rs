@@ -30,6 +30,10 @@ pub enum Error {
     RateLimited { retry_after: u64 },
     #[error("invalid pagination cursor")]
     InvalidCursor,
+    /// A state-changing API request that is not JSON (a cross-site form
+    /// can send anything but that).
+    #[error("state-changing API requests must be JSON")]
+    NotJson,
     /// Workspace storage (ZFS, the directory) did not answer.
     #[error("workspace storage unavailable")]
     StorageUnavailable,
@@ -50,8 +54,10 @@ pub enum Denied {
     NotEntitled,
     /// An account change with a wrong current password.
     WrongPassword,
-    /// A state-changing request from an origin outside the deployment.
+    /// A state-changing request from an origin that is not the UI's own.
     CrossOrigin,
+    /// A form's post without the CSRF token of the login that sends it.
+    BadCsrfToken,
 }
 
 /// What was not there.

@@ -12,6 +12,7 @@ use medforge_core::gate::Refusal;
 use medforge_core::host::Host;
 use medforge_core::model::Slug;
 
+use super::passes::Grant;
 use crate::config::GateUpstream;
 
 /// Where an allowed request goes: `mf-session-<slug>:8080` or `ip:8080`.
@@ -41,11 +42,14 @@ pub enum Decision {
     Allow {
         slug: Slug,
         upstream: Upstream,
+        /// Who is let in, by which login: what open tunnels are closed by
+        /// (`crate::service::passes::Revoked`).
+        grant: Grant,
     },
     Refuse(Refusal),
 }
 
-/// A cached decision's key: the login (by its token's hash), the host and
+/// A cached decision's key: the pass (by its hash), the host and
 /// the upstream form (the two forms are cached apart).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct GateKey {
@@ -62,8 +66,8 @@ struct GateEntry {
 
 /// Gate decisions for a few seconds, so that the requests a code-server
 /// page makes (assets, websockets) cost no database round trip after the
-/// first. Entries go at once on logout (by token), on stop (by slug) and
-/// on any role or entitlement change (everything).
+/// first. Entries go at once on a stop (by slug) and on any revocation
+/// (everything: a logout, a role or entitlement change).
 #[derive(Debug)]
 pub struct GateCache {
     ttl: Duration,
@@ -72,9 +76,6 @@ pub struct GateCache {
     /// invalidation happened is not cached: it may rest on what the
     /// invalidation was about (a stop, a logout) not being visible yet.
     generation: AtomicU64,
-    /// Slugs whose session stopped: the built-in proxy ends their open
-    /// tunnels (WebSockets) on hearing one.
-    closed: tokio::sync::broadcast::Sender<Slug>,
 }
 
 impl GateKey {
@@ -89,7 +90,6 @@ impl GateCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            closed: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -133,34 +133,20 @@ impl GateCache {
         entries.insert(key, GateEntry { decided_at: Instant::now(), decision });
     }
 
-    /// A logout: that login's decisions go.
-    pub fn forget_token(&self, token_hash: &str) {
-        let mut entries = self.lock();
-        self.invalidated();
-        entries.retain(|k, _| k.token_hash != token_hash);
-    }
-
-    /// A change of who may use what (roles, entitlements, passwords).
+    /// A change of who may use what (logouts, roles, entitlements, passwords).
     pub fn forget_all(&self) {
         let mut entries = self.lock();
         self.invalidated();
         entries.clear();
     }
 
-    /// A stop: that session's decisions go, and its tunnels are told.
+    /// A stop (or a container that stopped answering): that session's
+    /// decisions go.
     pub fn forget_slug(&self, slug: &Slug) {
         let label = format!("s-{slug}.");
-        {
-            let mut entries = self.lock();
-            self.invalidated();
-            entries.retain(|k, _| !k.host.name().starts_with(&label));
-        }
-        let _ = self.closed.send(slug.clone());
-    }
-
-    /// Hears every slug whose session stops from now on.
-    pub fn closed_slugs(&self) -> tokio::sync::broadcast::Receiver<Slug> {
-        self.closed.subscribe()
+        let mut entries = self.lock();
+        self.invalidated();
+        entries.retain(|k, _| !k.host.name().starts_with(&label));
     }
 }
 
@@ -173,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_forgets_by_token_slug_and_time() {
+    fn the_cache_forgets_by_slug_and_time() {
         let c = GateCache::new(Duration::from_secs(60));
         let host = "s-abcdefgh.external.medforge.localhost";
         let unauthenticated = Decision::Refuse(Refusal::Unauthenticated);
@@ -183,9 +169,8 @@ mod tests {
         assert_eq!(c.cached(&key("t1", host)), Some(unauthenticated));
         let address = GateKey { form: GateUpstream::Address, ..key("t2", host) };
         assert_eq!(c.cached(&address), None, "the two upstream forms are cached apart");
-        c.forget_token("t1");
-        assert_eq!(c.cached(&key("t1", host)), None);
-        assert!(c.cached(&key("t2", host)).is_some());
+        c.forget_slug(&"zzzzzzzz".parse().expect("slug"));
+        assert!(c.cached(&key("t2", host)).is_some(), "another slug");
         c.forget_slug(&"abcdefgh".parse().expect("slug"));
         assert_eq!(c.cached(&key("t2", host)), None);
         let short = GateCache::new(Duration::from_millis(0));

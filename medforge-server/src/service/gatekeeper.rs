@@ -1,62 +1,118 @@
-//! The session gate: may this login reach this session host, and where
+//! The session gate: may this pass reach this session host, and where
 //! does the request go? [`decide`] answers for the `forward_auth` endpoint
 //! and for the built-in proxy alike; the verdict itself is
-//! `medforge_core::gate::decide`, and this adds the login lookup, the
-//! upstream and a short cache.
+//! `medforge_core::gate::decide`, and this adds the pass and login
+//! lookups, the upstream and a short cache. [`admit`] and [`redeem`] are
+//! the two steps of the handshake that hands out passes
+//! (`crate::service::passes`).
+
+use std::time::Duration;
 
 use medforge_core::auth::LoginToken;
 use medforge_core::gate::{self, Refusal, Verdict};
 use medforge_core::host::{Host, SessionHost};
-use medforge_core::model::{self, Slug};
+use medforge_core::model::{self, Login, Slug, User};
 use medforge_core::runtime::{SESSION_PORT, container_name};
 
 use super::error::Error;
 use super::gate_cache::GateKey;
 pub use super::gate_cache::{Decision, Upstream};
+use super::passes::Grant;
 use super::state::AppState;
 use crate::config::GateUpstream;
 use crate::telemetry;
 
-/// The decision for the caller's login `token` at `host` (`None`: the
-/// request's Host did not parse), from the cache when it can, with the
+/// The decision for the caller's session-host `pass` at `host` (`None`:
+/// the request's Host did not parse), from the cache when it can, with the
 /// upstream in the form `form` asks for (the built-in proxy on the host
-/// always needs the container's address).
+/// always needs the container's address). A pass lets in no more than its
+/// login does now: the login is checked on every decision not cached.
 #[tracing::instrument(level = "debug", skip_all, fields(host = ?host.map(Host::name)))]
 pub async fn decide(
     state: &AppState,
-    token: Option<&LoginToken>,
+    pass: Option<&LoginToken>,
     host: Option<&Host>,
     form: GateUpstream,
 ) -> Result<Decision, Error> {
-    let Some(token) = token else {
+    let session_host = host.and_then(|h| SessionHost::parse(h, state.config.sessions_domain()));
+    let (Some(pass), Some(host), Some(session_host)) = (pass, host, session_host) else {
+        // No pass, or no session host (where no pass can be valid): the
+        // anonymous caller learns nothing about the host.
         count(&Decision::Refuse(Refusal::Unauthenticated), "none");
         return Ok(Decision::Refuse(Refusal::Unauthenticated));
     };
-    let key = host.map(|h| GateKey::new(state.auth.key().hash(token), h.clone(), form));
-    if let Some(hit) = key.as_ref().and_then(|k| state.gate_cache.cached(k)) {
+    let key = GateKey::new(state.passes.hash(pass), host.clone(), form);
+    if let Some(hit) = state.gate_cache.cached(&key) {
         count(&hit, "hit");
         return Ok(hit);
     }
     let generation = state.gate_cache.generation();
-    let user = state.auth.authenticate(token, model::now()).await?.map(|(u, _)| u);
-    let session_host = host.and_then(|h| SessionHost::parse(h, &state.config.base_domain));
-    let session = match (&user, &session_host) {
-        (Some(_), Some(h)) => state.store.session_by_slug(&h.slug).await?,
-        _ => None,
+    let decision = decide_afresh(state, pass, &session_host, form).await?;
+    state.gate_cache.put(generation, key, decision.clone());
+    count(&decision, "miss");
+    Ok(decision)
+}
+
+async fn decide_afresh(
+    state: &AppState,
+    pass: &LoginToken,
+    host: &SessionHost,
+    form: GateUpstream,
+) -> Result<Decision, Error> {
+    let Some(grant) = state.passes.grant(pass, host) else {
+        return Ok(Decision::Refuse(Refusal::Unauthenticated));
     };
-    let decision = match gate::decide(user.as_ref(), session_host.as_ref(), session.as_ref()) {
+    let user = match state.auth.authenticate_hash(&grant.login_hash, model::now()).await? {
+        Some((user, _)) if user.id == grant.user_id => user,
+        _ => return Ok(Decision::Refuse(Refusal::Unauthenticated)),
+    };
+    let session = state.store.session_by_slug(&host.slug).await?;
+    Ok(match gate::decide(Some(&user), Some(host), session.as_ref()) {
         Verdict::Allow { slug } => match upstream(state, &slug, form).await? {
-            Some(upstream) => Decision::Allow { slug, upstream },
+            Some(upstream) => Decision::Allow { slug, upstream, grant },
             // An allowed session whose container has no address: fail closed.
             None => Decision::Refuse(Refusal::NotFound),
         },
         Verdict::Refuse(r) => Decision::Refuse(r),
-    };
-    if let Some(key) = key {
-        state.gate_cache.put(generation, key, decision.clone());
+    })
+}
+
+/// Step 2 of the handshake (`crate::service::passes`): may the signed-in
+/// `user` (through `login`) open `host`? Then a one-time code for it;
+/// otherwise the gate's refusal.
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
+pub async fn admit(
+    state: &AppState,
+    user: &User,
+    login: &Login,
+    host: &SessionHost,
+) -> Result<Result<LoginToken, Refusal>, Error> {
+    let session = state.store.session_by_slug(&host.slug).await?;
+    match gate::decide(Some(user), Some(host), session.as_ref()) {
+        Verdict::Allow { .. } => Ok(Ok(state.passes.issue_code(Grant {
+            host: host.clone(),
+            user_id: user.id,
+            login_id: login.id,
+            login_hash: login.token_hash.clone(),
+        }))),
+        Verdict::Refuse(r) => Ok(Err(r)),
     }
-    count(&decision, "miss");
-    Ok(decision)
+}
+
+/// Step 3: the pass for `code` at `host`, and how long it lives (as long
+/// as the login behind it). `None`: no such code (or a used one, or one
+/// for another host), or no live login behind it any more.
+pub async fn redeem(
+    state: &AppState,
+    code: &LoginToken,
+    host: &SessionHost,
+) -> Result<Option<(LoginToken, Duration)>, Error> {
+    let Some(grant) = state.passes.take_code(code, host) else { return Ok(None) };
+    let Some((_, login)) = state.auth.authenticate_hash(&grant.login_hash, model::now()).await? else {
+        return Ok(None);
+    };
+    let left = Duration::from_secs((login.expires_at - model::now()).whole_seconds().max(0).unsigned_abs());
+    Ok(Some((state.passes.open_pass(grant, left), left)))
 }
 
 async fn upstream(state: &AppState, slug: &Slug, form: GateUpstream) -> Result<Option<Upstream>, Error> {

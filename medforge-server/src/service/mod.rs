@@ -9,7 +9,8 @@
 //! - [`accounts`]: sign-up, log-in, log-out, the signed-in user, account changes.
 //! - [`sessions`]: start, stop, who may see which session, the list filters.
 //! - [`admin`]: changes an admin makes to users and GPUs.
-//! - [`gatekeeper`]: the session gate's decision; [`gate_cache`] its short memory.
+//! - [`gatekeeper`]: the session gate's decision and the handshake;
+//!   [`gate_cache`] its short memory; [`passes`] the session hosts' passes.
 //! - [`isolation`]: the firewall policy from the config and the runtime.
 //! - [`limiter`]: the per-address rate limit of log-ins and sign-ups.
 
@@ -20,6 +21,7 @@ pub mod gate_cache;
 pub mod gatekeeper;
 pub mod isolation;
 pub mod limiter;
+pub mod passes;
 pub mod sessions;
 pub mod state;
 

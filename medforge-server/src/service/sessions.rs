@@ -11,6 +11,7 @@ use medforge_core::storage::Snapshot;
 use medforge_core::store::AllocationRequest;
 use tracing::Instrument;
 
+use super::passes::Revoked;
 use super::error::{Denied, Error, Missing};
 use super::state::AppState;
 use crate::telemetry;
@@ -80,7 +81,7 @@ pub async fn request_stop(
         StopClaim::Claimed(claimed) => claimed,
         StopClaim::AlreadyTerminal(_) => return Ok(StopRequest::AlreadyTerminal),
     };
-    state.gate_cache.forget_slug(&claimed.slug);
+    state.revoke(Revoked::Session(claimed.slug.clone()));
     let state = state.clone();
     let ctx = EventContext::request(request_id);
     let span = tracing::info_span!("session_stop", session_id = %claimed.id, slug = %claimed.slug);

@@ -13,6 +13,7 @@ use medforge_core::store::Store;
 
 use super::gate_cache::GateCache;
 use super::limiter::RateLimiter;
+use super::passes::{Passes, Revoked};
 use crate::config::Config;
 
 #[derive(Debug)]
@@ -28,7 +29,20 @@ pub struct AppState {
     pub auth: Authenticator,
     pub events: Arc<dyn EventSink>,
     pub gate_cache: GateCache,
+    /// Session-host codes and passes (the handshake).
+    pub passes: Passes,
     pub auth_limiter: RateLimiter,
     /// What `/metrics` renders.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    /// Ends what `what` covers: passes, cached gate decisions, open tunnels.
+    pub fn revoke(&self, what: Revoked) {
+        match &what {
+            Revoked::Session(slug) => self.gate_cache.forget_slug(slug),
+            Revoked::Login(_) | Revoked::User(_) => self.gate_cache.forget_all(),
+        }
+        self.passes.revoke(what);
+    }
 }

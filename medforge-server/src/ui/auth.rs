@@ -88,12 +88,12 @@ fn form_page<P: Template + From<FormFields>>(
 }
 
 pub async fn login_page(State(state): State<Arc<AppState>>, Query(q): Query<NextQuery>) -> Response {
-    let next = q.next.map(|n| safe_next(&n, &state.config.base_domain)).unwrap_or_default();
+    let next = q.next.map(|n| safe_next(&n, &state.config)).unwrap_or_default();
     form_page::<LoginPage>(StatusCode::OK, Chrome::new("Sign in", None, ""), String::new(), next)
 }
 
 pub async fn signup_page(State(state): State<Arc<AppState>>, Query(q): Query<NextQuery>) -> Response {
-    let next = q.next.map(|n| safe_next(&n, &state.config.base_domain)).unwrap_or_default();
+    let next = q.next.map(|n| safe_next(&n, &state.config)).unwrap_or_default();
     form_page::<SignupPage>(StatusCode::OK, Chrome::new("Sign up", None, ""), String::new(), next)
 }
 
@@ -108,7 +108,7 @@ fn answer<P: Template + From<FormFields>>(
     match outcome {
         Ok((_, token)) => {
             let to =
-                if form.next.is_empty() { "/".to_owned() } else { safe_next(&form.next, &state.config.base_domain) };
+                if form.next.is_empty() { "/".to_owned() } else { safe_next(&form.next, &state.config) };
             let mut r = Redirect::to(&to).into_response();
             r.headers_mut().insert(header::SET_COOKIE, cookie::set(&state.config, &token));
             r
@@ -118,7 +118,7 @@ fn answer<P: Template + From<FormFields>>(
             let mut chrome = Chrome::new(title, None, "");
             chrome.error = Some(text);
             let next =
-                if form.next.is_empty() { String::new() } else { safe_next(&form.next, &state.config.base_domain) };
+                if form.next.is_empty() { String::new() } else { safe_next(&form.next, &state.config) };
             form_page::<P>(status, chrome, form.email, next)
         }
     }
@@ -135,7 +135,7 @@ pub async fn signup(State(state): State<Arc<AppState>>, caller: Caller, Form(for
 }
 
 pub async fn logout(State(state): State<Arc<AppState>>, caller: Caller, headers: HeaderMap) -> Result<Response, Error> {
-    accounts::log_out(&state, &caller, cookie::token_from(&headers).as_ref()).await?;
+    accounts::log_out(&state, &caller, cookie::token_from(&headers, &state.config).as_ref()).await?;
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie::clear(&state.config));
     Ok(r)

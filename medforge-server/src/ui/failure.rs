@@ -25,8 +25,8 @@ use crate::service::{AppState, Denied, Error, Missing, accounts};
 
 /// Makes pages of the UI's errors (see the module docs).
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let back = return_page(req.method(), req.uri().path());
-    let token = cookie::token_from(req.headers());
+    let back = return_page(req.method(), req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let token = cookie::token_from(req.headers(), &state.config);
     let response = next.run(req).await;
     let Some(Failed(error)) = response.extensions().get::<Failed>().cloned() else { return response };
     if let Error::Unauthenticated = error.as_ref() {

@@ -9,6 +9,8 @@
 mod account;
 mod admin;
 mod auth;
+pub mod csrf;
+mod enter;
 pub mod failure;
 pub mod next;
 pub mod page;
@@ -47,7 +49,9 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/static/app.js", get(script))
         .route("/static/favicon.svg", get(icon))
         .route("/favicon.ico", get(icon))
-        .route_layer(middleware::from_fn_with_state(state, failure::layer))
+        .route("/sessions/enter", get(enter::enter))
+        .route_layer(middleware::from_fn_with_state(state.clone(), failure::layer))
+        .route_layer(middleware::from_fn_with_state(state, csrf::layer))
 }
 
 async fn stylesheet() -> Response {

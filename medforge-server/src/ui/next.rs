@@ -2,23 +2,42 @@
 //! deployment, and the page a signed-out request comes back to.
 
 use axum::http::Method;
-use medforge_core::host::Host;
+use medforge_core::host::{Host, SessionHost};
+use url::Url;
 
-/// A path here, or an http(s) URL whose host is the base domain or a name
-/// under it (a session host), by the one host rule of
-/// `medforge_core::host`. Anything else: the dashboard.
-pub fn safe_next(next: &str, base_domain: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        return next.to_owned();
-    }
-    let Some((scheme, rest)) = next.split_once("://") else { return "/".into() };
-    if scheme != "http" && scheme != "https" {
+use crate::config::Config;
+
+/// `next` when it stays on this deployment, else the dashboard (`/`).
+/// It is read the way a browser would read it, with a URL parser against
+/// the UI's own URL, and kept when it is a path here, or an http(s) URL
+/// (no user or password) whose host is a UI host or a session host of this
+/// deployment. Control characters and backslashes anywhere are refused
+/// outright: browsers drop or turn them into `/`, so `/\t/evil.example`
+/// and `/\evil.example` would be read as `//evil.example`.
+pub fn safe_next(next: &str, config: &Config) -> String {
+    if next.is_empty() || next.chars().any(|c| c.is_control() || c == '\\') {
         return "/".into();
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    match authority.parse::<Host>() {
-        Ok(host) if host.is_within(base_domain) => next.to_owned(),
-        _ => "/".into(),
+    let Ok(base) = Url::parse(&format!("{}://{}/", config.scheme(), config.base_domain)) else { return "/".into() };
+    let Ok(url) = base.join(next) else { return "/".into() };
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        return "/".into();
+    }
+    let authority = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let Ok(host) = authority.parse::<Host>() else { return "/".into() };
+    let relative = next.starts_with('/') && !next.starts_with("//");
+    if relative {
+        // A path: it resolved against our own host (the checks above
+        // make sure nothing in it named another).
+        return if host.name() == config.base_domain { next.to_owned() } else { "/".into() };
+    }
+    if config.is_ui_host(&host) || SessionHost::parse(&host, config.sessions_domain()).is_some() {
+        url.to_string()
+    } else {
+        "/".into()
     }
 }
 
@@ -48,21 +67,36 @@ mod tests {
 
     #[test]
     fn next_stays_on_this_deployment() {
-        let d = "medforge.localhost";
-        assert_eq!(safe_next("/snapshots", d), "/snapshots");
-        assert_eq!(safe_next("//evil.example/x", d), "/");
-        assert_eq!(safe_next("/\\evil.example", d), "/");
+        let c = Config::default();
+        assert_eq!(safe_next("/snapshots", &c), "/snapshots");
+        assert_eq!(safe_next("/sessions/enter?host=x&next=%2F", &c), "/sessions/enter?host=x&next=%2F");
         assert_eq!(
-            safe_next("http://s-abcdefgh.external.medforge.localhost:8080/x?y=1", d),
+            safe_next("http://s-abcdefgh.external.medforge.localhost:8080/x?y=1", &c),
             "http://s-abcdefgh.external.medforge.localhost:8080/x?y=1"
         );
-        assert_eq!(safe_next("https://medforge.localhost/", d), "https://medforge.localhost/");
-        assert_eq!(safe_next("http://evilmedforge.localhost/", d), "/");
-        assert_eq!(safe_next("http://medforge.localhost.evil.example/", d), "/");
-        assert_eq!(safe_next("http://medforge.localhost@evil.example/", d), "/");
-        assert_eq!(safe_next("http://medforge.localhost:/", d), "/", "an empty port is no host");
-        assert_eq!(safe_next("javascript:alert(1)", d), "/");
-        assert_eq!(safe_next("", d), "/");
+        assert_eq!(safe_next("https://medforge.localhost/", &c), "https://medforge.localhost/");
+        for bad in [
+            "/\t/evil.example",
+            "/\u{9}/evil.example",
+            "//evil.example",
+            "//evil.example/x",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "http://s-aaaaaaaa.external.evil.example",
+            "http://evilmedforge.localhost/",
+            "http://medforge.localhost.evil.example/",
+            "http://medforge.localhost@evil.example/",
+            "http://user:pw@medforge.localhost/",
+            "http://anything.medforge.localhost/",
+            "http://x.y.external.medforge.localhost/",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "/\u{0}x",
+            "",
+        ] {
+            assert_eq!(safe_next(bad, &c), "/", "{bad:?}");
+        }
     }
 
     #[test]

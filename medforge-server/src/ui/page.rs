@@ -19,6 +19,8 @@ pub struct Chrome {
     pub info: Option<String>,
     /// Without JavaScript, reload every N seconds (0: never).
     pub refresh_secs: u32,
+    /// The CSRF token every form of the page carries (`crate::ui::csrf`).
+    pub csrf: String,
 }
 
 #[derive(Debug)]
@@ -33,6 +35,7 @@ impl Chrome {
             title: title.into(),
             user: user.map(|u| ChromeUser { email: u.email.to_string(), is_admin: u.is_admin() }),
             nav,
+            csrf: super::csrf::current(),
             ..Self::default()
         }
     }

@@ -273,7 +273,8 @@ trusted_proxies = {trusted_proxies}
     }
 
     pub async fn post(&self, path: &str, cookie: Option<&str>, body: Option<Value>) -> (u16, HeaderMap, Value) {
-        let mut req = self.http.post(self.url(path));
+        // The API takes state-changing requests as JSON only, bodiless ones too.
+        let mut req = self.http.post(self.url(path)).header("content-type", "application/json");
         if let Some(c) = cookie {
             req = req.header("cookie", c);
         }
@@ -304,7 +305,15 @@ trusted_proxies = {trusted_proxies}
 
     /// GETs to `host` through the server itself (its built-in proxy).
     pub fn hosted(&self, host: String) -> Hosted {
-        Hosted { http: self.http.clone(), base: self.base.clone(), host }
+        Hosted { http: self.http.clone(), base: self.base.clone(), host, ui: self.base.clone() }
+    }
+
+    /// The session host of `session` on the built-in proxy, and its
+    /// owner's (or anyone's) pass: `login` through the handshake.
+    pub async fn entered(&self, session: &Value, login: &str) -> (Hosted, String) {
+        let h = self.hosted(format!("s-{}.external.{DOMAIN}:{}", session["slug"].as_str().expect("slug"), self.port()));
+        let pass = h.enter(login).await;
+        (h, pass)
     }
 
     /// The port the server listens on.
@@ -388,6 +397,9 @@ pub struct Hosted {
     /// `http://127.0.0.1:<port>` of the front.
     pub base: String,
     pub host: String,
+    /// `http://127.0.0.1:<port>` of the MedForge server (where the UI
+    /// answers, whatever the front).
+    pub ui: String,
 }
 
 impl Hosted {
@@ -398,6 +410,65 @@ impl Hosted {
             Some(c) => req.header("cookie", c),
             None => req,
         }
+    }
+
+    /// The handshake of docs/security.md, as a browser (or `curl -L` with a
+    /// cookie jar) goes through it: asked without a pass, the session host
+    /// sends us to the UI's `/sessions/enter`; there `login` (a Cookie
+    /// header value) gets a one-time code and goes back; the session host
+    /// trades the code for its pass. The pass as a Cookie header value.
+    pub async fn enter(&self, login: &str) -> String {
+        self.try_enter(login).await.unwrap_or_else(|(st, body)| panic!("the UI refused the handshake: {st} {body}"))
+    }
+
+    /// [`Hosted::enter`], or what the UI said when it refused (status, body).
+    pub async fn try_enter(&self, login: &str) -> Result<String, (u16, String)> {
+        let (st, _, to_ui, body) = self.get("/", None, &[]).await;
+        assert_eq!(st, 302, "{body}");
+        let (st, to_host, body) = self.ui_get(&to_ui, login).await;
+        if st != 303 {
+            return Err((st, body));
+        }
+        let back = reqwest::Url::parse(&to_host).expect("a URL back");
+        let authority = format!("{}:{}", back.host_str().expect("host"), back.port().expect("port"));
+        assert_eq!(authority, self.host, "back to the host asked for");
+        assert_eq!(back.path(), "/_medforge/enter");
+        let path = format!("{}?{}", back.path(), back.query().unwrap_or_default());
+        let r = self.request(reqwest::Method::GET, &path, None).send().await.expect("redeem");
+        assert_eq!(r.status(), 303, "the code was not taken");
+        let pass = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("medforge_pass="))
+            .and_then(|v| v.split(';').next())
+            .expect("a pass")
+            .to_owned();
+        Ok(pass)
+    }
+
+    /// GET `url` (a UI URL a redirect named) from the MedForge server, with
+    /// that URL's host as `Host` and `login` as the cookie: (status,
+    /// location, body).
+    pub async fn ui_get(&self, url: &str, login: &str) -> (u16, String, String) {
+        let url = reqwest::Url::parse(url).expect("a UI URL");
+        let authority = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().expect("host")),
+            None => url.host_str().expect("host").to_owned(),
+        };
+        let target = format!("{}{}?{}", self.ui, url.path(), url.query().unwrap_or_default());
+        let r = self
+            .http
+            .get(target)
+            .header(reqwest::header::HOST, authority)
+            .header("cookie", login)
+            .send()
+            .await
+            .expect("UI request");
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        (status, location, r.text().await.unwrap_or_default())
     }
 
     /// (status, content type, location, body).

@@ -1,0 +1,31 @@
+//! The headers every control-plane answer carries (never a session's: the
+//! proxy is outside this layer): its pages may not be framed (no
+//! clickjacking from a session page), run only our own script, are not
+//! sniffed as another type, and tell other sites no more than our origin.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Scripts, styles, images and connections from this origin only; no
+/// plugins, no `<base>`, no framing. (`form-action` is left out: a
+/// sign-in posts here and is then sent on to a session host.)
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+pub async fn layer(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
+}

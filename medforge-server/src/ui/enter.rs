@@ -1,0 +1,58 @@
+//! `GET /sessions/enter?host=<session host>&next=<path>`: step 2 of the
+//! handshake (`crate::service::passes`). A session host sends a browser
+//! without a pass here; signed in and allowed in by the gate, it goes
+//! back with a one-time code. Signed out, the failure layer sends it to
+//! the sign-in page first, and back here after.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use medforge_core::host::{Host, SessionHost};
+use serde::Deserialize;
+
+use crate::http::cookie;
+use crate::http::session_host::{local_path, redeem_url};
+use crate::service::{AppState, Error, Missing, accounts, gatekeeper};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EnterQuery {
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn enter(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<EnterQuery>,
+) -> Result<Response, Error> {
+    let token = cookie::token_from(&headers, &state.config);
+    let (user, login) = accounts::signed_in(&state, token.as_ref()).await?;
+    let session_host = q
+        .host
+        .parse::<Host>()
+        .ok()
+        .and_then(|h| SessionHost::parse(&h, state.config.sessions_domain()))
+        .ok_or(Error::NotFound(Missing::SessionAtHost))?;
+    let code = gatekeeper::admit(&state, &user, &login, &session_host).await?.map_err(Error::from)?;
+    // Back on the port this request came in on: the session hosts share
+    // the UI's front.
+    let port = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.parse::<Host>().ok())
+        .map(|h| h.port_suffix())
+        .unwrap_or_default();
+    let to = redeem_url(&state.config, &session_host, &port, &code, &local_path(&q.next));
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    let headers = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&to) {
+        headers.insert(header::LOCATION, v);
+    }
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
