@@ -22,8 +22,8 @@ use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 use crate::config::{Config, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind};
 use crate::service::AppState;
 use crate::service::gate_cache::GateCache;
-use crate::service::passes::Passes;
 use crate::service::limiter::RateLimiter;
+use crate::service::passes::Passes;
 
 /// The error and its causes on one line, each after a colon; a cause the
 /// message before it already quotes (thiserror's `"...: {0}"`) is not

@@ -47,9 +47,10 @@ async fn auth_routes_envelopes_problems_and_cookies(db: Db) {
         .expect("signup");
     assert_eq!(r.status(), 201);
     let set_cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("set-cookie").to_owned();
-    for attr in ["HttpOnly", "SameSite=Lax", "Domain=.medforge.localhost", "Path=/", "Max-Age=2592000"] {
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=2592000"] {
         assert!(set_cookie.contains(attr), "{attr} missing from {set_cookie}");
     }
+    assert!(!set_cookie.contains("Domain"), "host-only: no session host ever gets it: {set_cookie}");
     assert!(!set_cookie.contains("Secure"), "cookie_secure is off by default: {set_cookie}");
     let cookie = session_cookie(r.headers()).expect("cookie");
     let (_, headers, body) = common::read(r).await;
@@ -242,12 +243,51 @@ async fn sessions_routes_walk_the_lifecycle(db: Db) {
 }
 
 async fn gate(s: &Server, host: &str, cookie: Option<&str>) -> (u16, reqwest::header::HeaderMap) {
-    let mut req = s.http.get(s.url("/api/v2/auth/session-proxy")).header("host", host).header("x-upstream", "evil:1");
+    gate_at(s, host, "/", cookie).await
+}
+
+/// The gate asked about `uri` on `host` (as Caddy's forward_auth sends it:
+/// the Host, and the client's path as X-Forwarded-Uri).
+async fn gate_at(s: &Server, host: &str, uri: &str, cookie: Option<&str>) -> (u16, reqwest::header::HeaderMap) {
+    let mut req = s
+        .http
+        .get(s.url("/api/v2/auth/session-proxy"))
+        .header("host", host)
+        .header("x-upstream", "evil:1")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", uri);
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
     let r = req.send().await.expect("gate");
     (r.status().as_u16(), r.headers().clone())
+}
+
+/// The handshake through the gate alone: `login`'s pass for `host`, or the
+/// UI's status when it refuses.
+async fn gate_pass(s: &Server, host: &str, login: &str) -> Result<String, u16> {
+    let (st, h) = gate(s, host, None).await;
+    assert_eq!(st, 302, "no pass: to the way in");
+    let way_in = h.get("location").and_then(|v| v.to_str().ok()).expect("location").to_owned();
+    let ui = common::Hosted { http: s.http.clone(), base: s.base.clone(), host: host.to_owned(), ui: s.base.clone() };
+    let (st, back, _) = ui.ui_get(&way_in, login).await;
+    if st != 303 {
+        return Err(st);
+    }
+    let back = reqwest::Url::parse(&back).expect("url");
+    let (st, h) = gate_at(s, host, &format!("{}?{}", back.path(), back.query().unwrap_or_default()), None).await;
+    assert_eq!(st, 303, "the code is taken");
+    let pass = h
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("medforge_pass="))
+        .expect("a pass");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(pass.contains(attr), "{attr} missing from {pass}");
+    }
+    assert!(!pass.contains("Domain"), "host-only: {pass}");
+    Ok(pass.split(';').next().expect("pair").to_owned())
 }
 
 /// The gate as Caddy's forward_auth calls it: with the session's `Host`.
@@ -266,46 +306,52 @@ async fn the_gate_matrix(db: Db) {
     let host = format!("s-{slug}.external.medforge.localhost");
     let upstream = format!("mf-session-{slug}:8080");
 
-    let (st, _) = gate(&s, &host, None).await;
-    assert_eq!(st, 401, "no cookie");
-    let (st, h) = gate(&s, &host, Some(&owner)).await;
+    let (st, h) = gate(&s, &host, None).await;
+    assert_eq!(st, 302, "no pass: the handshake begins");
+    assert!(h.get("x-upstream").is_none());
+    assert_eq!(gate(&s, &host, Some(&owner)).await.0, 302, "a login cookie is no pass");
+    let pass = gate_pass(&s, &host, &owner).await.expect("the owner's pass");
+    let (st, h) = gate(&s, &host, Some(&pass)).await;
     assert_eq!(st, 200);
     assert_eq!(h.get("x-upstream").and_then(|v| v.to_str().ok()), Some(upstream.as_str()), "never the client's");
-    let (st, h) = gate(&s, &host, Some(&admin)).await;
+    let admins = gate_pass(&s, &host, &admin).await.expect("an admin's pass");
+    let (st, h) = gate(&s, &host, Some(&admins)).await;
     assert_eq!((st, h.get("x-upstream").and_then(|v| v.to_str().ok())), (200, Some(upstream.as_str())));
-    let (st, h) = gate(&s, &host, Some(&other)).await;
-    assert_eq!(st, 403);
-    assert!(h.get("x-upstream").is_none());
+    assert_eq!(gate_pass(&s, &host, &other).await, Err(403), "another user gets no pass");
+    // Anything else than the session host the pass was made for is refused
+    // as having no pass; other hosts' spellings of this one pass.
     for (variant, want) in [
         (format!("S-{}.External.MedForge.Localhost", slug.to_uppercase()), 200),
         (format!("{host}:8443"), 200),
-        (format!("s-{slug}.internal.medforge.localhost"), 404),
+        (format!("s-{slug}.internal.medforge.localhost"), 302),
         (format!("s-{slug}.external.evil.org"), 404),
         (format!("s-{slug}x.external.medforge.localhost"), 404),
         ("medforge.localhost".to_owned(), 404),
-        ("s-aaaaaaaa.external.medforge.localhost".to_owned(), 404),
+        ("s-aaaaaaaa.external.medforge.localhost".to_owned(), 302),
     ] {
-        let (st, h) = gate(&s, &variant, Some(&owner)).await;
+        let (st, h) = gate(&s, &variant, Some(&pass)).await;
         assert_eq!(st, want, "{variant}");
         assert_eq!(h.get("x-upstream").is_some(), want == 200, "{variant}");
     }
-    // Anonymous callers learn nothing about hosts either.
-    assert_eq!(gate(&s, "medforge.localhost", None).await.0, 401);
+    // Reserved paths and a POST without a pass get no upstream either.
+    assert_eq!(gate_at(&s, &host, "/_medforge/x", Some(&pass)).await.0, 404);
 
-    // Logout is immediate, cache or not.
+    // Logout is immediate, cache or not: the passes of that login end.
     let (_, h, _) = s
         .post("/api/v2/auth/login", None, Some(json!({"email": "owner@example.org", "password": "a long passphrase"})))
         .await;
     let second = session_cookie(&h).expect("cookie");
-    assert_eq!(gate(&s, &host, Some(&second)).await.0, 200);
+    let second_pass = gate_pass(&s, &host, &second).await.expect("pass");
+    assert_eq!(gate(&s, &host, Some(&second_pass)).await.0, 200);
     s.post("/api/v2/auth/logout", Some(&second), None).await;
-    assert_eq!(gate(&s, &host, Some(&second)).await.0, 401);
+    assert_eq!(gate(&s, &host, Some(&second_pass)).await.0, 302);
+    assert_eq!(gate(&s, &host, Some(&pass)).await.0, 200, "the other login's pass lives on");
 
-    // A stopped session is gone from the gate at once.
+    // A stopped session is gone from the gate at once, and its passes too.
     s.post(&format!("{path}/stop"), Some(&owner), None).await;
-    assert_eq!(gate(&s, &host, Some(&owner)).await.0, 404);
+    assert_eq!(gate(&s, &host, Some(&pass)).await.0, 302);
     s.wait_status(&path, &owner, "stopped").await;
-    assert_eq!(gate(&s, &host, Some(&owner)).await.0, 404);
+    assert_eq!(gate_pass(&s, &host, &owner).await, Err(404), "no pass for a session that is over");
 
     // What the gate and the sessions did shows in /metrics.
     let r = s.http.get(s.url("/metrics")).send().await.expect("metrics");
@@ -317,7 +363,7 @@ async fn the_gate_matrix(db: Db) {
         "medforge_gpus_enabled 2",
         "medforge_gpus_in_use 0",
         "medforge_gate_decisions_total{decision=\"allow\",cache=\"miss\"}",
-        "medforge_gate_decisions_total{decision=\"forbidden\"",
+        "medforge_gate_decisions_total{decision=\"unauthenticated\"",
         "medforge_session_spawn_seconds_bucket{outcome=\"started\",le=\"600\"} 1",
         "medforge_http_request_duration_seconds_bucket{route=\"/api/v2/auth/session-proxy\",method=\"GET\"",
     ] {
@@ -347,8 +393,37 @@ async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
         .send()
         .await
         .expect("post");
-    assert_eq!(r.status(), 401, "same-site origin passes the guard (and fails the login)");
-    // That was attempt 1 of 10 from this address; 9 more, then 429.
+    assert_eq!(r.status(), 401, "the UI's origin passes the guard (and fails the login)");
+    // A session host is no trusted origin, however same-site it is.
+    for origin in ["http://s-aaaaaaaa.external.medforge.localhost:8080", "http://x.internal.medforge.localhost", "null"]
+    {
+        let r = s
+            .http
+            .post(s.url("/api/v2/auth/login"))
+            .header("origin", origin)
+            .json(&json!({ "email": "x@example.org", "password": "whatever" }))
+            .send()
+            .await
+            .expect("post");
+        let (st, h, b) = common::read(r).await;
+        assert_problem(st, &h, &b, 403, "/api/v2/auth/login");
+        assert_eq!(b["detail"], "Cross-origin request refused.");
+    }
+    // What a cross-site form (or a no-cors fetch) can send is not JSON: 415.
+    for (ct, body) in [
+        ("application/x-www-form-urlencoded", "email=x%40example.org&password=whatever"),
+        ("text/plain", "{\"email\":\"x@example.org\",\"password\":\"whatever\"}"),
+        ("multipart/form-data; boundary=b", "--b--"),
+    ] {
+        let r =
+            s.http.post(s.url("/api/v2/auth/login")).header("content-type", ct).body(body).send().await.expect("post");
+        let (st, h, b) = common::read(r).await;
+        assert_problem(st, &h, &b, 415, "/api/v2/auth/login");
+    }
+    let r = s.http.post(s.url("/api/v2/auth/logout")).send().await.expect("post");
+    assert_eq!(r.status(), 415, "a bodiless post needs the JSON type too");
+    // That was attempt 1 of 10 from this address (the refused requests
+    // never reached the login); 9 more, then 429.
     for _ in 0..9 {
         let (st, _, _) =
             s.post("/api/v2/auth/login", None, Some(json!({ "email": "x@example.org", "password": "no" }))).await;
@@ -429,7 +504,7 @@ async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
 
     let (st, h, b) = s.get("/api/v2/no/such/route", None).await;
     assert_problem(st, &h, &b, 404, "/api/v2/no/such/route");
-    let r = s.http.delete(s.url("/api/v2/me")).send().await.expect("delete");
+    let r = s.http.delete(s.url("/api/v2/me")).header("content-type", "application/json").send().await.expect("delete");
     let (st, h, b) = common::read(r).await;
     assert_problem(st, &h, &b, 405, "/api/v2/me");
     let r = s

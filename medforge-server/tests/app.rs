@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::connect_info::MockConnectInfo;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use medforge_server::config::{Config, GpuModeSetting, Routing};
 use medforge_server::service::AppState;
@@ -35,9 +35,11 @@ impl InProcess {
     }
 
     /// One request through the whole app, from a loopback client.
-    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    async fn send(&self, mut request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
         let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-        let app = app::app(self.state.clone()).layer(MockConnectInfo(client));
+        // As `serve` does with the connection's peer (what the Caller reads).
+        request.extensions_mut().insert(ConnectInfo(client));
+        let app = app::app(self.state.clone());
         let response = app.oneshot(request).await.expect("infallible");
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
@@ -96,14 +98,15 @@ async fn session_hosts_follow_the_one_host_rule() {
             .expect("request")
     };
     // Any case and a trailing dot: still the session host, so the proxy
-    // answers (a signed-out browser goes to the login page and back).
+    // answers (a browser without a pass goes to the UI's way in, which
+    // comes back to the same page).
     for host in ["s-abcdefgh.external.medforge.localhost:8080", "S-ABCDEFGH.External.MedForge.Localhost.:8080"] {
         let (status, h, _) = s.send(html(host)).await;
         assert_eq!(status, StatusCode::FOUND, "{host}");
         let location = h.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert_eq!(
             location,
-            "http://medforge.localhost:8080/login?next=http%3A%2F%2Fs%2Dabcdefgh%2Eexternal%2Emedforge%2Elocalhost%3A8080%2Fx%3Fy%3D1",
+            "http://medforge.localhost:8080/sessions/enter?host=s%2Dabcdefgh%2Eexternal%2Emedforge%2Elocalhost&next=%2Fx%3Fy%3D1",
             "{host}"
         );
     }
@@ -130,17 +133,132 @@ async fn the_gate_endpoint_maps_each_refusal_once() {
         r.body(Body::empty()).expect("request")
     };
     let host = "s-abcdefgh.external.medforge.localhost";
-    let (status, h, body) = s.send(gate(host, false)).await;
+    // No pass: a GET is sent to the way in (Caddy hands the redirect on).
+    let (status, h, _) = s.send(gate(host, false)).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let way_in =
+        "http://medforge.localhost/sessions/enter?host=s%2Dabcdefgh%2Eexternal%2Emedforge%2Elocalhost&next=%2F";
+    assert_eq!(h.get(header::LOCATION).and_then(|v| v.to_str().ok()), Some(way_in));
+    // Another method cannot be redirected: 401, a problem for programs...
+    let post = |html: bool| {
+        let mut r = Request::get("/api/v2/auth/session-proxy")
+            .header(header::HOST, host)
+            .header("x-forwarded-method", "POST")
+            .header("x-forwarded-uri", "/w?x=1");
+        if html {
+            r = r.header(header::ACCEPT, "text/html");
+        }
+        r.body(Body::empty()).expect("request")
+    };
+    let (status, h, body) = s.send(post(false)).await;
     assert_eq!((status, content_type(&h)), (StatusCode::UNAUTHORIZED, "application/problem+json"));
-    assert!(body.contains("\"instance\":\"/api/v2/auth/session-proxy\""), "{body}");
-    // A browser gets the same status with a page that sends it to sign in.
-    let (status, h, page) = s.send(gate(host, true)).await;
+    assert!(body.contains("\"instance\":\"/w\""), "{body}");
+    // ...and for a browser, a page that sends it the way in.
+    let (status, h, page) = s.send(post(true)).await;
     assert_eq!((status, content_type(&h)), (StatusCode::UNAUTHORIZED, "text/html; charset=utf-8"));
     assert!(
-        page.contains("/login?next=http%3A%2F%2Fs%2Dabcdefgh%2Eexternal%2Emedforge%2Elocalhost%2Fw%3Fx%3D1"),
+        page.contains("/sessions/enter?host=s%2Dabcdefgh%2Eexternal%2Emedforge%2Elocalhost&#38;next=%2Fw%3Fx%3D1"),
         "{page}"
     );
     assert!(h.get("x-upstream").is_none());
+    // A code nobody issued: a page with the way in again, no pass.
+    let (status, h, page) = s.send(gate(host, true)).await;
+    assert_eq!(status, StatusCode::FOUND, "{page}");
+    let mut r = Request::get("/api/v2/auth/session-proxy").header(header::HOST, host);
+    r = r.header("x-forwarded-uri", "/_medforge/enter?code=forged&next=/x");
+    let (status, h2, page) = s.send(r.body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("This link has expired"), "{page}");
+    assert!(h2.get(header::SET_COOKIE).is_none() && h.get("x-upstream").is_none());
+}
+
+/// The CSRF token of the web UI's forms: every post of a signed-in browser
+/// must carry its own login's token; the sign-in form needs none. And
+/// every page of ours says how it may be framed and run.
+#[tokio::test]
+async fn ui_forms_need_the_csrf_token_of_their_login() {
+    let s = InProcess::new(Routing::Builtin).await;
+    let ui = "medforge.localhost:8080";
+    let signup = |email: &str| {
+        Request::post("/api/v2/auth/signup")
+            .header(header::HOST, ui)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(format!(r#"{{"email":"{email}","password":"a long passphrase"}}"#)))
+            .expect("request")
+    };
+    let cookie_of = |h: &axum::http::HeaderMap| {
+        h.get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("cookie")
+            .to_owned()
+    };
+    let (status, h, body) = s.send(signup("csrf-a@example.org")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let alice = cookie_of(&h);
+    let (_, h, _) = s.send(signup("csrf-b@example.org")).await;
+    let bob = cookie_of(&h);
+    let page = |cookie: &str| Request::get("/account").header(header::HOST, ui).header(header::COOKIE, cookie);
+    let (status, h, account) = s.send(page(&alice).body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    for (name, want) in [
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("content-security-policy", "script-src 'self'"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        let got = h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(got.contains(want), "{name}: {got}");
+    }
+    let token_in = |page: &str| {
+        page.split("name=\"csrf\" value=\"").nth(1).and_then(|v| v.split('"').next()).map(str::to_owned).expect("token")
+    };
+    let alices = token_in(&account);
+    assert_eq!(alices.len(), 64, "{alices}");
+    let (_, _, bobs_page) = s.send(page(&bob).body(Body::empty()).expect("request")).await;
+    let bobs = token_in(&bobs_page);
+    assert_ne!(alices, bobs, "a token is its login's");
+    let post = |token: Option<&str>| {
+        let form = match token {
+            Some(t) => format!("csrf={t}&email=new%40example.org"),
+            None => "email=new%40example.org".to_owned(),
+        };
+        Request::post("/account")
+            .header(header::HOST, ui)
+            .header(header::COOKIE, &alice)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .expect("request")
+    };
+    for token in [None, Some(bobs.as_str()), Some("0".repeat(64).as_str())] {
+        let (status, _, body) = s.send(post(token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{token:?}");
+        assert!(body.contains("CSRF token"), "{body}");
+    }
+    // With her own token the form reaches the handler (which wants the
+    // current password for an email change: a 4xx of its own, not 403).
+    let (status, _, body) = s.send(post(Some(&alices))).await;
+    assert_ne!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(!body.contains("CSRF token"), "{body}");
+    // The header does as well as the field.
+    let with_header = Request::post("/logout")
+        .header(header::HOST, ui)
+        .header(header::COOKIE, &alice)
+        .header("x-csrf-token", &alices)
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(s.send(with_header).await.0, StatusCode::SEE_OTHER);
+    // Sign-in takes no token, even from a browser with a (now dead) login.
+    let login = Request::post("/login")
+        .header(header::HOST, ui)
+        .header(header::COOKIE, &alice)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("email=csrf-a%40example.org&password=a+long+passphrase"))
+        .expect("request");
+    let (status, h, _) = s.send(login).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(h.get(header::SET_COOKIE).is_some());
 }
 
 /// Every JSON answer of every operation has a schema that says what its

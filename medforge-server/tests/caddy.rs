@@ -235,12 +235,7 @@ async fn under_load_caddy_misroutes_nothing() {
         let slug = session["slug"].as_str().expect("slug").to_owned();
         let front = through(&s, &c, &slug);
         let pass = front.enter(&cookie).await;
-        targets.push(routing::Target {
-            front,
-            cookie: pass,
-            container: common::container_of(&session),
-            slug,
-        });
+        targets.push(routing::Target { front, cookie: pass, container: common::container_of(&session), slug });
     }
     routing::assert_no_misroutes_under_load(&targets, 64, 10).await;
     drop(c);

@@ -5,8 +5,10 @@
 # code-server runs without a password (--auth none). MEDFORGE_EXPOSURE
 # (set by the platform to "external" or "internal") decides whether files
 # may be moved through the browser: an internal session may not download
-# or upload files. Any other value, or none, is treated as internal (fail
-# closed). Arguments given to the container are passed on to code-server,
+# or upload files, nor serve other ports of the container through
+# code-server's port proxy (/proxy/<port>/, which MedForge's proxy refuses
+# on internal hosts too). Any other value, or none, is treated as internal
+# (fail closed). Arguments given to the container are passed on to code-server,
 # before the folder it opens.
 set -euo pipefail
 
@@ -29,11 +31,11 @@ flags=(
 case "${MEDFORGE_EXPOSURE:-}" in
   external) ;;
   internal)
-    flags+=(--disable-file-downloads --disable-file-uploads)
+    flags+=(--disable-file-downloads --disable-file-uploads --disable-proxy)
     ;;
   *)
     echo "medforge-entrypoint: MEDFORGE_EXPOSURE='${MEDFORGE_EXPOSURE:-}' is neither external nor internal; running as internal" >&2
-    flags+=(--disable-file-downloads --disable-file-uploads)
+    flags+=(--disable-file-downloads --disable-file-uploads --disable-proxy)
     ;;
 esac
 

@@ -47,10 +47,8 @@ pub async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMa
     };
     // What the client asked Caddy for: forward_auth sends it along as
     // X-Forwarded-Method and X-Forwarded-Uri (a direct call: this request).
-    let method = headers
-        .get("x-forwarded-method")
-        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
-        .unwrap_or(Method::GET);
+    let method =
+        headers.get("x-forwarded-method").and_then(|v| Method::from_bytes(v.as_bytes()).ok()).unwrap_or(Method::GET);
     let uri = headers
         .get("x-forwarded-uri")
         .and_then(|v| v.to_str().ok())

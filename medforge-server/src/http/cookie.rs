@@ -190,7 +190,9 @@ mod tests {
 
     #[test]
     fn every_medforge_cookie_is_stripped_however_spelt() {
-        let mut m = cookies("a=1; medforge_session=tok; b=2; __Host-medforge_pass=p; MedForge_Session=x; __secure-medforge_x=y");
+        let mut m = cookies(
+            "a=1; medforge_session=tok; b=2; __Host-medforge_pass=p; MedForge_Session=x; __secure-medforge_x=y",
+        );
         strip_medforge(&mut m);
         assert_eq!(m.get(header::COOKIE).and_then(|v| v.to_str().ok()), Some("a=1; b=2"));
         let mut only = cookies("medforge_session=tok");

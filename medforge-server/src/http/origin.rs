@@ -30,8 +30,7 @@ pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next)
         if !origin_allowed(origin, &state.config) {
             return Error::Forbidden(Denied::CrossOrigin).into_response();
         }
-        if req.uri().path().starts_with("/api/") && !is_json(req.headers()) && !has_csrf_token(&state, req.headers())
-        {
+        if req.uri().path().starts_with("/api/") && !is_json(req.headers()) && !has_csrf_token(&state, req.headers()) {
             return Error::NotJson.into_response();
         }
     }

@@ -64,12 +64,22 @@ pub fn segments(path: &str) -> Vec<String> {
     for _ in 0..3 {
         p = percent_decode_str(&p).decode_utf8_lossy().into_owned();
     }
-    p.to_ascii_lowercase().replace('\\', "/").split('/').filter(|s| !s.is_empty() && *s != ".").map(str::to_owned).collect()
+    p.to_ascii_lowercase()
+        .replace('\\', "/")
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The answer to `asked` (see the module docs). `unauthenticated` says how
 /// a refused browser that cannot be redirected is told.
-pub async fn answer(state: &AppState, asked: Asked<'_>, form: GateUpstream, unauthenticated: Unauthenticated) -> Answer {
+pub async fn answer(
+    state: &AppState,
+    asked: Asked<'_>,
+    form: GateUpstream,
+    unauthenticated: Unauthenticated,
+) -> Answer {
     let config = &state.config;
     let path = asked.uri.path();
     let parts = segments(path);
@@ -81,9 +91,12 @@ pub async fn answer(state: &AppState, asked: Asked<'_>, form: GateUpstream, unau
             _ => plain(StatusCode::NOT_FOUND, "Not found\n"),
         });
     }
-    if session_host.as_ref().is_some_and(|h| h.exposure == Exposure::Internal)
-        && parts.first().is_some_and(|s| s == "proxy" || s == "absproxy")
-    {
+    let Some(session_host) = session_host else {
+        // Not a session's host by the public naming rule (no slug exists
+        // behind it): nothing to sign in to.
+        return Answer::Respond(refusal::refuse(config, asked.headers, "/", path, Refusal::NotFound, unauthenticated));
+    };
+    if session_host.exposure == Exposure::Internal && parts.first().is_some_and(|s| s == "proxy" || s == "absproxy") {
         return Answer::Respond(
             Problem::http(StatusCode::FORBIDDEN, "Internal sessions serve no ports but the IDE's.").standalone(path),
         );

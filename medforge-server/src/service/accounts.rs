@@ -10,8 +10,8 @@ use medforge_core::events::{Event, EventContext};
 use medforge_core::model::{self, Email, Login, User};
 use medforge_core::store::UserUpdate;
 
-use super::passes::Revoked;
 use super::error::{Denied, Error};
+use super::passes::Revoked;
 use super::state::AppState;
 
 /// Who is asking: the client's address (behind trusted proxies, the

@@ -5,8 +5,8 @@
 use medforge_core::model::{GpuDevice, GpuId, Role, User, UserId};
 use medforge_core::store::UserUpdate;
 
-use super::passes::Revoked;
 use super::error::{Error, FieldError, Missing};
+use super::passes::Revoked;
 use super::state::AppState;
 
 /// A change to a user; `None` leaves a field as it is.

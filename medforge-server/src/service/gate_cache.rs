@@ -86,11 +86,7 @@ impl GateKey {
 
 impl GateCache {
     pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
-        }
+        Self { ttl, entries: Mutex::new(HashMap::new()), generation: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GateKey, GateEntry>> {

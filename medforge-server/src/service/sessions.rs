@@ -11,8 +11,8 @@ use medforge_core::storage::Snapshot;
 use medforge_core::store::AllocationRequest;
 use tracing::Instrument;
 
-use super::passes::Revoked;
 use super::error::{Denied, Error, Missing};
+use super::passes::Revoked;
 use super::state::AppState;
 use crate::telemetry;
 

@@ -107,8 +107,7 @@ fn answer<P: Template + From<FormFields>>(
 ) -> Response {
     match outcome {
         Ok((_, token)) => {
-            let to =
-                if form.next.is_empty() { "/".to_owned() } else { safe_next(&form.next, &state.config) };
+            let to = if form.next.is_empty() { "/".to_owned() } else { safe_next(&form.next, &state.config) };
             let mut r = Redirect::to(&to).into_response();
             r.headers_mut().insert(header::SET_COOKIE, cookie::set(&state.config, &token));
             r
@@ -117,8 +116,7 @@ fn answer<P: Template + From<FormFields>>(
             let (status, text) = form_error(&e);
             let mut chrome = Chrome::new(title, None, "");
             chrome.error = Some(text);
-            let next =
-                if form.next.is_empty() { String::new() } else { safe_next(&form.next, &state.config) };
+            let next = if form.next.is_empty() { String::new() } else { safe_next(&form.next, &state.config) };
             form_page::<P>(status, chrome, form.email, next)
         }
     }

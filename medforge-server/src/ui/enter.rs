@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use medforge_core::host::{Host, SessionHost};
 use serde::Deserialize;
 
 use crate::http::cookie;
+use crate::http::refusal::{self, Unauthenticated};
 use crate::http::session_host::{local_path, redeem_url};
 use crate::service::{AppState, Error, Missing, accounts, gatekeeper};
 
@@ -27,6 +28,7 @@ pub struct EnterQuery {
 pub async fn enter(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<EnterQuery>,
 ) -> Result<Response, Error> {
     let token = cookie::token_from(&headers, &state.config);
@@ -37,7 +39,6 @@ pub async fn enter(
         .ok()
         .and_then(|h| SessionHost::parse(&h, state.config.sessions_domain()))
         .ok_or(Error::NotFound(Missing::SessionAtHost))?;
-    let code = gatekeeper::admit(&state, &user, &login, &session_host).await?.map_err(Error::from)?;
     // Back on the port this request came in on: the session hosts share
     // the UI's front.
     let port = headers
@@ -46,6 +47,15 @@ pub async fn enter(
         .and_then(|h| h.parse::<Host>().ok())
         .map(|h| h.port_suffix())
         .unwrap_or_default();
+    let code = match gatekeeper::admit(&state, &user, &login, &session_host).await? {
+        Ok(code) => code,
+        // The session host's own refusal page (or problem), whose "sign in
+        // as someone else" comes back here.
+        Err(refusal) => {
+            let here = format!("{}://{}{port}{}", state.config.scheme(), state.config.base_domain, uri);
+            return Ok(refusal::refuse(&state.config, &headers, &here, uri.path(), refusal, Unauthenticated::Page));
+        }
+    };
     let to = redeem_url(&state.config, &session_host, &port, &code, &local_path(&q.next));
     let mut r = StatusCode::SEE_OTHER.into_response();
     let headers = r.headers_mut();

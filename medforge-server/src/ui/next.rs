@@ -29,6 +29,14 @@ pub fn safe_next(next: &str, config: &Config) -> String {
     };
     let Ok(host) = authority.parse::<Host>() else { return "/".into() };
     let relative = next.starts_with('/') && !next.starts_with("//");
+    // An absolute URL's authority must also pass the one host rule as it
+    // was written (the URL parser forgives an empty port, say).
+    if !relative {
+        let written = next.split_once("://").map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        if written.and_then(|w| w.parse::<Host>().ok()) != Some(host.clone()) {
+            return "/".into();
+        }
+    }
     if relative {
         // A path: it resolved against our own host (the checks above
         // make sure nothing in it named another).
@@ -92,6 +100,7 @@ mod tests {
             "http://x.y.external.medforge.localhost/",
             "javascript:alert(1)",
             "data:text/html,hi",
+            "http://medforge.localhost:/",
             "/\u{0}x",
             "",
         ] {
