@@ -99,6 +99,28 @@ pub enum Event {
     },
     #[serde(rename = "session.snapshot")]
     SessionSnapshot { session_id: SessionId, snapshot: String },
+    /// An admin changed a user's account: each field that changed, with
+    /// its value before and after.
+    #[serde(rename = "admin.user.change")]
+    AdminUserChange { actor_id: UserId, user_id: UserId, changes: Vec<FieldChange> },
+    /// An admin let a GPU take new sessions, or not.
+    #[serde(rename = "admin.gpu.change")]
+    AdminGpuChange { actor_id: UserId, gpu_id: GpuId, enabled_before: bool, enabled_after: bool },
+    /// An admin stopped someone else's session (`user_id`: its owner).
+    #[serde(rename = "admin.session.stop")]
+    AdminSessionStop { actor_id: UserId, user_id: UserId, session_id: SessionId, slug: Slug },
+    /// Someone other than its owner (an admin) signed in to a session's
+    /// host (`user_id`: the owner).
+    #[serde(rename = "session.entered_by_other")]
+    SessionEnteredByOther { actor_id: UserId, user_id: UserId, session_id: SessionId, slug: Slug },
+}
+
+/// One field of an admin's change: its name, and its value before and after.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub field: &'static str,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
 }
 
 impl Event {
@@ -109,7 +131,22 @@ impl Event {
             | Event::UserLogin { user_id, .. }
             | Event::UserLogout { user_id, .. }
             | Event::SessionStart { user_id, .. }
-            | Event::SessionStop { user_id, .. } => Some(*user_id),
+            | Event::SessionStop { user_id, .. }
+            | Event::AdminUserChange { user_id, .. }
+            | Event::AdminSessionStop { user_id, .. }
+            | Event::SessionEnteredByOther { user_id, .. } => Some(*user_id),
+            _ => None,
+        }
+    }
+
+    /// Who did it, where that is someone else than the user it is about
+    /// (an admin's actions).
+    pub fn actor_id(&self) -> Option<UserId> {
+        match self {
+            Event::AdminUserChange { actor_id, .. }
+            | Event::AdminGpuChange { actor_id, .. }
+            | Event::AdminSessionStop { actor_id, .. }
+            | Event::SessionEnteredByOther { actor_id, .. } => Some(*actor_id),
             _ => None,
         }
     }
@@ -121,7 +158,9 @@ impl Event {
             | Event::SessionStartFailed { session_id, .. }
             | Event::SessionStop { session_id, .. }
             | Event::SessionRecoveryDecision { session_id, .. }
-            | Event::SessionSnapshot { session_id, .. } => Some(*session_id),
+            | Event::SessionSnapshot { session_id, .. }
+            | Event::AdminSessionStop { session_id, .. }
+            | Event::SessionEnteredByOther { session_id, .. } => Some(*session_id),
             _ => None,
         }
     }
@@ -138,6 +177,10 @@ impl Event {
             Event::SessionStop { .. } => "session.stop",
             Event::SessionRecoveryDecision { .. } => "session.recovery.decision",
             Event::SessionSnapshot { .. } => "session.snapshot",
+            Event::AdminUserChange { .. } => "admin.user.change",
+            Event::AdminGpuChange { .. } => "admin.gpu.change",
+            Event::AdminSessionStop { .. } => "admin.session.stop",
+            Event::SessionEnteredByOther { .. } => "session.entered_by_other",
         }
     }
 }
@@ -245,6 +288,7 @@ impl EventSink for Recorded {
             id: uuid::Uuid::new_v4().to_string(),
             event: event.name().to_owned(),
             user_id: event.user_id(),
+            actor_id: event.actor_id(),
             session_id: event.session_id(),
             created_at: at,
             data: serde_json::from_str(&line).unwrap_or_default(),

@@ -34,6 +34,7 @@ on_both_databases!(
     guards_origin_rate_limit_body_size_and_unknown_routes,
     admin_routes_and_their_guards,
     me_can_change_email_and_password,
+    admin_actions_are_on_the_record,
 );
 
 async fn auth_routes_envelopes_problems_and_cookies(db: Db) {
@@ -704,5 +705,106 @@ async fn clients_behind_a_trusted_proxy_are_told_apart() {
     assert!(ips.contains(&"198.51.100.8") && ips.contains(&"198.51.100.7"), "{b}");
     // Not the proxy, and not the left-most entry (the client's own claim).
     assert!(!ips.contains(&"127.0.0.1") && !ips.contains(&"6.6.6.6"), "{b}");
+    s.stop().await;
+}
+
+/// Every admin action is an event naming the admin, the target and the
+/// change (before and after): one per kind, found by the actor filter, and
+/// the event log page tells them as sentences with links.
+async fn admin_actions_are_on_the_record(db: Db) {
+    let s = Server::start(db, Options::default()).await;
+    let (mallory, mallory_id) = s.signup("mallory@example.org").await;
+    let boss = s.admin("boss@example.org").await;
+    let (_, _, me) = s.get("/api/v2/me", Some(&boss)).await;
+    let boss_id = me["data"]["user_id"].as_str().expect("id").to_owned();
+    let user_path = format!("/api/v2/admin/users/{mallory_id}");
+    for patch in [
+        json!({"role": "admin"}),
+        json!({"can_use_internal": true}),
+        json!({"max_concurrent_sessions": 3}),
+        json!({"workspace_quota_bytes": 1_073_741_824_i64}),
+    ] {
+        let (st, _, b) = s.patch(&user_path, Some(&boss), patch.clone()).await;
+        assert_eq!(st, 200, "{patch} {b}");
+    }
+    let (st, _, _) = s.patch("/api/v2/admin/gpus/1", Some(&boss), json!({"enabled": false})).await;
+    assert_eq!(st, 200);
+    let (_, session) = s.start_session(&mallory).await;
+    let session_id = session["id"].as_str().expect("id").to_owned();
+    // The admin opens her session (the handshake), then stops it.
+    let (h, _) = s.entered(&session, &boss).await;
+    assert!(h.host.starts_with("s-"));
+    let (st, _, _) = s.post(&format!("/api/v2/admin/sessions/{session_id}/stop"), Some(&boss), None).await;
+    assert_eq!(st, 202);
+
+    // Events are recorded in the background: wait for the last one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let (st, _, b) = s.get(&format!("/api/v2/admin/events?actor_id={boss_id}&limit=50"), Some(&boss)).await;
+        assert_eq!(st, 200, "{b}");
+        let events = b["data"].as_array().cloned().unwrap_or_default();
+        if events.len() >= 7 {
+            break events;
+        }
+        assert!(std::time::Instant::now() < deadline, "{events:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let find = |name: &str, field: Option<&str>| {
+        events
+            .iter()
+            .find(|e| e["event"] == name && field.is_none_or(|f| e["data"]["changes"][0]["field"] == f))
+            .unwrap_or_else(|| panic!("no {name} {field:?} in {events:?}"))
+            .clone()
+    };
+    for (field, before, after) in [
+        ("role", json!("user"), json!("admin")),
+        ("can_use_internal", json!(false), json!(true)),
+        ("max_concurrent_sessions", json!(1), json!(3)),
+        ("workspace_quota_bytes", json!(null), json!(1_073_741_824_i64)),
+    ] {
+        let e = find("admin.user.change", Some(field));
+        assert_eq!(
+            (e["actor_id"].as_str(), e["user_id"].as_str()),
+            (Some(boss_id.as_str()), Some(mallory_id.as_str()))
+        );
+        assert_eq!(e["data"]["changes"].as_array().map(Vec::len), Some(1), "only what changed: {e}");
+        assert_eq!((&e["data"]["changes"][0]["before"], &e["data"]["changes"][0]["after"]), (&before, &after), "{e}");
+    }
+    let gpu = find("admin.gpu.change", None);
+    assert_eq!(
+        (&gpu["data"]["gpu_id"], &gpu["data"]["enabled_before"], &gpu["data"]["enabled_after"]),
+        (&json!(1), &json!(true), &json!(false))
+    );
+    for name in ["admin.session.stop", "session.entered_by_other"] {
+        let e = find(name, None);
+        assert_eq!(e["user_id"].as_str(), Some(mallory_id.as_str()), "{e}");
+        assert_eq!(e["session_id"].as_str(), Some(session_id.as_str()), "{e}");
+        assert_eq!(e["data"]["slug"], session["slug"], "{e}");
+    }
+    // The owner stopping her own session, or opening it, is no admin action.
+    let (st, _, b) = s.get(&format!("/api/v2/admin/events?actor_id={mallory_id}"), Some(&boss)).await;
+    assert_eq!((st, b["data"].as_array().map(Vec::len)), (200, Some(0)), "{b}");
+
+    // The event log page: sentences with links, filtered by the admin.
+    let (st, _, page) = s.get("/admin/events?actor=boss%40example.org", Some(&boss)).await;
+    assert_eq!(st, 200);
+    let page = page.as_str().unwrap_or_default().to_owned();
+    for want in [
+        "<a href=\"/admin/events?actor=boss%40example%2Eorg\">boss@example.org</a> changed <a href=\"/admin/events?user=mallory%40example%2Eorg\">mallory@example.org</a>: role user → admin.",
+        " disabled GPU 1.",
+        &format!(
+            " stopped <a href=\"/sessions/{session_id}\">s-{}</a> of ",
+            session["slug"].as_str().unwrap_or_default()
+        ),
+        &format!(
+            " opened <a href=\"/sessions/{session_id}\">s-{}</a> of ",
+            session["slug"].as_str().unwrap_or_default()
+        ),
+    ] {
+        assert!(page.contains(want), "{want} not in the event log page:\n{page}");
+    }
+    assert!(!page.contains("signed in"), "the actor filter keeps only the admin's own actions");
+    let (st, _, _) = s.get("/admin/events?actor=nobody%40example.org", Some(&boss)).await;
+    assert_eq!(st, 422, "an unknown person is a sentence, not an empty log");
     s.stop().await;
 }

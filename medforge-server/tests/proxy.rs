@@ -176,3 +176,86 @@ async fn under_load_nothing_is_misrouted() {
     routing::assert_no_misroutes_under_load(&targets, 64, 10).await;
     s.stop().await;
 }
+
+/// Waits for `tunnel` to be closed by the proxy: within `within`.
+async fn assert_closes(tunnel: &mut tokio::net::TcpStream, within: Duration, why: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let end = tokio::time::timeout(within, tunnel.read(&mut buf)).await;
+    assert!(matches!(end, Ok(Ok(0) | Err(_))), "the tunnel outlived {why}: {end:?}");
+}
+
+/// An open tunnel ends with the right that let it in: its login's logout,
+/// its user's password change, and an admin's demotion (the admin had a
+/// terminal open in someone else's session). Others' tunnels stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_close_when_what_let_them_in_is_revoked() {
+    let image = std::env::var("MEDFORGE_TEST_WS_PACK_IMAGE")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_WS_PACK_IMAGE is not set: run scripts/test.sh"));
+    let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let (owner, _) = s.signup("revoked@example.org").await;
+    let (_, session) = s.start_session(&owner).await;
+    let boss = s.admin("boss@example.org").await;
+    let helper = s.admin("helper@example.org").await;
+    let (h, _) = s.entered(&session, &owner).await;
+    let open = |login: String| {
+        let (h, addr) = (h.clone(), addr.clone());
+        async move {
+            let pass = h.enter(&login).await;
+            let mut t = common::open_tunnel(&addr, &h.host, &pass).await;
+            assert_eq!(common::echo(&mut t, "hello").await.0, "hello");
+            t
+        }
+    };
+    let login = |password: &'static str| {
+        let s = &s;
+        async move {
+            let (st, h, b) = s
+                .post(
+                    "/api/v2/auth/login",
+                    None,
+                    Some(serde_json::json!({"email": "revoked@example.org", "password": password})),
+                )
+                .await;
+            assert_eq!(st, 200, "{b}");
+            common::session_cookie(&h).expect("cookie")
+        }
+    };
+
+    // A logout closes that login's tunnel, not the one of the owner's other login.
+    let second = login("a long passphrase").await;
+    let mut first_tunnel = open(owner.clone()).await;
+    let mut second_tunnel = open(second.clone()).await;
+    let mut bosses = open(boss.clone()).await;
+    let (st, _, _) = s.post("/api/v2/auth/logout", Some(&second), None).await;
+    assert_eq!(st, 200);
+    assert_closes(&mut second_tunnel, Duration::from_secs(3), "its logout").await;
+    assert_eq!(common::echo(&mut first_tunnel, "still").await.0, "still");
+
+    // A password change closes every tunnel of the user.
+    let r = s
+        .http
+        .patch(s.url("/api/v2/me"))
+        .header("cookie", &owner)
+        .json(&serde_json::json!({"current_password": "a long passphrase", "new_password": "another long passphrase"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 200);
+    assert_closes(&mut first_tunnel, Duration::from_secs(3), "a password change").await;
+    assert_eq!(common::echo(&mut bosses, "still").await.0, "still", "someone else's tunnel stays");
+
+    // An admin demoted by another: their tunnel into the session closes,
+    // and they cannot open another.
+    let mut helpers = open(helper.clone()).await;
+    let (_, _, me) = s.get("/api/v2/me", Some(&helper)).await;
+    let helper_id = me["data"]["user_id"].as_str().expect("id").to_owned();
+    let (st, _, b) =
+        s.patch(&format!("/api/v2/admin/users/{helper_id}"), Some(&boss), serde_json::json!({"role": "user"})).await;
+    assert_eq!(st, 200, "{b}");
+    assert_closes(&mut helpers, Duration::from_secs(3), "a demotion").await;
+    assert_eq!(h.try_enter(&helper).await.expect_err("no longer an admin").0, 403);
+    assert_eq!(common::echo(&mut bosses, "still").await.0, "still");
+    s.stop().await;
+}

@@ -254,7 +254,10 @@ pub struct Page<T> {
 pub struct StoredEvent {
     pub id: String,
     pub event: String,
+    /// The user the event is about (an admin action's target).
     pub user_id: Option<UserId>,
+    /// Who did it, for an admin's actions.
+    pub actor_id: Option<UserId>,
     pub session_id: Option<SessionId>,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -267,7 +270,10 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub event: Option<String>,
+    /// Events about this user.
     pub user_id: Option<UserId>,
+    /// Events this user did (an admin's actions).
+    pub actor_id: Option<UserId>,
 }
 
 /// Everything MedForge persists. Implementations must make

@@ -692,6 +692,8 @@ pub async fn events_are_kept_and_listed(h: &StoreHarness) {
             id: uuid::Uuid::new_v4().to_string(),
             event: name.into(),
             user_id: Some(user),
+            // Bob does what the last event says to Alice (as an admin would).
+            actor_id: (i == 3).then_some(bob),
             session_id: None,
             created_at: t0 + Duration::milliseconds(i64::try_from(i).unwrap_or_default()),
             data: serde_json::json!({ "event": name, "n": i }),
@@ -708,11 +710,17 @@ pub async fn events_are_kept_and_listed(h: &StoreHarness) {
     let rest =
         store.list_events(&EventFilter::default(), PageRequest { limit: 3, after: all.next }).await.expect("list");
     assert_eq!(rest.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
-    let logins = EventFilter { event: Some("user.login".into()), user_id: None };
+    let logins = EventFilter { event: Some("user.login".into()), ..EventFilter::default() };
     assert_eq!(store.list_events(&logins, PageRequest::first(10)).await.expect("list").items.len(), 2);
-    let alices_logins = EventFilter { event: Some("user.login".into()), user_id: Some(alice) };
+    let alices_logins = EventFilter { event: Some("user.login".into()), user_id: Some(alice), actor_id: None };
     let only = store.list_events(&alices_logins, PageRequest::first(10)).await.expect("list");
     assert_eq!(only.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
+    let by_bob = EventFilter { actor_id: Some(bob), ..EventFilter::default() };
+    let done = store.list_events(&by_bob, PageRequest::first(10)).await.expect("list");
+    assert_eq!(done.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[3].clone()]);
+    assert_eq!((done.items[0].actor_id, done.items[0].user_id), (Some(bob), Some(alice)));
+    let to_bob_by_bob = EventFilter { actor_id: Some(bob), user_id: Some(bob), event: None };
+    assert!(store.list_events(&to_bob_by_bob, PageRequest::first(10)).await.expect("list").items.is_empty());
 }
 
 /// One deployment id per database: made by the first call, whichever of

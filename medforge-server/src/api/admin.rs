@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, patch, post};
-use medforge_core::events::StopReason;
 use medforge_core::model::{Session, UserId};
 use medforge_core::store::StoredEvent;
 use medforge_core::store::{EventFilter, SessionFilter};
@@ -86,7 +85,8 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 pub async fn update_user(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    _: Admin,
+    caller: Caller,
+    Admin(admin): Admin,
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> Result<Envelope, Error> {
     let change = UserChange {
@@ -95,7 +95,7 @@ pub async fn update_user(
         max_concurrent_sessions: patch.max_concurrent_sessions,
         workspace_quota_bytes: patch.workspace_quota_bytes,
     };
-    let user = admin_service::change_user(&state, &id, change).await?;
+    let user = admin_service::change_user(&state, &caller, &admin, &id, change).await?;
     Ok(Envelope::ok(UserView::changed(&user)))
 }
 
@@ -135,10 +135,10 @@ pub async fn stop_session(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     caller: Caller,
-    _: Admin,
+    Admin(admin): Admin,
 ) -> Result<Envelope, Error> {
     let session = sessions::find(&state, &id).await?;
-    let outcome = sessions::request_stop(&state, session, StopReason::Admin, &caller.request_id).await?;
+    let outcome = sessions::request_stop(&state, session, &admin, &caller.request_id).await?;
     Ok(stop_answer(outcome))
 }
 
@@ -175,10 +175,11 @@ pub struct GpuPatch {
 pub async fn update_gpu(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    _: Admin,
+    caller: Caller,
+    Admin(admin): Admin,
     ApiJson(patch): ApiJson<GpuPatch>,
 ) -> Result<Envelope, Error> {
-    let gpu = admin_service::set_gpu_enabled(&state, &id, patch.enabled).await?;
+    let gpu = admin_service::set_gpu_enabled(&state, &caller, &admin, &id, patch.enabled).await?;
     Ok(Envelope::ok(GpuView::from(&gpu)))
 }
 
@@ -188,9 +189,11 @@ pub struct EventsQuery {
     cursor: Option<String>,
     event: Option<String>,
     user_id: Option<String>,
+    actor_id: Option<String>,
 }
 
-/// The event log, newest first, by type (`user.login`, ...) and user.
+/// The event log, newest first, by type (`user.login`, ...), by the user
+/// an event is about and by the admin who did it.
 #[utoipa::path(
     get,
     path = "/api/v2/admin/events",
@@ -198,7 +201,8 @@ pub struct EventsQuery {
     params(
         PageParams,
         ("event" = Option<String>, Query, description = "event name"),
-        ("user_id" = Option<String>, Query, description = "uuid"),
+        ("user_id" = Option<String>, Query, description = "uuid: events about this user"),
+        ("actor_id" = Option<String>, Query, description = "uuid: events this admin did"),
     ),
     responses((status = 200, description = "The event log, newest first", body = EnvelopeDoc<Vec<StoredEvent>>), AdminErrors, PageErrors)
 )]
@@ -207,22 +211,13 @@ pub async fn list_events(
     Query(q): Query<EventsQuery>,
     _: Admin,
 ) -> Result<Envelope, Error> {
-    let user_id = q
-        .user_id
-        .as_deref()
-        .map(|u| u.parse::<UserId>().map_err(|_| Error::field("user_id", "must be a uuid")))
-        .transpose()?;
-    let event = q.event.filter(|e| !e.is_empty()).map(event_name).transpose()?;
+    let id = |field: &str, v: Option<String>| {
+        v.map(|u| u.parse::<UserId>().map_err(|_| Error::field(field, "must be a uuid"))).transpose()
+    };
+    let (user_id, actor_id) = (id("user_id", q.user_id)?, id("actor_id", q.actor_id)?);
+    let event = admin_service::event_name(q.event.as_deref().unwrap_or_default())?;
     let params = paging::parse(ListQuery { limit: q.limit, cursor: q.cursor, ..ListQuery::default() })?;
     let limit = params.page.limit;
-    let found = state.store.list_events(&EventFilter { event, user_id }, params.page).await?;
+    let found = state.store.list_events(&EventFilter { event, user_id, actor_id }, params.page).await?;
     Ok(paging::envelope(limit, found, |e| serde_json::to_value(e).unwrap_or_default()))
-}
-
-/// An event name as a filter: `user.login`, `session.start`, ...
-pub fn event_name(e: String) -> Result<String, Error> {
-    if e.len() > 64 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_') {
-        return Err(Error::field("event", "must be an event name such as user.login"));
-    }
-    Ok(e)
 }

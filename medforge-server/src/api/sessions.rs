@@ -192,8 +192,7 @@ pub async fn stop(
     SignedIn(user): SignedIn,
 ) -> Result<Envelope, Error> {
     let session = visible(&state, &user, &path).await?;
-    let reason = sessions::stop_reason(&session, &user);
-    let outcome = sessions::request_stop(&state, session, reason, &caller.request_id).await?;
+    let outcome = sessions::request_stop(&state, session, &user, &caller.request_id).await?;
     Ok(stop_answer(outcome))
 }
 

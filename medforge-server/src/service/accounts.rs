@@ -28,7 +28,7 @@ impl Caller {
         ClientInfo { ip: Some(self.ip.to_string()), user_agent: self.user_agent.clone() }
     }
 
-    fn events(&self) -> EventContext {
+    pub fn events(&self) -> EventContext {
         EventContext::request(&self.request_id)
     }
 }

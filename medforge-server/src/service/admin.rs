@@ -1,10 +1,14 @@
 //! What an admin changes: a user's role, entitlement, limit and quota,
 //! and whether a GPU takes new sessions. Who is an admin is the
-//! adapters' check (their `Admin` extractors); this is what follows.
+//! adapters' check (their `Admin` extractors); this is what follows, with
+//! an event naming the admin, the target and the change (the audit trail).
 
+use medforge_core::events::{Event, FieldChange};
 use medforge_core::model::{GpuDevice, GpuId, Role, User, UserId};
 use medforge_core::store::UserUpdate;
+use serde_json::json;
 
+use super::accounts::Caller;
 use super::error::{Error, FieldError, Missing};
 use super::passes::Revoked;
 use super::state::AppState;
@@ -20,9 +24,16 @@ pub struct UserChange {
 }
 
 /// Checks every field of `change` (all bad fields are reported at once)
-/// and applies it to the user `id` (as the client wrote it).
-#[tracing::instrument(skip_all, fields(user_id = id))]
-pub async fn change_user(state: &AppState, id: &str, change: UserChange) -> Result<User, Error> {
+/// and applies it to the user `id` (as the client wrote it), as `actor`
+/// asked: `admin.user.change` records what changed.
+#[tracing::instrument(skip_all, fields(user_id = id, actor_id = %actor.id))]
+pub async fn change_user(
+    state: &AppState,
+    caller: &Caller,
+    actor: &User,
+    id: &str,
+    change: UserChange,
+) -> Result<User, Error> {
     let id: UserId = id.parse().map_err(|_| Error::NotFound(Missing::User))?;
     let mut errors = Vec::new();
     let mut bad = |field: &str, message: &str| errors.push(FieldError { field: field.into(), message: message.into() });
@@ -59,20 +70,67 @@ pub async fn change_user(state: &AppState, id: &str, change: UserChange) -> Resu
         workspace_quota_bytes: quota,
         ..Default::default()
     };
+    let before = state.store.user(id).await?.ok_or(Error::NotFound(Missing::User))?;
     let user = state.store.update_user(id, update).await?.ok_or(Error::NotFound(Missing::User))?;
     // What the user may open may have changed: no cached gate answer and
     // no open tunnel of theirs survives (each must pass the gate again).
     state.revoke(Revoked::User(user.id));
+    let changes = changes(&before, &user);
+    if !changes.is_empty() {
+        state.events.emit(Event::AdminUserChange { actor_id: actor.id, user_id: user.id, changes }, &caller.events());
+    }
     Ok(user)
 }
 
+/// The fields an admin may change that differ between `before` and `after`.
+fn changes(before: &User, after: &User) -> Vec<FieldChange> {
+    let fields = [
+        ("role", json!(before.role.as_str()), json!(after.role.as_str())),
+        ("can_use_internal", json!(before.can_use_internal), json!(after.can_use_internal)),
+        ("max_concurrent_sessions", json!(before.max_concurrent_sessions), json!(after.max_concurrent_sessions)),
+        ("workspace_quota_bytes", json!(before.workspace_quota_bytes), json!(after.workspace_quota_bytes)),
+    ];
+    fields
+        .into_iter()
+        .filter(|(_, b, a)| b != a)
+        .map(|(field, before, after)| FieldChange { field, before, after })
+        .collect()
+}
+
 /// Lets GPU `id` (as the client wrote it) take new sessions, or not (a
-/// running session keeps it); the GPU as it is now.
-#[tracing::instrument(skip(state))]
-pub async fn set_gpu_enabled(state: &AppState, id: &str, enabled: bool) -> Result<GpuDevice, Error> {
+/// running session keeps it), as `actor` asked (`admin.gpu.change`); the
+/// GPU as it is now.
+#[tracing::instrument(skip(state, caller, actor), fields(actor_id = %actor.id))]
+pub async fn set_gpu_enabled(
+    state: &AppState,
+    caller: &Caller,
+    actor: &User,
+    id: &str,
+    enabled: bool,
+) -> Result<GpuDevice, Error> {
     let id = GpuId(id.parse().map_err(|_| Error::NotFound(Missing::Gpu))?);
+    let gpu = |gpus: Vec<GpuDevice>| gpus.into_iter().find(|g| g.id == id).ok_or(Error::NotFound(Missing::Gpu));
+    let before = gpu(state.store.list_gpus().await?)?;
     if !state.store.set_gpu_enabled(id, enabled).await? {
         return Err(Error::NotFound(Missing::Gpu));
     }
-    state.store.list_gpus().await?.into_iter().find(|g| g.id == id).ok_or(Error::NotFound(Missing::Gpu))
+    let after = gpu(state.store.list_gpus().await?)?;
+    let event = Event::AdminGpuChange {
+        actor_id: actor.id,
+        gpu_id: id,
+        enabled_before: before.enabled,
+        enabled_after: after.enabled,
+    };
+    state.events.emit(event, &caller.events());
+    Ok(after)
+}
+
+/// An event name as a log filter (`user.login`, `admin.user.change`, ...);
+/// empty: any event.
+pub fn event_name(e: &str) -> Result<Option<String>, Error> {
+    let e = e.trim();
+    if e.len() > 64 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_') {
+        return Err(Error::field("event", "must be an event name such as user.login"));
+    }
+    Ok((!e.is_empty()).then(|| e.to_owned()))
 }

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use medforge_core::auth::LoginToken;
+use medforge_core::events::{Event, EventContext};
 use medforge_core::gate::{self, Refusal, Verdict};
 use medforge_core::host::{Host, SessionHost};
 use medforge_core::model::{self, Login, Slug, User};
@@ -78,25 +79,39 @@ async fn decide_afresh(
 }
 
 /// Step 2 of the handshake (`crate::service::passes`): may the signed-in
-/// `user` (through `login`) open `host`? Then a one-time code for it;
-/// otherwise the gate's refusal.
+/// `user` (through `login`) open `host`? Then a one-time code for it (and,
+/// when `user` is not the owner, `session.entered_by_other` on the
+/// record); otherwise the gate's refusal.
 #[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn admit(
     state: &AppState,
+    ctx: &EventContext,
     user: &User,
     login: &Login,
     host: &SessionHost,
 ) -> Result<Result<LoginToken, Refusal>, Error> {
     let session = state.store.session_by_slug(&host.slug).await?;
-    match gate::decide(Some(user), Some(host), session.as_ref()) {
-        Verdict::Allow { .. } => Ok(Ok(state.passes.issue_code(Grant {
-            host: host.clone(),
-            user_id: user.id,
-            login_id: login.id,
-            login_hash: login.token_hash.clone(),
-        }))),
-        Verdict::Refuse(r) => Ok(Err(r)),
+    if let Verdict::Refuse(r) = gate::decide(Some(user), Some(host), session.as_ref()) {
+        return Ok(Err(r));
     }
+    // Allowed: so the session is there.
+    let Some(session) = session else { return Ok(Err(Refusal::NotFound)) };
+    if session.user_id != user.id {
+        // An admin opening someone's session: on the record.
+        let event = Event::SessionEnteredByOther {
+            actor_id: user.id,
+            user_id: session.user_id,
+            session_id: session.id,
+            slug: session.slug.clone(),
+        };
+        state.events.emit(event, ctx);
+    }
+    Ok(Ok(state.passes.issue_code(Grant {
+        host: host.clone(),
+        user_id: user.id,
+        login_id: login.id,
+        login_hash: login.token_hash.clone(),
+    })))
 }
 
 /// Step 3: the pass for `code` at `host`, and how long it lives (as long

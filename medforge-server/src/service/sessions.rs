@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use medforge_core::events::{EventContext, StopReason};
+use medforge_core::events::{Event, EventContext, StopReason};
 use medforge_core::lifecycle::{LifecycleError, StopClaim};
 use medforge_core::model::{self, Exposure, PackId, Session, SessionId, User};
 use medforge_core::storage::Snapshot;
@@ -69,12 +69,14 @@ pub enum StopRequest {
 
 /// Claims the stop at once, so that the gate refuses the session from this
 /// answer on, then finishes it in the background: the rest takes up to the
-/// grace period plus a snapshot.
-#[tracing::instrument(skip_all, fields(session_id = %session.id, ?reason))]
+/// grace period plus a snapshot. `by` is who asked (someone who may see
+/// the session): its owner, or an admin, whose stop of someone else's
+/// session is recorded as `admin.session.stop`.
+#[tracing::instrument(skip_all, fields(session_id = %session.id, by = %by.id))]
 pub async fn request_stop(
     state: &Arc<AppState>,
     session: Session,
-    reason: StopReason,
+    by: &User,
     request_id: &str,
 ) -> Result<StopRequest, Error> {
     let claimed = match state.lifecycle.claim_stop(session.id).await.map_err(Error::internal)? {
@@ -82,8 +84,18 @@ pub async fn request_stop(
         StopClaim::AlreadyTerminal(_) => return Ok(StopRequest::AlreadyTerminal),
     };
     state.revoke(Revoked::Session(claimed.slug.clone()));
-    let state = state.clone();
     let ctx = EventContext::request(request_id);
+    let reason = stop_reason(&session, by);
+    if reason == StopReason::Admin {
+        let event = Event::AdminSessionStop {
+            actor_id: by.id,
+            user_id: session.user_id,
+            session_id: session.id,
+            slug: session.slug.clone(),
+        };
+        state.events.emit(event, &ctx);
+    }
+    let state = state.clone();
     let span = tracing::info_span!("session_stop", session_id = %claimed.id, slug = %claimed.slug);
     tokio::spawn(
         async move {
@@ -97,7 +109,7 @@ pub async fn request_stop(
 }
 
 /// Who stops a session `user` may see: its owner, or an admin.
-pub fn stop_reason(session: &Session, user: &User) -> StopReason {
+fn stop_reason(session: &Session, user: &User) -> StopReason {
     if session.user_id == user.id { StopReason::User } else { StopReason::Admin }
 }
 

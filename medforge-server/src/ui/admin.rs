@@ -1,4 +1,5 @@
-//! The admin pages: the GPU board, all sessions, users, the event log.
+//! The admin pages: the GPU board, all sessions, users (the event log is
+//! `super::events`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,9 +8,8 @@ use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use medforge_core::events::StopReason;
 use medforge_core::model::{Exposure, SessionStatus, UserId};
-use medforge_core::store::{Cursor, EventFilter, PageRequest, SessionFilter};
+use medforge_core::store::{PageRequest, SessionFilter};
 use serde::Deserialize;
 
 use super::page::{Chrome, SessionRow, ago, iso};
@@ -20,7 +20,7 @@ use crate::service::admin::{self as admin_service, UserChange};
 use crate::service::{AppState, Error, sessions};
 
 /// Emails by user id, looked up once each.
-async fn emails(state: &AppState, ids: Vec<UserId>) -> HashMap<UserId, String> {
+pub(super) async fn emails(state: &AppState, ids: Vec<UserId>) -> HashMap<UserId, String> {
     let mut found = HashMap::new();
     for id in ids {
         if let std::collections::hash_map::Entry::Vacant(e) = found.entry(id) {
@@ -101,10 +101,11 @@ pub struct GpuForm {
 pub async fn toggle_gpu(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    _: Admin,
+    caller: Caller,
+    Admin(admin): Admin,
     Form(form): Form<GpuForm>,
 ) -> Result<Response, Error> {
-    admin_service::set_gpu_enabled(&state, &id, form.enabled == "true").await?;
+    admin_service::set_gpu_enabled(&state, &caller, &admin, &id, form.enabled == "true").await?;
     Ok(Redirect::to("/admin").into_response())
 }
 
@@ -180,10 +181,10 @@ pub async fn stop(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    _: Admin,
+    Admin(admin): Admin,
 ) -> Result<Response, Error> {
     let session = sessions::find(&state, &id).await?;
-    sessions::request_stop(&state, session, StopReason::Admin, &caller.request_id).await?;
+    sessions::request_stop(&state, session, &admin, &caller.request_id).await?;
     Ok(Redirect::to("/admin/sessions?status=active").into_response())
 }
 
@@ -248,7 +249,8 @@ pub struct UserForm {
 pub async fn update_user(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    _: Admin,
+    caller: Caller,
+    Admin(admin): Admin,
     Form(form): Form<UserForm>,
 ) -> Result<Response, Error> {
     let limit = form
@@ -269,81 +271,6 @@ pub async fn update_user(
         max_concurrent_sessions: Some(limit),
         workspace_quota_bytes: Some(quota),
     };
-    admin_service::change_user(&state, &id, change).await?;
+    admin_service::change_user(&state, &caller, &admin, &id, change).await?;
     Ok(Redirect::to("/admin/users?status=saved").into_response())
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct EventsQuery {
-    #[serde(default)]
-    event: String,
-    cursor: Option<String>,
-}
-
-#[derive(Debug)]
-struct EventRow {
-    at: String,
-    at_iso: String,
-    event: String,
-    user: String,
-    details: String,
-}
-
-#[derive(Template)]
-#[template(path = "admin_events.html")]
-struct EventsPage {
-    chrome: Chrome,
-    section: &'static str,
-    event: String,
-    events: Vec<EventRow>,
-    more: Option<String>,
-}
-
-pub async fn events(
-    State(state): State<Arc<AppState>>,
-    Admin(admin): Admin,
-    Query(q): Query<EventsQuery>,
-) -> Result<Response, Error> {
-    let event = q.event.trim().to_owned();
-    if event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_') {
-        return Err(Error::field("event", "must be an event name such as user.login"));
-    }
-    let after = q.cursor.as_deref().map(Cursor::decode).transpose().map_err(|_| Error::InvalidCursor)?;
-    let filter = EventFilter { event: (!event.is_empty()).then(|| event.clone()), user_id: None };
-    let found = state.store.list_events(&filter, PageRequest { limit: 100, after }).await?;
-    let who = emails(&state, found.items.iter().filter_map(|e| e.user_id).collect()).await;
-    let events = found
-        .items
-        .iter()
-        .map(|e| {
-            let mut data = e.data.clone();
-            if let Some(map) = data.as_object_mut() {
-                map.remove("event");
-                map.remove("timestamp");
-            }
-            let mut details = data.to_string();
-            if details.len() > 300 {
-                let cut = (0..=300).rev().find(|i| details.is_char_boundary(*i)).unwrap_or(0);
-                details.truncate(cut);
-                details.push('…');
-            }
-            EventRow {
-                at: ago(e.created_at),
-                at_iso: iso(e.created_at),
-                event: e.event.clone(),
-                user: e.user_id.and_then(|u| who.get(&u).cloned()).unwrap_or_default(),
-                details,
-            }
-        })
-        .collect();
-    let more = found.next.map(|c| {
-        let mut url = format!("/admin/events?cursor={}", c.encode());
-        if !event.is_empty() {
-            url.push_str(&format!("&event={event}"));
-        }
-        url
-    });
-    let page =
-        EventsPage { chrome: Chrome::new("Event log", Some(&admin), "admin"), section: "events", event, events, more };
-    Ok(render(StatusCode::OK, page))
 }

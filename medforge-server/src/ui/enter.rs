@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::http::cookie;
 use crate::http::refusal::{self, Unauthenticated};
 use crate::http::session_host::{local_path, redeem_url};
+use crate::service::accounts::Caller;
 use crate::service::{AppState, Error, Missing, accounts, gatekeeper};
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +28,7 @@ pub struct EnterQuery {
 
 pub async fn enter(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     headers: HeaderMap,
     uri: Uri,
     Query(q): Query<EnterQuery>,
@@ -47,7 +49,7 @@ pub async fn enter(
         .and_then(|h| h.parse::<Host>().ok())
         .map(|h| h.port_suffix())
         .unwrap_or_default();
-    let code = match gatekeeper::admit(&state, &user, &login, &session_host).await? {
+    let code = match gatekeeper::admit(&state, &caller.events(), &user, &login, &session_host).await? {
         Ok(code) => code,
         // The session host's own refusal page (or problem), whose "sign in
         // as someone else" comes back here.

@@ -11,6 +11,7 @@ mod admin;
 mod auth;
 pub mod csrf;
 mod enter;
+mod events;
 pub mod failure;
 pub mod next;
 pub mod page;
@@ -44,7 +45,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/sessions/{id}/stop", post(admin::stop))
         .route("/admin/users", get(admin::users))
         .route("/admin/users/{id}", post(admin::update_user))
-        .route("/admin/events", get(admin::events))
+        .route("/admin/events", get(events::events))
         .route("/static/app.css", get(stylesheet))
         .route("/static/app.js", get(script))
         .route("/static/favicon.svg", get(icon))

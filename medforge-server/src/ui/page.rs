@@ -50,7 +50,7 @@ pub fn ide_url(state: &AppState, headers: &HeaderMap, s: &Session) -> String {
         .and_then(|h| h.parse::<Host>().ok())
         .map(|h| h.port_suffix())
         .unwrap_or_default();
-    format!("{}://s-{}.{}.{}{port}/", state.config.scheme(), s.slug, s.exposure, state.config.base_domain)
+    format!("{}://s-{}.{}.{}{port}/", state.config.scheme(), s.slug, s.exposure, state.config.sessions_domain())
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 days ago".

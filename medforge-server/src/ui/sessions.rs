@@ -211,7 +211,6 @@ pub async fn stop(
     SignedIn(user): SignedIn,
 ) -> Result<Response, Error> {
     let session = sessions::visible(&state, &user, &id, None).await?;
-    let reason = sessions::stop_reason(&session, &user);
-    sessions::request_stop(&state, session, reason, &caller.request_id).await?;
+    sessions::request_stop(&state, session, &user, &caller.request_id).await?;
     Ok(Redirect::to("/?info=stopping").into_response())
 }

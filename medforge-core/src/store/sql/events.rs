@@ -13,10 +13,14 @@ pub(super) struct Events<'p, DB: sqlx::Database>(pub &'p Pool<DB>);
 sql_impl! {
 impl Events<'p> {
     pub async fn record(&self, e: &StoredEvent) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO events (id, event, user_id, session_id, created_at, body) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(e.id.clone())
-            .bind(e.event.clone())
-            .bind(e.user_id.map(|u| u.to_string()))
+        sqlx::query(
+            "INSERT INTO events (id, event, user_id, actor_id, session_id, created_at, body) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.id.clone())
+        .bind(e.event.clone())
+        .bind(e.user_id.map(|u| u.to_string()))
+        .bind(e.actor_id.map(|u| u.to_string()))
             .bind(e.session_id.map(|s| s.to_string()))
             .bind(model::to_unix_ms(e.created_at))
             .bind(e.data.to_string())
@@ -29,13 +33,16 @@ impl Events<'p> {
     pub async fn list(&self, filter: &EventFilter, page: PageRequest) -> Result<Page<StoredEvent>, StoreError> {
         let fetch = check_limit(&page)?;
         let mut qb = QueryBuilder::<DB>::new(
-            "SELECT e.id, e.event, e.user_id, e.session_id, e.created_at, e.body FROM events e WHERE 1 = 1",
+            "SELECT e.id, e.event, e.user_id, e.actor_id, e.session_id, e.created_at, e.body FROM events e WHERE 1 = 1",
         );
         if let Some(event) = &filter.event {
             qb.push(" AND e.event = ").push_bind(event.clone());
         }
         if let Some(user) = filter.user_id {
             qb.push(" AND e.user_id = ").push_bind(user.to_string());
+        }
+        if let Some(actor) = filter.actor_id {
+            qb.push(" AND e.actor_id = ").push_bind(actor.to_string());
         }
         push_cursor(&mut qb, "e", &page.after);
         qb.push(" ORDER BY e.created_at DESC, e.id DESC LIMIT ").push_bind(fetch);
