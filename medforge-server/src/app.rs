@@ -5,9 +5,10 @@
 //!    before anything reads it;
 //! 2. `proxy::dispatch`: session hosts go to the proxy and never reach the
 //!    layers below (no body limit, no rewriting of an upstream's errors);
-//! 3. `http::security_headers` on every answer of ours, then
-//!    `http::context`: the request id and span, envelopes and problem
-//!    documents;
+//! 3. `http::security_headers` on every answer of ours; `http::planted`:
+//!    a request with a second (planted) login cookie is healed or refused
+//!    before anything reads the cookie; `http::context`: the request id
+//!    and span, envelopes and problem documents;
 //! 4. the body limit, and `http::origin`'s rule on state-changing requests;
 //! 5. per route: request metrics, and on the UI's routes the layer that
 //!    makes pages of errors (`ui::failure`) inside the one that checks
@@ -34,6 +35,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(from_fn(http::context::layer))
+        .layer(from_fn_with_state(state.clone(), http::planted::layer))
         .layer(from_fn(http::security_headers::layer))
         .layer(from_fn_with_state(Proxy::new(state.clone()), proxy::dispatch))
         .layer(from_fn_with_state(state.clone(), http::forwarded::layer))

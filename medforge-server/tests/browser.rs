@@ -151,3 +151,120 @@ async fn the_whole_flow_in_a_real_browser() {
     drop(driver);
     s.stop().await;
 }
+
+/// The reports and Cookie headers a hostile container logged: (what,
+/// value) pairs and each `cookie:` line.
+fn hostile_log(container: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let out = std::process::Command::new("docker").args(["logs", container]).output().expect("docker logs");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut reports = Vec::new();
+    let mut cookies = Vec::new();
+    for line in log.lines() {
+        if let Some(q) = line.strip_prefix("report:") {
+            let pairs: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+            reports.push((
+                pairs.get("what").cloned().unwrap_or_default(),
+                pairs.get("value").cloned().unwrap_or_default(),
+            ));
+        } else if let Some(c) = line.strip_prefix("cookie:") {
+            cookies.push(c.to_owned());
+        }
+    }
+    (reports, cookies)
+}
+
+/// docs/security.md's boundary from the attacker's side: mallory's session
+/// serves the hostile pack, and an admin opens it in a real browser ("can
+/// you look at my error?"). Its page tries the same-site form post that
+/// would promote mallory, fetches with the admin's credentials, plants
+/// MedForge's cookie names for the parent domain (by script and by
+/// Set-Cookie), reads document.cookie and frames the UI. Afterwards
+/// mallory is still an ordinary user, nothing changed in the event log,
+/// the admin's browser is still signed in as the admin, and the container
+/// never received a MedForge cookie or token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_session_opened_by_an_admin_changes_nothing() {
+    let image = env("MEDFORGE_TEST_HOSTILE_PACK_IMAGE");
+    let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
+    let ui = format!("http://{DOMAIN}:{}", s.port());
+    let (mallory, mallory_id) = s.signup("mallory@example.org").await;
+    let (_, session) = s.start_session(&mallory).await;
+    let slug = session["slug"].as_str().expect("slug").to_owned();
+    let container = format!("mf-session-{slug}");
+    let admin_api = s.admin("admin@example.org").await;
+
+    let driver = chromedriver().await;
+    let admin = Browser::open(&driver).await;
+    admin.goto(&format!("{ui}/login")).await;
+    admin.fill("#email", "admin@example.org").await;
+    admin.fill("#password", "admin passphrase").await;
+    admin.click("[data-testid=login-submit]").await;
+    admin.wait_for("[data-testid=nav-admin]", Duration::from_secs(10)).await;
+    let login_token =
+        admin.client.get_named_cookie("medforge_session").await.expect("the admin's login cookie").value().to_owned();
+
+    // The admin opens mallory's link; the handshake lets them in.
+    let link = format!("http://s-{slug}.external.{DOMAIN}:{}/cgi-bin/page?owner={mallory_id}&ui={ui}", s.port());
+    admin.goto(&link).await;
+    admin.wait_for("h1", Duration::from_secs(15)).await;
+    assert!(admin.url().await.starts_with(&format!("http://s-{slug}.")), "{}", admin.url().await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (reports, cookies) = loop {
+        let (reports, cookies) = hostile_log(&container);
+        if reports.iter().any(|(w, _)| w == "done") {
+            break (reports, cookies);
+        }
+        assert!(Instant::now() < deadline, "the attack never finished: {reports:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let pass = admin.client.get_named_cookie("medforge_pass").await.map(|c| c.value().to_owned()).unwrap_or_default();
+    let report = |what: &str| {
+        reports
+            .iter()
+            .find(|(w, _)| w == what)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {what}: {reports:?}"))
+    };
+    // (d) The page sees no MedForge cookie of the admin's.
+    assert!(!report("document.cookie").to_lowercase().contains("medforge_"), "{reports:?}");
+    // (c) Its Set-Cookie of MedForge's names were dropped; its own passed.
+    let after = report("document.cookie after");
+    assert!(after.contains("own_cookie=kept") && !after.contains("tossed"), "{after}");
+    // (b) Credentialed fetches to the control plane are blocked.
+    for what in ["fetch me", "fetch admin page", "fetch patch"] {
+        assert!(report(what).starts_with("blocked"), "{what}: {reports:?}");
+    }
+    // (e) The UI does not show in its frame.
+    assert!(!report("frame").starts_with("readable"), "{reports:?}");
+    // The container never got a MedForge cookie, the login or the pass.
+    assert!(!cookies.is_empty(), "the CGIs log what they were sent");
+    for c in &cookies {
+        assert!(!c.to_lowercase().contains("medforge_"), "a MedForge cookie reached the container: {c}");
+        assert!(!c.contains(&login_token), "the admin's login reached the container: {c}");
+        assert!(pass.is_empty() || !c.contains(&pass), "the pass reached the container: {c}");
+    }
+
+    // (a) Mallory is still an ordinary user, and no admin action happened.
+    let (_, _, users) = s.get("/api/v2/admin/users", Some(&admin_api)).await;
+    let mallory_row =
+        users["data"].as_array().and_then(|us| us.iter().find(|u| u["user_id"] == mallory_id.as_str()).cloned());
+    let mallory_row = mallory_row.expect("mallory listed");
+    assert_eq!((mallory_row["role"].as_str(), mallory_row["can_use_internal"].as_bool()), (Some("user"), Some(false)));
+    let (_, _, changes) = s.get("/api/v2/admin/events?event=admin.user.change", Some(&admin_api)).await;
+    assert_eq!(changes["data"].as_array().map(Vec::len), Some(0), "{changes}");
+    // The admin opening her session is on the record.
+    let (_, _, entered) = s.get("/api/v2/admin/events?event=session.entered_by_other", Some(&admin_api)).await;
+    assert_eq!(entered["data"].as_array().map(Vec::len), Some(1), "{entered}");
+
+    // The admin's browser is still signed in as the admin (the planted
+    // copies are removed on the way).
+    admin.goto(&format!("{ui}/admin")).await;
+    admin.wait_for("[data-testid=nav-admin]", Duration::from_secs(10)).await;
+    assert_eq!(admin.text("[data-testid=signed-in-as]").await, "admin@example.org");
+    let still = admin.client.get_named_cookie("medforge_session").await.expect("login cookie").value().to_owned();
+    assert_eq!(still, login_token, "the same login");
+    admin.client.close().await.expect("close the browser");
+    drop(driver);
+    s.stop().await;
+}

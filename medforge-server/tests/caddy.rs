@@ -241,3 +241,28 @@ async fn under_load_caddy_misroutes_nothing() {
     drop(c);
     s.stop().await;
 }
+
+/// Caddy's route does what the built-in proxy does for what crosses it:
+/// no MedForge cookie to or from a hostile container, and no port proxy
+/// on internal hosts (the gate's answer, which Caddy hands on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_and_the_port_proxy_through_caddy() {
+    let image = std::env::var("MEDFORGE_TEST_HOSTILE_PACK_IMAGE")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_HOSTILE_PACK_IMAGE is not set: run scripts/test.sh"));
+    let (s, c) = server_behind_caddy(Some(image)).await;
+    let admin = s.admin("caddy-ports-admin@example.org").await;
+    let (user, user_id) = s.signup("caddy-ports@example.org").await;
+    let (_, external) = s.start_session(&user).await;
+    let front = through(&s, &c, external["slug"].as_str().expect("slug"));
+    let pass = front.enter(&user).await;
+    routing::assert_no_medforge_cookie_crosses(&front, &pass, &user, &common::container_of(&external)).await;
+
+    let internal = s.start_internal_session(&admin, &user_id, &user).await;
+    routing::listen_on_9000(&common::container_of(&internal));
+    let slug = internal["slug"].as_str().expect("slug");
+    let ih = Hosted { host: format!("s-{slug}.internal.{DOMAIN}:{}", c.port), ..through(&s, &c, slug) };
+    let ipass = ih.enter(&user).await;
+    routing::assert_port_proxy_refused_on_internal(&ih, &ipass, &front, &pass).await;
+    drop(c);
+    s.stop().await;
+}

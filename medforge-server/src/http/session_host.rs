@@ -23,6 +23,7 @@ use medforge_core::model::{Exposure, Slug};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::cookie::{self, Kind};
+use super::planted;
 use super::problem::Problem;
 use super::refusal::{self, Unauthenticated};
 use crate::config::{Config, GateUpstream};
@@ -100,6 +101,13 @@ pub async fn answer(
         return Answer::Respond(
             Problem::http(StatusCode::FORBIDDEN, "Internal sessions serve no ports but the IDE's.").standalone(path),
         );
+    }
+    // A pass planted for the zone by a sibling session host: removed, as
+    // on the UI hosts.
+    let zone = format!("{}.{}", session_host.exposure, config.sessions_domain());
+    let planted_for = [zone, config.sessions_domain().to_owned()];
+    if let Some(r) = planted::answer(config, Kind::Pass, &planted_for, asked.method, asked.uri, asked.headers) {
+        return Answer::Respond(r);
     }
     let pass = cookie::token(asked.headers, config, Kind::Pass);
     let decided = gatekeeper::decide(state, pass.as_ref(), Some(asked.host), form).await;

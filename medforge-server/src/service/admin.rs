@@ -72,9 +72,16 @@ pub async fn change_user(
     };
     let before = state.store.user(id).await?.ok_or(Error::NotFound(Missing::User))?;
     let user = state.store.update_user(id, update).await?.ok_or(Error::NotFound(Missing::User))?;
-    // What the user may open may have changed: no cached gate answer and
-    // no open tunnel of theirs survives (each must pass the gate again).
-    state.revoke(Revoked::User(user.id));
+    // Who may open what may have changed: no cached gate answer survives.
+    // A user who lost a right (admin, the internal entitlement) also loses
+    // every pass and open tunnel: each must pass the gate again. A change
+    // that takes nothing away (a quota, a limit) leaves open IDEs alone.
+    let lost_a_right = (before.is_admin() && !user.is_admin()) || (before.can_use_internal && !user.can_use_internal);
+    if lost_a_right {
+        state.revoke(Revoked::User(user.id));
+    } else {
+        state.gate_cache.forget_all();
+    }
     let changes = changes(&before, &user);
     if !changes.is_empty() {
         state.events.emit(Event::AdminUserChange { actor_id: actor.id, user_id: user.id, changes }, &caller.events());

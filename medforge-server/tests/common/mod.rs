@@ -303,6 +303,24 @@ trusted_proxies = {trusted_proxies}
         (path, running)
     }
 
+    /// Gives the user `user_id` the internal entitlement and room for two
+    /// sessions (as `admin`), then
+    /// starts an internal session as `cookie` and waits until it runs.
+    pub async fn start_internal_session(&self, admin: &str, user_id: &str, cookie: &str) -> Value {
+        let (st, _, b) = self
+            .patch(
+                &format!("/api/v2/admin/users/{user_id}"),
+                Some(admin),
+                serde_json::json!({"can_use_internal": true, "max_concurrent_sessions": 2}),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        let (st, _, b) = self.post("/api/v2/internal/sessions", Some(cookie), None).await;
+        assert_eq!(st, 201, "{b}");
+        let id = b["data"]["session"]["id"].as_str().expect("id").to_owned();
+        self.wait_status(&format!("/api/v2/internal/sessions/{id}"), cookie, "running").await
+    }
+
     /// GETs to `host` through the server itself (its built-in proxy).
     pub fn hosted(&self, host: String) -> Hosted {
         Hosted { http: self.http.clone(), base: self.base.clone(), host, ui: self.base.clone() }

@@ -259,3 +259,66 @@ pub async fn assert_no_misroutes_under_load(targets: &[Target], connections: usi
     assert!(load.gate_refused >= 10, "{load:?}");
     assert_eq!(load.unexpected_count, 0, "{load:?}");
 }
+
+/// code-server's port proxy spelt as a client might, to reach another port
+/// of an internal session's container.
+pub const PORT_PROXY_SPELLINGS: [&str; 6] =
+    ["/proxy/9000/", "/proxy/9000/data.csv", "/PROXY/9000/", "/%70roxy/9000/", "//proxy//9000/", "/absproxy/9000/x"];
+
+/// A real listener on port 9000 of `container` (the test pack's httpd),
+/// serving a file that must not leave an internal session.
+pub fn listen_on_9000(container: &str) {
+    let (ok, _, err) = super::docker_exec(
+        container,
+        "echo secret-row > /workspace/data.csv && (httpd -p 9000 -h /workspace &) && sleep 0.5 && wget -qO- http://127.0.0.1:9000/data.csv",
+    );
+    assert!(ok, "the listener in the container: {err}");
+}
+
+/// On an internal session's host (with its pass) every spelling of the
+/// port proxy is refused before the container; on an external one the
+/// same path goes to the container as any other (the test pack has no
+/// such page: its own 404).
+pub async fn assert_port_proxy_refused_on_internal(
+    internal: &Hosted,
+    internal_pass: &str,
+    external: &Hosted,
+    external_pass: &str,
+) {
+    for p in PORT_PROXY_SPELLINGS {
+        let (st, _, _, body) = internal.get(p, Some(internal_pass), &[]).await;
+        assert_eq!(st, 403, "{p}: {body}");
+        assert!(body.contains("Internal sessions serve no ports but the IDE's."), "{p}: {body}");
+        assert!(!body.contains("secret-row"), "{p}");
+    }
+    let (st, _, _, body) = internal.get("/healthz", Some(internal_pass), &[]).await;
+    assert_eq!(st, 200, "the internal session itself is served: {body}");
+    let (st, ct, _, body) = external.get("/proxy/9000/data.csv", Some(external_pass), &[]).await;
+    assert_eq!(st, 404, "an external host passes the path to its container: {body}");
+    assert_ne!(ct, "application/problem+json");
+}
+
+/// Through `front` with the owner's `pass` (and a login cookie a browser
+/// should never send there, in several spellings): the hostile pack's
+/// /cgi-bin/toss sets MedForge's cookie names, which must not come back,
+/// while its own cookie does; and its log shows it was sent no MedForge
+/// cookie at all.
+pub async fn assert_no_medforge_cookie_crosses(front: &Hosted, pass: &str, login: &str, container: &str) {
+    let sent = format!("{pass}; {login}; MedForge_Session=x; __Host-medforge_session=y; mine=1");
+    let r = front.request(reqwest::Method::GET, "/cgi-bin/toss", Some(&sent)).send().await.expect("toss");
+    assert_eq!(r.status(), 200);
+    let set: Vec<String> =
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    assert!(set.iter().any(|c| c.starts_with("own_cookie=kept")), "its own cookie passes: {set:?}");
+    for c in &set {
+        let name = c.split('=').next().unwrap_or_default().trim().to_ascii_lowercase();
+        assert!(c.trim().is_empty() || !name.trim_start_matches("__host-").starts_with("medforge_"), "{c}");
+    }
+    let out = std::process::Command::new("docker").args(["logs", container]).output().expect("docker logs");
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let cookies: Vec<&str> = log.lines().filter_map(|l| l.strip_prefix("cookie:")).collect();
+    assert!(cookies.iter().any(|c| c.contains("mine=1")), "the container's own cookies reach it: {cookies:?}");
+    for c in cookies {
+        assert!(!c.to_ascii_lowercase().contains("medforge_"), "a MedForge cookie reached the container: {c}");
+    }
+}
