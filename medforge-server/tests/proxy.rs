@@ -251,6 +251,11 @@ async fn tunnels_close_when_what_let_them_in_is_revoked() {
     let mut helpers = open(helper.clone()).await;
     let (_, _, me) = s.get("/api/v2/me", Some(&helper)).await;
     let helper_id = me["data"]["user_id"].as_str().expect("id").to_owned();
+    // A change that takes no right away (a limit) leaves it open.
+    let limit = serde_json::json!({"max_concurrent_sessions": 4});
+    let (st, _, b) = s.patch(&format!("/api/v2/admin/users/{helper_id}"), Some(&boss), limit).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(common::echo(&mut helpers, "kept").await.0, "kept");
     let (st, _, b) =
         s.patch(&format!("/api/v2/admin/users/{helper_id}"), Some(&boss), serde_json::json!({"role": "user"})).await;
     assert_eq!(st, 200, "{b}");
