@@ -297,3 +297,34 @@ async fn a_container_neither_sees_nor_sets_medforge_cookies() {
     routing::assert_no_medforge_cookie_crosses(&h, &pass, &owner, &common::container_of(&session)).await;
     s.stop().await;
 }
+
+/// With `sessions_domain`, sessions live under another domain than the
+/// UI: the handshake works across the two, the IDE links point there, and
+/// the old session names under the UI's domain are no session hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_under_their_own_domain() {
+    const SESSIONS: &str = "medforge-sessions.localhost";
+    let s = Server::start(Db::Sqlite, Options { sessions_domain: Some(SESSIONS), ..Options::default() }).await;
+    let (owner, _) = s.signup("elsewhere@example.org").await;
+    let (_, session) = s.start_session(&owner).await;
+    let slug = session["slug"].as_str().expect("slug").to_owned();
+    let h = s.hosted(format!("s-{slug}.external.{SESSIONS}:{}", s.port()));
+    let (st, _, way_in, _) = h.get("/x", None, &[]).await;
+    assert_eq!(st, 302);
+    assert!(way_in.starts_with(&format!("http://{DOMAIN}:{}/sessions/enter?host=s%2D{slug}%2Eexternal%2Emedforge%2Dsessions", s.port())), "{way_in}");
+    let pass = h.enter(&owner).await;
+    let (st, _, _, body) = h.get("/", Some(&pass), &[]).await;
+    assert_eq!((st, body.as_str()), (200, "medforge test pack\n"));
+    // The dashboard's IDE link is on the sessions domain.
+    let (_, _, dashboard) = s.get("/", Some(&owner)).await;
+    let dashboard = dashboard.as_str().unwrap_or_default().to_owned();
+    assert!(dashboard.contains(&format!("http://s-{slug}.external.{SESSIONS}:{}/", s.port())), "{dashboard}");
+    // Under the UI's domain the same name is nobody's session: the
+    // control plane answers it as any other host of its own (the dashboard
+    // wants a sign-in), never the container.
+    let old = s.hosted(format!("s-{slug}.external.{DOMAIN}:{}", s.port()));
+    let (st, _, location, body) = old.get("/", Some(&pass), &[]).await;
+    assert_ne!(body, "medforge test pack\n");
+    assert_eq!((st, location.as_str()), (303, "/login?next=%2F"), "{body}");
+    s.stop().await;
+}

@@ -10,14 +10,30 @@ use common::{DOMAIN, Db, Options, Server, session_cookie};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LOCATION, ORIGIN};
 
-/// A form post as a browser on the UI host sends it: (status, Location, Set-Cookie, body).
+/// The CSRF token the pages served to `cookie`'s login carry in their
+/// forms (none for a signed-out browser).
+async fn csrf_token(s: &Server, cookie: &str) -> Option<String> {
+    let (_, _, body) = page(s, "/account", Some(cookie)).await;
+    body.split("name=\"csrf\" value=\"").nth(1).and_then(|v| v.split('"').next()).filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+/// A form post as a browser on the UI host sends it, with the CSRF token
+/// of the page it is on: (status, Location, Set-Cookie, body).
 async fn form(
     s: &Server,
     path: &str,
     cookie: Option<&str>,
     fields: &[(&str, &str)],
 ) -> (u16, String, Option<String>, String) {
-    let mut req = s.http.post(s.url(path)).form(fields).header(ORIGIN, format!("http://{DOMAIN}:{}", s.port()));
+    let token = match cookie {
+        Some(c) => csrf_token(s, c).await,
+        None => None,
+    };
+    let mut fields = fields.to_vec();
+    if let Some(t) = &token {
+        fields.push(("csrf", t));
+    }
+    let mut req = s.http.post(s.url(path)).form(&fields).header(ORIGIN, format!("http://{DOMAIN}:{}", s.port()));
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
@@ -209,5 +225,57 @@ async fn the_forms_work_without_javascript() {
     assert_eq!((st, loc.as_str()), (303, "/login"));
     let r = s.http.get(s.url("/")).header("cookie", &alice).send().await.expect("get");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    s.stop().await;
+}
+
+/// The reproductions of docs/security.md's findings, as they were sent,
+/// now refused: (1) the admin's cookie, a session host's Origin and the
+/// user form (no CSRF token) promote nobody, and without the Origin the
+/// missing token still refuses it; (3) `next=` values that browsers read
+/// as another site go to the dashboard instead, from both forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reported_attacks_are_refused() {
+    let s = Server::start(Db::Sqlite, Options::default()).await;
+    let (_, mallory_id) = s.signup("mallory@example.org").await;
+    let admin = s.admin("root@example.org").await;
+    let promote = "role=admin&can_use_internal=true&max_concurrent_sessions=8&quota_gib=";
+    for origin in [Some(format!("http://s-aaaaaaaa.external.{DOMAIN}:{}", s.port())), None] {
+        let mut req = s
+            .http
+            .post(s.url(&format!("/admin/users/{mallory_id}")))
+            .header("cookie", &admin)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(promote);
+        if let Some(o) = &origin {
+            req = req.header(ORIGIN, o);
+        }
+        let r = req.send().await.expect("post");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin:?}");
+    }
+    let (_, _, users) = s.get("/api/v2/admin/users", Some(&admin)).await;
+    let mallory = users["data"].as_array().and_then(|u| u.iter().find(|u| u["user_id"] == mallory_id.as_str()).cloned());
+    assert_eq!(mallory.expect("listed")["role"], "user");
+
+    for (i, next) in [
+        "/\t/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+        "http://s-aaaaaaaa.external.evil.example",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for path in ["/login", "/signup"] {
+            let fresh = format!("fresh-next-{i}@example.org");
+            let email = if path == "/login" { "root@example.org" } else { fresh.as_str() };
+            let password = if path == "/login" { "admin passphrase" } else { "a long passphrase" };
+            let (st, location, _, _) = form(&s, path, None, &[("email", email), ("password", password), ("next", next)]).await;
+            assert_eq!((st, location.as_str()), (303, "/"), "{path} next={next:?}");
+            // The login page offers no way back there either.
+            let (_, _, body) = page(&s, &format!("{path}?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()), None).await;
+            assert!(!body.contains("evil.example"), "{path} next={next:?}");
+        }
+    }
     s.stop().await;
 }

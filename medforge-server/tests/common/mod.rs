@@ -114,6 +114,8 @@ pub struct Options {
     pub runtime: &'static str,
     /// `limits.trusted_proxies`, a TOML array.
     pub trusted_proxies: &'static str,
+    /// `sessions_domain`: session hosts under another domain than the UI's.
+    pub sessions_domain: Option<&'static str>,
     /// The run's name, for its label and networks (default: a new one). Two
     /// servers given the same one look alike to the engine, as two default
     /// deployments do.
@@ -133,6 +135,7 @@ impl Default for Options {
             image: None,
             gate_upstream: "name",
             runtime: "docker",
+            sessions_domain: None,
             run: None,
         }
     }
@@ -155,7 +158,7 @@ impl Server {
         });
         let config = format!(
             r#"base_domain = "{DOMAIN}"
-listen = "{listen}"
+{sessions_domain}listen = "{listen}"
 routing = "{routing}"
 gate_upstream = "{gate_upstream}"
 data_dir = "{data}"
@@ -189,6 +192,7 @@ trusted_proxies = {trusted_proxies}
             trusted_proxies = options.trusted_proxies,
             extra = options.extra_config,
             listen = options.listen,
+            sessions_domain = options.sessions_domain.map(|d| format!("sessions_domain = \"{d}\"\n")).unwrap_or_default(),
             routing = options.routing,
             gate_upstream = options.gate_upstream,
             runtime = options.runtime,
