@@ -168,12 +168,13 @@ fn the_production_caddyfile_is_valid() {
         .args(["adapt", "--config", "Caddyfile"])
         .current_dir(dir.path())
         .env("MEDFORGE_DOMAIN", "medforge.example.org")
+        .env("MEDFORGE_SESSIONS_DOMAIN", "medforge-sessions.example.org")
         .env("ACME_EMAIL", "admin@example.org")
         .output()
         .expect("caddy adapt");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json = String::from_utf8_lossy(&out.stdout);
-    for want in ["*.external.medforge.example.org", "session-proxy", "X-Upstream", "medforge:8080"] {
+    for want in ["*.external.medforge-sessions.example.org", "session-proxy", "X-Upstream", "medforge:8080", "_medforge"] {
         assert!(json.contains(want), "{want} missing from {json}");
     }
 }

@@ -284,7 +284,7 @@ def main():
     for port, proto in ((80, "tcp"), (443, "tcp"), (443, "udp")):
         c.check((port, port, proto) in ports, f"caddy publishes {port}/{proto}")
     cenv = env_of(caddy)
-    for k in ("MEDFORGE_DOMAIN", "MEDFORGE_SERVER", "CLOUDFLARE_API_TOKEN", "ACME_EMAIL"):
+    for k in ("MEDFORGE_DOMAIN", "MEDFORGE_SESSIONS_DOMAIN", "MEDFORGE_SERVER", "CLOUDFLARE_API_TOKEN", "ACME_EMAIL"):
         c.check(bool(cenv.get(k)), f"caddy has {k}")
 
     # MariaDB.
@@ -315,6 +315,10 @@ def main():
     c.check(
         bool(env.get("MEDFORGE_BASE_DOMAIN")) and env.get("MEDFORGE_BASE_DOMAIN") == cenv.get("MEDFORGE_DOMAIN"),
         "medforge's MEDFORGE_BASE_DOMAIN is caddy's MEDFORGE_DOMAIN",
+    )
+    c.check(
+        bool(env.get("MEDFORGE_SESSIONS_DOMAIN")) and env.get("MEDFORGE_SESSIONS_DOMAIN") == cenv.get("MEDFORGE_SESSIONS_DOMAIN"),
+        "medforge's and caddy's MEDFORGE_SESSIONS_DOMAIN agree",
     )
     server = cenv.get("MEDFORGE_SERVER") or ""
     port = env.get("MEDFORGE_LISTEN", "").rsplit(":", 1)[-1]
