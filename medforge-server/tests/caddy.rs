@@ -174,7 +174,9 @@ fn the_production_caddyfile_is_valid() {
         .expect("caddy adapt");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json = String::from_utf8_lossy(&out.stdout);
-    for want in ["*.external.medforge-sessions.example.org", "session-proxy", "X-Upstream", "medforge:8080", "_medforge"] {
+    for want in
+        ["*.external.medforge-sessions.example.org", "session-proxy", "X-Upstream", "medforge:8080", "_medforge"]
+    {
         assert!(json.contains(want), "{want} missing from {json}");
     }
 }

@@ -311,7 +311,13 @@ async fn sessions_under_their_own_domain() {
     let h = s.hosted(format!("s-{slug}.external.{SESSIONS}:{}", s.port()));
     let (st, _, way_in, _) = h.get("/x", None, &[]).await;
     assert_eq!(st, 302);
-    assert!(way_in.starts_with(&format!("http://{DOMAIN}:{}/sessions/enter?host=s%2D{slug}%2Eexternal%2Emedforge%2Dsessions", s.port())), "{way_in}");
+    assert!(
+        way_in.starts_with(&format!(
+            "http://{DOMAIN}:{}/sessions/enter?host=s%2D{slug}%2Eexternal%2Emedforge%2Dsessions",
+            s.port()
+        )),
+        "{way_in}"
+    );
     let pass = h.enter(&owner).await;
     let (st, _, _, body) = h.get("/", Some(&pass), &[]).await;
     assert_eq!((st, body.as_str()), (200, "medforge test pack\n"));

@@ -14,7 +14,11 @@ use reqwest::header::{CONTENT_TYPE, LOCATION, ORIGIN};
 /// forms (none for a signed-out browser).
 async fn csrf_token(s: &Server, cookie: &str) -> Option<String> {
     let (_, _, body) = page(s, "/account", Some(cookie)).await;
-    body.split("name=\"csrf\" value=\"").nth(1).and_then(|v| v.split('"').next()).filter(|t| !t.is_empty()).map(str::to_owned)
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 /// A form post as a browser on the UI host sends it, with the CSRF token
@@ -253,7 +257,8 @@ async fn the_reported_attacks_are_refused() {
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin:?}");
     }
     let (_, _, users) = s.get("/api/v2/admin/users", Some(&admin)).await;
-    let mallory = users["data"].as_array().and_then(|u| u.iter().find(|u| u["user_id"] == mallory_id.as_str()).cloned());
+    let mallory =
+        users["data"].as_array().and_then(|u| u.iter().find(|u| u["user_id"] == mallory_id.as_str()).cloned());
     assert_eq!(mallory.expect("listed")["role"], "user");
 
     for (i, next) in [
@@ -270,10 +275,16 @@ async fn the_reported_attacks_are_refused() {
             let fresh = format!("fresh-next-{i}@example.org");
             let email = if path == "/login" { "root@example.org" } else { fresh.as_str() };
             let password = if path == "/login" { "admin passphrase" } else { "a long passphrase" };
-            let (st, location, _, _) = form(&s, path, None, &[("email", email), ("password", password), ("next", next)]).await;
+            let (st, location, _, _) =
+                form(&s, path, None, &[("email", email), ("password", password), ("next", next)]).await;
             assert_eq!((st, location.as_str()), (303, "/"), "{path} next={next:?}");
             // The login page offers no way back there either.
-            let (_, _, body) = page(&s, &format!("{path}?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()), None).await;
+            let (_, _, body) = page(
+                &s,
+                &format!("{path}?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()),
+                None,
+            )
+            .await;
             assert!(!body.contains("evil.example"), "{path} next={next:?}");
         }
     }

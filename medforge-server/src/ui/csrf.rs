@@ -1,6 +1,6 @@
 //! CSRF tokens for the web UI's forms (docs/security.md). A page made for
 //! a signed-in user carries the token of that login in every form (a
-//! hidden `csrf` field, from [`current`]); every post of a browser that
+//! hidden `csrf` field, from `super::page::csrf_token`); every post of a browser that
 //! holds a login cookie must bring it back (the field, or an
 //! `X-CSRF-Token` header), or it is refused with 403. The token is
 //! `HMAC(server secret, "csrf", login token)`: only this server can make
@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::failure::error_page;
+use super::page::CSRF_TOKEN;
 use crate::http::cookie;
 use crate::service::{AppState, Denied, Error, accounts};
 
@@ -28,18 +29,8 @@ pub const FIELD: &str = "csrf";
 pub const HEADER: &str = "x-csrf-token";
 const EXEMPT: [&str; 2] = ["/login", "/signup"];
 
-tokio::task_local! {
-    /// The token of the login this request is served for (empty: none).
-    static TOKEN: String;
-}
-
-/// The token for the forms of the page being rendered (empty outside a
-/// signed-in request: such a page's forms are refused, never let through).
-pub fn current() -> String {
-    TOKEN.try_with(Clone::clone).unwrap_or_default()
-}
-
-/// Checks the token on posts, and makes it [`current`] for the pages.
+/// Checks the token on posts, and makes it the one the pages' forms carry
+/// (`super::page::csrf_token`).
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let expected = cookie::token_from(req.headers(), &state.config).map(|t| accounts::csrf_token(&state, &t));
     let checked = req.method() == Method::POST && !EXEMPT.contains(&req.uri().path());
@@ -50,7 +41,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         },
         _ => req,
     };
-    TOKEN.scope(expected.unwrap_or_default(), next.run(req)).await
+    CSRF_TOKEN.scope(expected.unwrap_or_default(), next.run(req)).await
 }
 
 /// The request again (its body read and put back) when it carries

@@ -19,8 +19,20 @@ pub struct Chrome {
     pub info: Option<String>,
     /// Without JavaScript, reload every N seconds (0: never).
     pub refresh_secs: u32,
-    /// The CSRF token every form of the page carries (`crate::ui::csrf`).
+    /// The CSRF token every form of the page carries ([`csrf_token`]).
     pub csrf: String,
+}
+
+tokio::task_local! {
+    /// The CSRF token of the login a UI request is served for (empty:
+    /// none), set by `super::csrf::layer` around each request.
+    pub static CSRF_TOKEN: String;
+}
+
+/// The token for the forms of the page being rendered (empty outside a
+/// signed-in request: such a page's forms are refused, never let through).
+pub fn csrf_token() -> String {
+    CSRF_TOKEN.try_with(Clone::clone).unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -35,7 +47,7 @@ impl Chrome {
             title: title.into(),
             user: user.map(|u| ChromeUser { email: u.email.to_string(), is_admin: u.is_admin() }),
             nav,
-            csrf: super::csrf::current(),
+            csrf: csrf_token(),
             ..Self::default()
         }
     }

@@ -192,7 +192,8 @@ trusted_proxies = {trusted_proxies}
             trusted_proxies = options.trusted_proxies,
             extra = options.extra_config,
             listen = options.listen,
-            sessions_domain = options.sessions_domain.map(|d| format!("sessions_domain = \"{d}\"\n")).unwrap_or_default(),
+            sessions_domain =
+                options.sessions_domain.map(|d| format!("sessions_domain = \"{d}\"\n")).unwrap_or_default(),
             routing = options.routing,
             gate_upstream = options.gate_upstream,
             runtime = options.runtime,
