@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use super::json::ApiJson;
 use super::paging::{self, ListQuery};
-use super::schemas::{AdminErrors, EnvelopeDoc, InvalidErrors, PageErrors, PageParams, ProblemDoc};
+use super::schemas::{
+    AdminErrors, EmptyBody, EnvelopeDoc, InvalidErrors, JsonErrors, PageErrors, PageParams, ProblemDoc,
+};
 use super::sessions::stop_answer;
 use super::views::{GpuView, UserView};
 use crate::http::envelope::Envelope;
@@ -80,6 +82,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
         (status = 404, description = "No such user", body = ProblemDoc, content_type = "application/problem+json"),
         AdminErrors,
         InvalidErrors,
+        JsonErrors,
     )
 )]
 pub async fn update_user(
@@ -125,10 +128,12 @@ pub async fn list_sessions(
     path = "/api/v2/admin/sessions/{id}/stop",
     tag = "admin",
     params(("id" = String, Path, description = "session id (uuid)")),
+    request_body = EmptyBody,
     responses(
         (status = 202, description = "Stop requested", body = EnvelopeDoc<super::views::Message>),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
         AdminErrors,
+        JsonErrors,
     )
 )]
 pub async fn stop_session(
@@ -170,6 +175,7 @@ pub struct GpuPatch {
         (status = 404, description = "No such GPU", body = ProblemDoc, content_type = "application/problem+json"),
         AdminErrors,
         InvalidErrors,
+        JsonErrors,
     )
 )]
 pub async fn update_gpu(

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::json::ApiJson;
-use super::schemas::{EnvelopeDoc, InvalidErrors, ProblemDoc, SignedInErrors};
+use super::schemas::{EmptyBody, EnvelopeDoc, InvalidErrors, JsonErrors, ProblemDoc, SignedInErrors};
 use super::views::{Me, Message};
 use crate::http::cookie;
 use crate::http::envelope::Envelope;
@@ -42,6 +42,7 @@ pub struct Credentials {
         (status = 409, description = "Email taken", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts", body = ProblemDoc, content_type = "application/problem+json"),
         InvalidErrors,
+        JsonErrors,
     )
 )]
 pub async fn signup(
@@ -64,6 +65,7 @@ pub async fn signup(
         (status = 401, description = "Invalid email or password", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts", body = ProblemDoc, content_type = "application/problem+json"),
         InvalidErrors,
+        JsonErrors,
     )
 )]
 pub async fn login(
@@ -79,7 +81,8 @@ pub async fn login(
     post,
     path = "/api/v2/auth/logout",
     tag = "auth",
-    responses((status = 200, description = "Signed out", body = EnvelopeDoc<Message>))
+    request_body = EmptyBody,
+    responses((status = 200, description = "Signed out", body = EnvelopeDoc<Message>), JsonErrors)
 )]
 pub async fn logout(State(state): State<Arc<AppState>>, caller: Caller, headers: HeaderMap) -> Result<Envelope, Error> {
     accounts::log_out(&state, &caller, cookie::token_from(&headers, &state.config).as_ref()).await?;
@@ -118,6 +121,7 @@ pub struct MePatch {
         (status = 409, description = "Email taken", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,
         InvalidErrors,
+        JsonErrors,
     )
 )]
 pub async fn update_me(

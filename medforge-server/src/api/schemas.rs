@@ -63,6 +63,25 @@ pub enum AdminErrors {
     Forbidden(#[to_schema] ProblemDoc),
 }
 
+/// What every state-changing route may answer when the request is not JSON
+/// (docs/api.md, "JSON only").
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)]
+pub enum JsonErrors {
+    #[response(
+        status = 415,
+        description = "Not Content-Type: application/json",
+        content_type = "application/problem+json"
+    )]
+    NotJson(#[to_schema] ProblemDoc),
+}
+
+/// The body of an action that takes none: `{}` (it is ignored), sent as
+/// `Content-Type: application/json` like every state-changing request.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct EmptyBody {}
+
 /// What a route with a body or a query may answer for bad fields.
 #[derive(Debug, IntoResponses)]
 #[allow(dead_code)]

@@ -14,7 +14,10 @@ use medforge_core::store::{PageRequest, SessionFilter};
 use serde::Deserialize;
 
 use super::paging::{self, ListQuery};
-use super::schemas::{EnvelopeDoc, InvalidErrors, PageErrors, PageParams, ProblemDoc, SessionErrors, SignedInErrors};
+use super::schemas::{
+    EmptyBody, EnvelopeDoc, InvalidErrors, JsonErrors, PageErrors, PageParams, ProblemDoc, SessionErrors,
+    SignedInErrors,
+};
 use super::views::{Created, Current, Message, SnapshotView};
 use crate::http::envelope::Envelope;
 use crate::http::extract::SignedIn;
@@ -71,6 +74,7 @@ pub struct CreateBody {
         (status = 409, description = "Limit reached or no GPUs", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,
         InvalidErrors,
+        JsonErrors,
     )
 )]
 pub async fn create(
@@ -180,9 +184,11 @@ pub async fn get_one(
     path = "/api/v2/{exposure}/sessions/{id}/stop",
     tag = "sessions",
     params(SessionPath),
+    request_body = EmptyBody,
     responses(
         (status = 202, description = "Stop requested, or already terminal", body = EnvelopeDoc<Message>),
         SessionErrors,
+        JsonErrors,
     )
 )]
 pub async fn stop(
