@@ -131,7 +131,7 @@ write_section gate <<EOF
 ## The session gate under load
 
 Measured with wrk (\`wrk -t2 -c64 -d${secs}s --latency\`) against the release binary on loopback, SQLite, one
-running session of the test pack; the gate calls carry the owner's cookie and the session's Host, so after the
+running session of the test pack; the gate calls carry the owner's pass for the session host and its Host, so after the
 first they are answered from the gate cache. The baseline is the same server answering an unknown path (the same
 middleware, a 404 problem document, no database), in the same run. Both wrk and the server share this
 machine's $(nproc) cores, so absolute figures are low; read the ratio.
@@ -154,7 +154,7 @@ One run, one load generator (wrk, \`wrk -t2 -c64 -d${secs}s --latency\`), one up
 served by a keep-alive file server (Caddy's \`file-server\` in the test-pack image: busybox httpd closes every
 connection and listens with a backlog of 9, so every path would measure busybox's SYN retries, not the proxy).
 Four paths to \`/healthz\` of a running session: directly to the container; through \`medforge serve\`'s built-in
-proxy (the owner's cookie, the gate decided on every request, from its cache); through Caddy $CADDY_VERSION running
+proxy (the owner's pass for the host, the gate decided on every request, from its cache); through Caddy $CADDY_VERSION running
 \`infra/caddy/session-route.caddy\` with \`forward_auth\` to a second \`medforge serve\` in \`routing = "caddy"\`
 mode; and through Caddy with a bare \`reverse_proxy\` to the container (no auth at all). "Flat out": each
 connection sends its next request when the last is answered. "Paced": the same with a random pause before each

@@ -44,11 +44,38 @@ medforge_cookie() {
   printf '%s' "$cookie"
 }
 
+# medforge_pass UI FRONT HOST COOKIE [gate]: the pass of the session host
+# HOST (host:port) for COOKIE's login, by the handshake of
+# docs/security.md, as a Cookie header value. FRONT (http://127.0.0.1:<port>)
+# answers for the session host (the built-in proxy, or Caddy); with `gate`,
+# FRONT is a Caddy-mode server asked as forward_auth asks it. UI is the
+# MedForge server whose UI makes the code.
+medforge_pass() {
+  local ui=$1 front=$2 host=$3 cookie=$4 gate=${5:-} to_ui back pass
+  _mf_ask() { # PATH: the session host's answer to a GET of PATH, headers included
+    if [ -n "$gate" ]; then
+      curl -si -H "Host: $host" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: $1" "$front/api/v2/auth/session-proxy"
+    else
+      curl -si -H "Host: $host" "$front$1"
+    fi
+  }
+  _mf_location() { tr -d '\r' | sed -n 's/^[Ll]ocation: //p'; }
+  to_ui=$(_mf_ask / | _mf_location)
+  [ -n "$to_ui" ] || die "$host sent no way in"
+  local rest=${to_ui#*://}
+  back=$(curl -si -H "Host: ${rest%%/*}" -H "Cookie: $cookie" "$ui/${rest#*/}" | _mf_location)
+  [ -n "$back" ] || die "the UI gave no code for $host"
+  rest=${back#*://}
+  pass=$(_mf_ask "/${rest#*/}" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(medforge_pass=[^;]*\).*/\1/p')
+  [ -n "$pass" ] || die "$host gave no pass"
+  printf '%s' "$pass"
+}
+
 # medforge_running_session COOKIE: starts an external session for the
 # cookie's user on the last started server, waits until it runs, prints its slug.
 medforge_running_session() {
   local cookie=$1 sid i state=""
-  sid=$(curl -sf -X POST -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions" \
+  sid=$(curl -sf -X POST -H 'content-type: application/json' -H "Cookie: $cookie" "$MF_URL/api/v2/external/sessions" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["session"]["id"])') \
     || die "could not start a session"
   for i in $(seq 1 120); do

@@ -61,6 +61,11 @@ CADDY
     "$MEDFORGE_TEST_CADDY" run --adapter caddyfile --config "$CADDY_DIR/Caddyfile" >"$CADDY_DIR/caddy.log" 2>&1 &
   CADDY_PID=$!
   wait_for "curl -s -o /dev/null http://127.0.0.1:$CADDY_OPEN/" 20 || { cat "$CADDY_DIR/caddy.log"; die "caddy did not start"; }
+  # Session hosts take their own pass, not the login (docs/security.md).
+  B_PASS=$(medforge_pass "http://127.0.0.1:$B_PORT" "http://127.0.0.1:$B_PORT" \
+    "s-$B_SLUG.external.medforge.localhost:$B_PORT" "$B_COOKIE")
+  C_PASS=$(medforge_pass "http://127.0.0.1:$C_PORT" "http://127.0.0.1:$CADDY_AUTH" \
+    "s-$C_SLUG.external.medforge.localhost:$CADDY_AUTH" "$C_COOKIE")
 }
 
 # Stops what bench_pair started.
@@ -87,11 +92,11 @@ routing_bench() {
   local b_host="s-$B_SLUG.external.medforge.localhost" c_host="s-$C_SLUG.external.medforge.localhost"
   # Each path must answer the upstream's /healthz before it is measured.
   curl -sf -o /dev/null "http://$B_IP:8080/healthz" || die "the benchmark container does not answer"
-  curl -sf -o /dev/null -H "Host: $b_host:$B_PORT" -H "Cookie: $B_COOKIE" "http://127.0.0.1:$B_PORT/healthz" \
+  curl -sf -o /dev/null -H "Host: $b_host:$B_PORT" -H "Cookie: $B_PASS" "http://127.0.0.1:$B_PORT/healthz" \
     || die "the built-in proxy does not answer"
   curl -sf -o /dev/null -H "Host: $b_host:$CADDY_OPEN" "http://127.0.0.1:$CADDY_OPEN/healthz" \
     || die "Caddy (no auth) does not answer"
-  curl -sf -o /dev/null -H "Host: $c_host:$CADDY_AUTH" -H "Cookie: $C_COOKIE" "http://127.0.0.1:$CADDY_AUTH/healthz" \
+  curl -sf -o /dev/null -H "Host: $c_host:$CADDY_AUTH" -H "Cookie: $C_PASS" "http://127.0.0.1:$CADDY_AUTH/healthz" \
     || die "Caddy (forward_auth) does not answer"
   # Flat out: 64 connections, each sending its next request on the answer.
   # Paced: the same, with a random pause (mean 64/RATE s) before each
@@ -105,9 +110,9 @@ routing_bench() {
   for name in direct builtin open auth; do
     case $name in
       direct) args=("http://$B_IP:8080/healthz") ;;
-      builtin) args=(-H "Host: $b_host:$B_PORT" -H "Cookie: $B_COOKIE" "http://127.0.0.1:$B_PORT/healthz") ;;
+      builtin) args=(-H "Host: $b_host:$B_PORT" -H "Cookie: $B_PASS" "http://127.0.0.1:$B_PORT/healthz") ;;
       open) args=(-H "Host: $b_host:$CADDY_OPEN" "http://127.0.0.1:$CADDY_OPEN/healthz") ;;
-      auth) args=(-H "Host: $c_host:$CADDY_AUTH" -H "Cookie: $C_COOKIE" "http://127.0.0.1:$CADDY_AUTH/healthz") ;;
+      auth) args=(-H "Host: $c_host:$CADDY_AUTH" -H "Cookie: $C_PASS" "http://127.0.0.1:$CADDY_AUTH/healthz") ;;
     esac
     results+=("$(run_wrk "${args[@]}")" "$(run_wrk -s "$paced" "${args[@]}")")
   done
@@ -117,9 +122,9 @@ routing_bench() {
   local n=2000 ws_direct ws_builtin ws_caddy
   b_host="s-$B_SLUG.external.medforge.localhost" c_host="s-$C_SLUG.external.medforge.localhost"
   ws_direct=$(python3 scripts/lib/ws_rtt.py "$B_IP:8080" "$b_host" "" $n) || die "WebSocket echo (direct) failed"
-  ws_builtin=$(python3 scripts/lib/ws_rtt.py "127.0.0.1:$B_PORT" "$b_host:$B_PORT" "$B_COOKIE" $n) \
+  ws_builtin=$(python3 scripts/lib/ws_rtt.py "127.0.0.1:$B_PORT" "$b_host:$B_PORT" "$B_PASS" $n) \
     || die "WebSocket echo (built-in proxy) failed"
-  ws_caddy=$(python3 scripts/lib/ws_rtt.py "127.0.0.1:$CADDY_AUTH" "$c_host:$CADDY_AUTH" "$C_COOKIE" $n) \
+  ws_caddy=$(python3 scripts/lib/ws_rtt.py "127.0.0.1:$CADDY_AUTH" "$c_host:$CADDY_AUTH" "$C_PASS" $n) \
     || die "WebSocket echo (Caddy) failed"
   bench_pair_stop
   trap - EXIT
