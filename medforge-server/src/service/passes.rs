@@ -15,8 +15,8 @@
 //! A pass is worth what its login is: the gate checks the login behind it
 //! on every decision it does not have cached, so a logout, an expiry or a
 //! password change ends every pass of that login. Codes and passes are
-//! kept as keyed hashes, in memory: a restart forgets them, and browsers
-//! go through the handshake again without noticing. [`Passes::revoke`]
+//! kept as keyed hashes, in memory: a restart forgets them, and the next
+//! page load goes through the handshake again without a prompt. [`Passes::revoke`]
 //! ends passes at once and tells open tunnels ([`Passes::revocations`]).
 
 use std::collections::HashMap;
