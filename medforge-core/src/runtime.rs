@@ -155,6 +155,11 @@ pub fn session_container_spec(
         ("MEDFORGE_USER_ID".to_owned(), session.user_id.to_string()),
         ("MEDFORGE_EXPOSURE".to_owned(), session.exposure.to_string()),
         ("MEDFORGE_GPU_ID".to_owned(), session.gpu_id.to_string()),
+        // Said outright, whatever the image or the engine's default runtime
+        // would do: a CUDA base image sets `all`, and an engine whose default
+        // runtime is NVIDIA's would then hand every GPU to a session that
+        // asked for none.
+        ("NVIDIA_VISIBLE_DEVICES".to_owned(), visible_devices(config.gpu_mode, session.gpu_id)),
     ]);
     ContainerSpec {
         name: container_name(&session.slug),
@@ -170,6 +175,15 @@ pub fn session_container_spec(
         },
         limits: config.limits.clone(),
         port: SESSION_PORT,
+    }
+}
+
+/// `NVIDIA_VISIBLE_DEVICES` for a session: its GPU (the index the device
+/// request names), or `void` (none, with the NVIDIA runtime or without).
+pub fn visible_devices(mode: GpuMode, gpu: GpuId) -> String {
+    match mode {
+        GpuMode::Nvidia => gpu.0.to_string(),
+        GpuMode::None => "void".to_owned(),
     }
 }
 
@@ -299,6 +313,7 @@ mod tests {
                 format!("MEDFORGE_SESSION_ID={}", s.id),
                 "MEDFORGE_SESSION_SLUG=abcdefgh".to_owned(),
                 format!("MEDFORGE_USER_ID={}", s.user_id),
+                "NVIDIA_VISIBLE_DEVICES=5".to_owned(),
             ]
         );
         assert_eq!(spec.limits, ResourceLimits::default());
@@ -322,6 +337,7 @@ mod tests {
         let spec = session_container_spec(&session(Exposure::External, 3), "p", &workspace(), &cfg);
         assert_eq!(spec.gpu, None);
         assert_eq!(spec.env.get("MEDFORGE_GPU_ID").map(String::as_str), Some("3"));
+        assert_eq!(spec.env.get("NVIDIA_VISIBLE_DEVICES").map(String::as_str), Some("void"), "no GPU, said outright");
     }
 
     #[test]

@@ -60,6 +60,10 @@ async fn docker_inspect_shows_the_spec_applied() {
             format!("MEDFORGE_USER_ID={}", s.user_id),
             "MEDFORGE_EXPOSURE=external".to_owned(),
             format!("MEDFORGE_GPU_ID={}", s.gpu_id),
+            format!(
+                "NVIDIA_VISIBLE_DEVICES={}",
+                medforge_core::runtime::visible_devices(stack.config.containers.gpu_mode, s.gpu_id)
+            ),
         ] {
             assert!(env.contains(&want.as_str()), "{want} missing from {env:?}");
         }

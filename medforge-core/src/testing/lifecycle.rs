@@ -224,6 +224,9 @@ pub async fn seven_sessions_start_concurrently_and_the_eighth_is_refused(h: &Lif
         let env = (h.exec)(&c.id, &["env"]).expect("env");
         assert!(env.contains(&format!("MEDFORGE_SESSION_ID={}", s.id)), "{env}");
         assert!(env.contains(&format!("MEDFORGE_GPU_ID={}", s.gpu_id)), "{env}");
+        // The GPU said outright (or `void`), whatever the image sets.
+        let visible = crate::runtime::visible_devices(stack.config.containers.gpu_mode, s.gpu_id);
+        assert!(env.lines().any(|l| l == format!("NVIDIA_VISIBLE_DEVICES={visible}")), "{env}");
         assert_eq!((h.exec)(&c.id, &["id", "-u"]).expect("id").trim(), "1000");
     }
     for s in &sessions {
