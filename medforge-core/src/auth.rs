@@ -59,6 +59,41 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
 }
 
+/// Argon2 is deliberately slow (tens of milliseconds of one core): run on
+/// the async workers, a burst of sign-ins would stall every other request,
+/// the session proxy's included. The async forms below hash on tokio's
+/// blocking pool, at most one hash per core at a time; the rest wait their
+/// turn without holding a worker.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(usize::from).unwrap_or(2)))
+}
+
+/// Runs `work` on the blocking pool when a hashing slot is free.
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+    let _slot = hashing_slots().acquire().await.map_err(|e| AuthError::Hashing(e.to_string()))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Hashing(e.to_string()))
+}
+
+/// [`hash_password`] off the async workers.
+pub async fn hash_password_async(password: &str) -> Result<String, AuthError> {
+    let password = password.to_owned();
+    hashing(move || hash_password(&password)).await?
+}
+
+/// [`verify_password`] off the async workers.
+pub async fn verify_password_async(password: &str, phc: &str) -> bool {
+    let (password, phc) = (password.to_owned(), phc.to_owned());
+    hashing(move || verify_password(&password, &phc)).await.unwrap_or(false)
+}
+
+/// [`new_user`] off the async workers.
+pub async fn new_user_async(email: Email, password: &str) -> Result<NewUser, AuthError> {
+    check_password_policy(password)?;
+    Ok(NewUser::new(email, hash_password_async(password).await?))
+}
+
 /// A session token as the browser holds it. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LoginToken(String);
@@ -221,7 +256,7 @@ impl Authenticator {
         password: &str,
         client: ClientInfo,
     ) -> Result<(User, LoginToken), AuthError> {
-        let user = self.store.create_user(new_user(email, password)?).await?;
+        let user = self.store.create_user(new_user_async(email, password).await?).await?;
         let token = self.open_login(&user, client).await?;
         Ok((user, token))
     }
@@ -237,10 +272,10 @@ impl Authenticator {
         let Some((user, phc)) = self.store.user_credentials(email).await? else {
             // Spend the time a real check would, so response timing does not
             // tell which emails have accounts.
-            let _ = verify_password(password, dummy_hash());
+            let _ = verify_password_async(password, dummy_hash()).await;
             return Err(AuthError::InvalidCredentials);
         };
-        if !verify_password(password, &phc) {
+        if !verify_password_async(password, &phc).await {
             return Err(AuthError::InvalidCredentials);
         }
         let token = self.open_login(&user, client).await?;

@@ -222,6 +222,7 @@ pub async fn build(
     let auth = Authenticator::new(store.clone(), token_key(&config)?, ExpiryPolicy::default());
     let passes = Passes::new(auth.key().clone());
     let auth_limiter = RateLimiter::new(config.limits.auth_per_minute);
+    let failed_logins = RateLimiter::with_window(config.limits.failed_logins_per_account, Duration::from_secs(15 * 60));
     let firewall = firewall(&config);
     Ok(Arc::new(AppState {
         config,
@@ -235,6 +236,7 @@ pub async fn build(
         gate_cache: GateCache::new(Duration::from_secs(5)),
         passes,
         auth_limiter,
+        failed_logins,
         metrics,
     }))
 }

@@ -708,6 +708,46 @@ async fn clients_behind_a_trusted_proxy_are_told_apart() {
     s.stop().await;
 }
 
+/// Limits that an address-hopping client cannot dodge: one IPv6 /64 is one
+/// client, and failed sign-ins to one account count from every address,
+/// until even the right password is refused for the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_count_networks_and_accounts() {
+    let s = Server::start(
+        Db::Sqlite,
+        Options { auth_per_minute: 2, trusted_proxies: "[\"127.0.0.1/32\"]", ..Options::default() },
+    )
+    .await;
+    let login = |client: String, email: &'static str, password: &'static str| {
+        let req = s
+            .http
+            .post(s.url("/api/v2/auth/login"))
+            .header("x-forwarded-for", client)
+            .json(&json!({ "email": email, "password": password }));
+        async move { common::read(req.send().await.expect("post")).await }
+    };
+    // Two addresses of one /64: one budget of two attempts.
+    assert_eq!(login("2001:db8:5:6::1".into(), "x@example.org", "nope").await.0, 401);
+    assert_eq!(login("2001:db8:5:6:ffff::2".into(), "x@example.org", "nope").await.0, 401);
+    assert_eq!(login("2001:db8:5:6:abcd::3".into(), "x@example.org", "nope").await.0, 429, "the same /64");
+    assert_eq!(login("2001:db8:5:7::1".into(), "x@example.org", "nope").await.0, 401, "the next /64");
+
+    // Ten failed sign-ins to one account, each from an address of its own.
+    let (_, _) = s.signup("victim@example.org").await;
+    for i in 0..10 {
+        let (st, _, b) = login(format!("198.51.100.{}", 10 + i), "victim@example.org", "guess").await;
+        assert_eq!(st, 401, "guess {i}: {b}");
+    }
+    let (st, h, b) = login("198.51.100.99".into(), "victim@example.org", "a long passphrase").await;
+    common::assert_problem(st, &h, &b, 429, "/api/v2/auth/login");
+    assert_eq!(b["detail"], "Too many failed sign-ins for this account; try again later.");
+    assert!(h.get("retry-after").is_some());
+    // Another account is not affected.
+    s.signup("bystander@example.org").await;
+    assert_eq!(login("198.51.100.98".into(), "bystander@example.org", "a long passphrase").await.0, 200);
+    s.stop().await;
+}
+
 /// Every admin action is an event naming the admin, the target and the
 /// change (before and after): one per kind, found by the actor filter, and
 /// the event log page tells them as sentences with links.

@@ -120,6 +120,9 @@ impl Config {
         if self.limits.auth_per_minute == 0 {
             return Err(invalid("limits.auth_per_minute", "must be at least 1"));
         }
+        if self.limits.failed_logins_per_account == 0 {
+            return Err(invalid("limits.failed_logins_per_account", "must be at least 1"));
+        }
         if let GpuIds::List(ids) = &self.gpus.ids
             && ids.is_empty()
         {

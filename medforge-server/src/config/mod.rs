@@ -225,8 +225,12 @@ pub enum FirewallKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Login and signup attempts per client IP per minute.
+    /// Login and signup attempts per client network (an IPv4 address, an
+    /// IPv6 /64) per minute.
     pub auth_per_minute: u32,
+    /// Failed sign-ins per account per 15 minutes, from anywhere; then the
+    /// account's sign-ins are refused until the window ends.
+    pub failed_logins_per_account: u32,
     /// Request bodies larger than this get 413.
     pub max_body_bytes: usize,
     /// Proxies (addresses or subnets) whose `X-Forwarded-For` names the
@@ -306,6 +310,11 @@ impl Default for FirewallConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { auth_per_minute: 10, max_body_bytes: 1 << 20, trusted_proxies: Vec::new() }
+        Self {
+            auth_per_minute: 10,
+            failed_logins_per_account: 10,
+            max_body_bytes: 1 << 20,
+            trusted_proxies: Vec::new(),
+        }
     }
 }

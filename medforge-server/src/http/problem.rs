@@ -144,6 +144,16 @@ impl From<&Error> for Problem {
                     "Too many attempts from this address; try again later.",
                 )
             },
+            Error::AccountLocked { retry_after } => Self {
+                retry_after: Some(*retry_after),
+                ..Self::special(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limit/exceeded",
+                    "rate_limit_exceeded",
+                    "Too many requests",
+                    "Too many failed sign-ins for this account; try again later.",
+                )
+            },
             Error::InvalidCursor => Self::special(
                 StatusCode::BAD_REQUEST,
                 "pagination/invalid-cursor",

@@ -5,7 +5,9 @@
 
 use std::net::IpAddr;
 
-use medforge_core::auth::{AuthError, ClientInfo, LoginToken, check_password_policy, hash_password, verify_password};
+use medforge_core::auth::{
+    AuthError, ClientInfo, LoginToken, check_password_policy, hash_password_async, verify_password_async,
+};
 use medforge_core::events::{Event, EventContext};
 use medforge_core::model::{self, Email, Login, User};
 use medforge_core::store::UserUpdate;
@@ -66,10 +68,18 @@ pub async fn log_in(
     password: &str,
 ) -> Result<(User, LoginToken), Error> {
     state.auth_limiter.check(caller.ip)?;
+    let account = email.trim().to_lowercase();
+    // Refused before the password is even checked: a locked account
+    // answers alike whether the password is right (and whether it exists).
+    state.failed_logins.refuse_if_over(&account).map_err(|e| match e {
+        Error::RateLimited { retry_after } => Error::AccountLocked { retry_after },
+        other => other,
+    })?;
     let ctx = caller.events();
     let ip = Some(caller.ip.to_string());
     let failed = || {
-        state.events.emit(Event::UserLoginFailed { email: email.trim().to_lowercase(), ip: ip.clone() }, &ctx);
+        state.failed_logins.count(account.clone());
+        state.events.emit(Event::UserLoginFailed { email: account.clone(), ip: ip.clone() }, &ctx);
         Error::InvalidCredentials
     };
     // A malformed email cannot have an account: the same answer as a wrong password.
@@ -138,10 +148,13 @@ pub async fn change_account(
     }
     let current = change.current_password.as_deref().ok_or_else(|| Error::field("current_password", "is required"))?;
     let hash = state.store.password_hash(user.id).await?.ok_or(Error::Unauthenticated)?;
-    if !verify_password(current, &hash) {
+    if !verify_password_async(current, &hash).await {
         return Err(Error::Forbidden(Denied::WrongPassword));
     }
-    let password_hash = change.new_password.as_deref().map(hash_password).transpose().map_err(Error::internal)?;
+    let password_hash = match change.new_password.as_deref() {
+        Some(pw) => Some(hash_password_async(pw).await.map_err(Error::internal)?),
+        None => None,
+    };
     let changed_password = password_hash.is_some();
     let updated = state
         .store

@@ -28,6 +28,9 @@ pub enum Error {
     Invalid(Vec<FieldError>),
     #[error("too many attempts; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// Too many failed sign-ins to one account, from anywhere.
+    #[error("too many failed sign-ins for this account; retry in {retry_after} s")]
+    AccountLocked { retry_after: u64 },
     #[error("invalid pagination cursor")]
     InvalidCursor,
     /// A state-changing API request that is not JSON (a cross-site form

@@ -32,6 +32,8 @@ pub struct AppState {
     /// Session-host codes and passes (the handshake).
     pub passes: Passes,
     pub auth_limiter: RateLimiter,
+    /// Failed sign-ins per account (its email, as typed, trimmed and lower-cased).
+    pub failed_logins: RateLimiter<String>,
     /// What `/metrics` renders.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
