@@ -376,37 +376,22 @@ async fn the_gate_matrix(db: Db) {
 async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
     let s = Server::start(db, Options { auth_per_minute: 10, ..Options::default() }).await;
     // Cross-origin POSTs are refused; same-site ones pass.
-    let r = s
-        .http
-        .post(s.url("/api/v2/auth/login"))
-        .header("origin", "https://evil.example.org")
-        .json(&json!({ "email": "x@example.org", "password": "whatever" }))
-        .send()
-        .await
-        .expect("post");
-    let (st, h, b) = common::read(r).await;
-    assert_problem(st, &h, &b, 403, "/api/v2/auth/login");
-    let r = s
-        .http
-        .post(s.url("/api/v2/auth/login"))
-        .header("origin", "http://medforge.localhost:8080")
-        .json(&json!({ "email": "x@example.org", "password": "whatever" }))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 401, "the UI's origin passes the guard (and fails the login)");
-    // A session host is no trusted origin, however same-site it is.
-    for origin in ["http://s-aaaaaaaa.external.medforge.localhost:8080", "http://x.internal.medforge.localhost", "null"]
-    {
-        let r = s
+    let login_from = |origin: &'static str| {
+        let req = s
             .http
             .post(s.url("/api/v2/auth/login"))
             .header("origin", origin)
-            .json(&json!({ "email": "x@example.org", "password": "whatever" }))
-            .send()
-            .await
-            .expect("post");
-        let (st, h, b) = common::read(r).await;
+            .json(&json!({ "email": "x@example.org", "password": "whatever" }));
+        async move { common::read(req.send().await.expect("post")).await }
+    };
+    let (st, h, b) = login_from("https://evil.example.org").await;
+    assert_problem(st, &h, &b, 403, "/api/v2/auth/login");
+    let (st, _, _) = login_from("http://medforge.localhost:8080").await;
+    assert_eq!(st, 401, "the UI's origin passes the guard (and fails the login)");
+    // A session host is no trusted origin, however same-site it is.
+    for origin in ["http://s-aaaaaaaa.external.medforge.localhost:8080", "http://x.internal.medforge.localhost", "null"]
+    {
+        let (st, h, b) = login_from(origin).await;
         assert_problem(st, &h, &b, 403, "/api/v2/auth/login");
         assert_eq!(b["detail"], "Cross-origin request refused.");
     }

@@ -186,8 +186,7 @@ fn the_production_caddyfile_is_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_are_tunnelled_through_caddy() {
     use tokio::io::AsyncReadExt;
-    let image = std::env::var("MEDFORGE_TEST_WS_PACK_IMAGE")
-        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_WS_PACK_IMAGE is not set: run scripts/test.sh"));
+    let image = common::test_env("MEDFORGE_TEST_WS_PACK_IMAGE");
     let (s, c) = server_behind_caddy(Some(image)).await;
     let (owner, _) = s.signup("ws-caddy@example.org").await;
     let (path, session) = s.start_session(&owner).await;
@@ -250,8 +249,7 @@ async fn under_load_caddy_misroutes_nothing() {
 /// on internal hosts (the gate's answer, which Caddy hands on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_and_the_port_proxy_through_caddy() {
-    let image = std::env::var("MEDFORGE_TEST_HOSTILE_PACK_IMAGE")
-        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_HOSTILE_PACK_IMAGE is not set: run scripts/test.sh"));
+    let image = common::test_env("MEDFORGE_TEST_HOSTILE_PACK_IMAGE");
     let (s, c) = server_behind_caddy(Some(image)).await;
     let admin = s.admin("caddy-ports-admin@example.org").await;
     let (user, user_id) = s.signup("caddy-ports@example.org").await;

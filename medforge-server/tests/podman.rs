@@ -10,8 +10,7 @@ use common::{Db, Options, Server, cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_sessions_on_podman() {
-    let image = std::env::var("MEDFORGE_TEST_PODMAN_PACK_IMAGE")
-        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PODMAN_PACK_IMAGE is not set: run scripts/test.sh"));
+    let image = common::test_env("MEDFORGE_TEST_PODMAN_PACK_IMAGE");
     let limits = "[runtime.limits]\nnofile = 2048\nnproc = 1024\n".to_owned();
     let s = Server::start(
         Db::Sqlite,

@@ -114,8 +114,7 @@ async fn a_stopped_session_is_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_are_tunnelled_kept_while_idle_and_closed_on_stop() {
     use tokio::io::AsyncReadExt;
-    let image = std::env::var("MEDFORGE_TEST_WS_PACK_IMAGE")
-        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_WS_PACK_IMAGE is not set: run scripts/test.sh"));
+    let image = common::test_env("MEDFORGE_TEST_WS_PACK_IMAGE");
     let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
     let (owner, _) = s.signup("tunnel@example.org").await;
     let (other, _) = s.signup("nottunnel@example.org").await;
@@ -190,8 +189,7 @@ async fn assert_closes(tunnel: &mut tokio::net::TcpStream, within: Duration, why
 /// terminal open in someone else's session). Others' tunnels stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnels_close_when_what_let_them_in_is_revoked() {
-    let image = std::env::var("MEDFORGE_TEST_WS_PACK_IMAGE")
-        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_WS_PACK_IMAGE is not set: run scripts/test.sh"));
+    let image = common::test_env("MEDFORGE_TEST_WS_PACK_IMAGE");
     let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
     let addr = s.base.trim_start_matches("http://").to_owned();
     let (owner, _) = s.signup("revoked@example.org").await;
@@ -288,8 +286,7 @@ async fn internal_hosts_refuse_the_port_proxy() {
 /// Cookie, however spelt).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_neither_sees_nor_sets_medforge_cookies() {
-    let image = std::env::var("MEDFORGE_TEST_HOSTILE_PACK_IMAGE")
-        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_HOSTILE_PACK_IMAGE is not set: run scripts/test.sh"));
+    let image = common::test_env("MEDFORGE_TEST_HOSTILE_PACK_IMAGE");
     let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
     let (owner, _) = s.signup("tosser@example.org").await;
     let (_, session) = s.start_session(&owner).await;

@@ -121,9 +121,11 @@ clean_docker_test_leftovers() {
 # (docs/security.md). /cgi-bin/page is a page whose script, opened by
 # whoever opens the session (an admin), tries what a hostile owner would:
 # a same-site form post that promotes its owner, fetches with credentials
-# to the API and the admin pages, MedForge's cookie names planted for the
-# parent domain (by script, and by /cgi-bin/toss's Set-Cookie), reading
-# document.cookie, framing the UI. It reports each outcome to
+# to the API and the admin pages (both before any cookie is planted, so
+# that the Origin and CSRF rules are what refuse them, not the planted-
+# cookie rule), MedForge's cookie names planted for the parent domain (by
+# script, and by /cgi-bin/toss's Set-Cookie), reading document.cookie,
+# framing the UI. It reports each outcome to
 # /cgi-bin/report ("report:<what>=<value>" in `docker logs`), and every
 # CGI logs the Cookie header it was sent ("cookie:<header>"), so a test can
 # tell that no MedForge cookie ever reached the container.
@@ -171,15 +173,6 @@ CGI
     try { await report(what, await f()); } catch (e) { await report(what, "blocked: " + e); }
   };
   await report("document.cookie", document.cookie);
-  // Plant MedForge's cookie names for the parent domain, by script.
-  const base = new URL(ui).hostname;
-  for (const name of ["medforge_session", "medforge_pass", "__Host-medforge_session"]) {
-    document.cookie = name + "=planted; domain=" + base + "; path=/";
-    document.cookie = name + "=planted; domain=" + base + "; path=/admin";
-  }
-  // And through the proxy, by Set-Cookie.
-  await attempt("toss", async () => (await fetch("/cgi-bin/toss")).status);
-  await report("document.cookie after", document.cookie);
   // The same-site form post that makes the owner an admin.
   const form = document.createElement("form");
   form.method = "post";
@@ -222,6 +215,15 @@ CGI
     });
     return "sent";
   });
+  // Plant MedForge's cookie names for the parent domain, by script.
+  const base = new URL(ui).hostname;
+  for (const name of ["medforge_session", "medforge_pass", "__Host-medforge_session"]) {
+    document.cookie = name + "=planted; domain=" + base + "; path=/";
+    document.cookie = name + "=planted; domain=" + base + "; path=/admin";
+  }
+  // And through the proxy, by Set-Cookie.
+  await attempt("toss", async () => (await fetch("/cgi-bin/toss")).status);
+  await report("document.cookie after", document.cookie);
   // Framing the UI.
   await new Promise((resolve) => {
     const f = document.createElement("iframe");

@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use medforge_core::gate::Refusal;
-use medforge_core::host::Host;
 
 use super::schemas::{EnvelopeDoc, ProblemDoc};
 use super::views::Message;
 use crate::http::envelope::Envelope;
+use crate::http::host::request_host;
 use crate::http::refusal::Unauthenticated;
 use crate::http::session_host::{self, Answer, Asked};
 use crate::service::{AppState, Error};
@@ -41,8 +41,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     )
 )]
 pub async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, Error> {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()).and_then(|h| h.parse::<Host>().ok())
-    else {
+    let Some(host) = request_host(&headers) else {
         return Err(Refusal::Unauthenticated.into());
     };
     // What the client asked Caddy for: forward_auth sends it along as

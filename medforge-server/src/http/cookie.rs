@@ -141,6 +141,11 @@ pub fn drop_medforge_set_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the request carries a cookie named `name`.
+pub fn has(headers: &HeaderMap, name: &str) -> bool {
+    pairs(headers).any(|(n, _)| n == name)
+}
+
 /// How many times `kind`'s cookie comes in the request.
 pub fn count(headers: &HeaderMap, config: &Config, kind: Kind) -> usize {
     let wanted = name(config, kind);

@@ -10,6 +10,7 @@ pub mod cookie;
 pub mod envelope;
 pub mod extract;
 pub mod forwarded;
+pub mod host;
 pub mod html;
 pub mod metrics;
 pub mod origin;

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::service::AppState;
 
 const MARKER: &str = "medforge_replanted";
+const MARKER_SET: &str = "medforge_replanted=1; Path=/; Max-Age=30";
 
 /// For the control plane's hosts: their login cookie.
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -45,24 +46,19 @@ pub fn answer(
     if cookie::count(headers, config, kind) < 2 {
         return None;
     }
-    let deletions = cookie::delete_planted(config, kind, domains, uri.path());
-    let tried_before = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(';').any(|c| c.trim().starts_with(&format!("{MARKER}="))));
-    let mut response = if matches!(*method, Method::GET | Method::HEAD) && !tried_before {
+    let navigating = matches!(*method, Method::GET | Method::HEAD);
+    if navigating && cookie::has(headers, MARKER) {
+        // The deletion did not take: go on as signed out rather than loop.
+        return None;
+    }
+    let mut response = if navigating {
         let mut r = StatusCode::SEE_OTHER.into_response();
         let back = uri.path_and_query().map_or("/", |p| p.as_str());
         if let Ok(v) = HeaderValue::from_str(back) {
             r.headers_mut().insert(header::LOCATION, v);
         }
-        r.headers_mut()
-            .append(header::SET_COOKIE, HeaderValue::from_static("medforge_replanted=1; Path=/; Max-Age=30"));
+        r.headers_mut().append(header::SET_COOKIE, HeaderValue::from_static(MARKER_SET));
         r
-    } else if tried_before && matches!(*method, Method::GET | Method::HEAD) {
-        // The deletion did not take: go on as signed out rather than loop.
-        return None;
     } else {
         Problem::http(
             StatusCode::FORBIDDEN,
@@ -70,7 +66,7 @@ pub fn answer(
         )
         .standalone(uri.path())
     };
-    for d in deletions {
+    for d in cookie::delete_planted(config, kind, domains, uri.path()) {
         response.headers_mut().append(header::SET_COOKIE, d);
     }
     Some(response)

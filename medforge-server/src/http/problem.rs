@@ -61,6 +61,15 @@ impl Problem {
         }
     }
 
+    /// 429 `rate-limit/exceeded`, with `Retry-After` and what was limited.
+    fn rate_limited(retry_after: u64, detail: &str) -> Self {
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::special(status, "rate-limit/exceeded", "rate_limit_exceeded", "Too many requests", detail)
+        }
+    }
+
     /// 422 `validation/request` with the bad fields.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let status = StatusCode::UNPROCESSABLE_ENTITY;
@@ -134,26 +143,12 @@ impl From<&Error> for Problem {
             Error::EmailTaken => Self::http(StatusCode::CONFLICT, "Email already registered."),
             Error::Allocation(a) => allocation(a),
             Error::Invalid(errors) => Self::validation(errors.clone()),
-            Error::RateLimited { retry_after } => Self {
-                retry_after: Some(*retry_after),
-                ..Self::special(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limit/exceeded",
-                    "rate_limit_exceeded",
-                    "Too many requests",
-                    "Too many attempts from this address; try again later.",
-                )
-            },
-            Error::AccountLocked { retry_after } => Self {
-                retry_after: Some(*retry_after),
-                ..Self::special(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limit/exceeded",
-                    "rate_limit_exceeded",
-                    "Too many requests",
-                    "Too many failed sign-ins for this account; try again later.",
-                )
-            },
+            Error::RateLimited { retry_after } => {
+                Self::rate_limited(*retry_after, "Too many attempts from this address; try again later.")
+            }
+            Error::AccountLocked { retry_after } => {
+                Self::rate_limited(*retry_after, "Too many failed sign-ins for this account; try again later.")
+            }
             Error::InvalidCursor => Self::special(
                 StatusCode::BAD_REQUEST,
                 "pagination/invalid-cursor",

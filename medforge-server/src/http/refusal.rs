@@ -7,9 +7,9 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medforge_core::gate::Refusal;
-use medforge_core::host::Host;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
+use super::host::port_suffix;
 use super::html::{render, wants_html};
 use super::problem::Problem;
 use crate::config::Config;
@@ -91,8 +91,7 @@ pub fn expired_link(way_in: &str) -> Response {
 
 /// The UI's home page, on this request's port.
 fn ui_home(config: &Config, headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).and_then(|h| h.parse::<Host>().ok());
-    format!("{}://{}{}/", config.scheme(), config.base_domain, host.as_ref().map(Host::port_suffix).unwrap_or_default())
+    format!("{}://{}{}/", config.scheme(), config.base_domain, port_suffix(headers))
 }
 
 /// A session host's refusal for browsers: what happened, and the way to

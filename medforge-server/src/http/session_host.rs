@@ -110,7 +110,7 @@ pub async fn answer(
         return Answer::Respond(r);
     }
     let pass = cookie::token(asked.headers, config, Kind::Pass);
-    let decided = gatekeeper::decide(state, pass.as_ref(), Some(asked.host), form).await;
+    let decided = gatekeeper::decide(state, pass.as_ref(), asked.host, &session_host, form).await;
     let refusal = match decided {
         Ok(Decision::Allow { slug, upstream, grant }) => return Answer::Forward { slug, upstream, grant },
         Ok(Decision::Refuse(refusal)) => refusal,
@@ -124,7 +124,7 @@ pub async fn answer(
     let way_in = enter_url(config, asked.host, asked.uri);
     let navigating = matches!(*asked.method, Method::GET | Method::HEAD) && !asked.upgrade;
     if refusal == Refusal::Unauthenticated && navigating {
-        return Answer::Respond(redirect(StatusCode::FOUND, &way_in));
+        return Answer::Respond(handshake_redirect(StatusCode::FOUND, &way_in));
     }
     Answer::Respond(refusal::refuse(config, asked.headers, &way_in, path, refusal, unauthenticated))
 }
@@ -167,7 +167,7 @@ async fn redeem(state: &AppState, asked: Asked<'_>, at: &SessionHost) -> Respons
     };
     match gatekeeper::redeem(state, &code, at).await {
         Ok(Some((pass, lifetime))) => {
-            let mut r = redirect(StatusCode::SEE_OTHER, &next);
+            let mut r = handshake_redirect(StatusCode::SEE_OTHER, &next);
             r.headers_mut().insert(header::SET_COOKIE, cookie::set_pass(&state.config, &pass, lifetime.as_secs()));
             r
         }
@@ -192,8 +192,9 @@ pub fn local_path(next: &str) -> String {
     if local { next.to_owned() } else { "/".to_owned() }
 }
 
-/// A redirect that tells nobody where it came from (the URL may carry a code).
-fn redirect(status: StatusCode, to: &str) -> Response {
+/// A redirect of the handshake: it tells nobody where it came from (the
+/// URL may carry a code) and is never cached.
+pub fn handshake_redirect(status: StatusCode, to: &str) -> Response {
     let mut r = status.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);

@@ -23,13 +23,14 @@ pub mod forward;
 pub mod upstreams;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use medforge_core::host::Host;
 
 use crate::config::{GateUpstream, Routing};
 use crate::http::GATE_PATH;
+use crate::http::host::request_host;
 use crate::http::refusal::Unauthenticated;
 use crate::http::session_host::{self, Answer, Asked};
 pub use upstreams::Proxy;
@@ -51,8 +52,7 @@ pub async fn dispatch(State(proxy): State<Proxy>, req: Request, next: Next) -> R
 /// or `<label>.internal.<domain>`; the gate then answers 404 for a label
 /// that is no slug).
 fn session_zone_host(headers: &HeaderMap, domain: &str) -> Option<Host> {
-    let host: Host = headers.get(header::HOST)?.to_str().ok()?.parse().ok()?;
-    host.session_zone(domain).map(|_| host)
+    request_host(headers).filter(|host| host.session_zone(domain).is_some())
 }
 
 /// Whether `path` names the gate, however spelt: any case, percent-encoded
@@ -83,7 +83,7 @@ async fn handle(proxy: Proxy, host: Host, req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, header};
 
     #[test]
     fn the_gate_path_is_refused_however_spelt() {

@@ -71,10 +71,9 @@ pub async fn log_in(
     let account = email.trim().to_lowercase();
     // Refused before the password is even checked: a locked account
     // answers alike whether the password is right (and whether it exists).
-    state.failed_logins.refuse_if_over(&account).map_err(|e| match e {
-        Error::RateLimited { retry_after } => Error::AccountLocked { retry_after },
-        other => other,
-    })?;
+    if let Some(retry_after) = state.failed_logins.over(&account) {
+        return Err(Error::AccountLocked { retry_after });
+    }
     let ctx = caller.events();
     let ip = Some(caller.ip.to_string());
     let failed = || {

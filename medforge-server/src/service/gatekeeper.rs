@@ -23,22 +23,21 @@ use super::state::AppState;
 use crate::config::GateUpstream;
 use crate::telemetry;
 
-/// The decision for the caller's session-host `pass` at `host` (`None`:
-/// the request's Host did not parse), from the cache when it can, with the
+/// The decision for the caller's session-host `pass` (if any) at `host`,
+/// the session host `session_host` (what the caller checked it names), from
+/// the cache when it can, with the
 /// upstream in the form `form` asks for (the built-in proxy on the host
 /// always needs the container's address). A pass lets in no more than its
 /// login does now: the login is checked on every decision not cached.
-#[tracing::instrument(level = "debug", skip_all, fields(host = ?host.map(Host::name)))]
+#[tracing::instrument(level = "debug", skip_all, fields(host = host.name()))]
 pub async fn decide(
     state: &AppState,
     pass: Option<&LoginToken>,
-    host: Option<&Host>,
+    host: &Host,
+    session_host: &SessionHost,
     form: GateUpstream,
 ) -> Result<Decision, Error> {
-    let session_host = host.and_then(|h| SessionHost::parse(h, state.config.sessions_domain()));
-    let (Some(pass), Some(host), Some(session_host)) = (pass, host, session_host) else {
-        // No pass, or no session host (where no pass can be valid): the
-        // anonymous caller learns nothing about the host.
+    let Some(pass) = pass else {
         count(&Decision::Refuse(Refusal::Unauthenticated), "none");
         return Ok(Decision::Refuse(Refusal::Unauthenticated));
     };
@@ -48,7 +47,7 @@ pub async fn decide(
         return Ok(hit);
     }
     let generation = state.gate_cache.generation();
-    let decision = decide_afresh(state, pass, &session_host, form).await?;
+    let decision = decide_afresh(state, pass, session_host, form).await?;
     state.gate_cache.put(generation, key, decision.clone());
     count(&decision, "miss");
     Ok(decision)

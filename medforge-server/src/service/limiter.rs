@@ -42,23 +42,22 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Refuses when `key` is over the limit, else counts one more.
+    /// [`Error::RateLimited`] when `key` is over the limit, else counts one more.
     pub fn hit(&self, key: K) -> Result<(), Error> {
-        self.refuse_if_over(&key)?;
+        if let Some(retry_after) = self.over(&key) {
+            return Err(Error::RateLimited { retry_after });
+        }
         self.count(key);
         Ok(())
     }
 
-    /// [`Error::RateLimited`] while `key` is over the limit (counts nothing).
-    pub fn refuse_if_over(&self, key: &K) -> Result<(), Error> {
+    /// While `key` is over the limit, the seconds until its window ends
+    /// (counts nothing).
+    pub fn over(&self, key: &K) -> Option<u64> {
         let windows = self.lock();
-        match windows.get(key) {
-            Some((start, n)) if start.elapsed() < self.window && *n >= self.limit => {
-                let retry_after = self.window.saturating_sub(start.elapsed()).as_secs().max(1);
-                Err(Error::RateLimited { retry_after })
-            }
-            _ => Ok(()),
-        }
+        let (start, n) = windows.get(key)?;
+        (start.elapsed() < self.window && *n >= self.limit)
+            .then(|| self.window.saturating_sub(start.elapsed()).as_secs().max(1))
     }
 
     /// Counts one event for `key` (a failed sign-in, say).
@@ -124,15 +123,15 @@ mod tests {
     fn failures_are_counted_apart_from_attempts() {
         let l: RateLimiter<String> = RateLimiter::with_window(2, Duration::from_secs(600));
         let key = "ada@example.org".to_owned();
-        assert!(l.refuse_if_over(&key).is_ok());
+        assert!(l.over(&key).is_none());
         l.count(key.clone());
-        assert!(l.refuse_if_over(&key).is_ok(), "one failure");
+        assert!(l.over(&key).is_none(), "one failure");
         l.count(key.clone());
-        let Err(Error::RateLimited { retry_after }) = l.refuse_if_over(&key) else { panic!("two failures passed") };
+        let Some(retry_after) = l.over(&key) else { panic!("two failures passed") };
         assert!((1..=600).contains(&retry_after));
-        assert!(l.refuse_if_over(&"grace@example.org".to_owned()).is_ok(), "other accounts are unaffected");
+        assert!(l.over(&"grace@example.org".to_owned()).is_none(), "other accounts are unaffected");
         let short: RateLimiter<String> = RateLimiter::with_window(1, Duration::ZERO);
         short.count(key.clone());
-        assert!(short.refuse_if_over(&key).is_ok(), "the window is over");
+        assert!(short.over(&key).is_none(), "the window is over");
     }
 }

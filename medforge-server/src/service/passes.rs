@@ -71,6 +71,13 @@ struct Entry {
     until: Instant,
 }
 
+impl Entry {
+    /// Not expired, and for the session host `at`.
+    fn valid_at(&self, at: &SessionHost) -> bool {
+        self.until > Instant::now() && self.grant.host == *at
+    }
+}
+
 #[derive(Debug, Default)]
 struct Entries {
     codes: HashMap<String, Entry>,
@@ -95,13 +102,25 @@ impl Passes {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A fresh token for `grant`, valid for `lifetime`, kept (hashed) in
+    /// the map `which` picks.
+    fn insert(
+        &self,
+        which: fn(&mut Entries) -> &mut HashMap<String, Entry>,
+        grant: Grant,
+        lifetime: Duration,
+    ) -> LoginToken {
+        let token = LoginToken::generate();
+        let mut entries = self.lock();
+        let map = which(&mut entries);
+        sweep(map);
+        map.insert(self.key.hash(&token), Entry { grant, until: Instant::now() + lifetime });
+        token
+    }
+
     /// A fresh one-time code for `grant`.
     pub fn issue_code(&self, grant: Grant) -> LoginToken {
-        let code = LoginToken::generate();
-        let mut entries = self.lock();
-        sweep(&mut entries.codes);
-        entries.codes.insert(self.key.hash(&code), Entry { grant, until: Instant::now() + CODE_LIFETIME });
-        code
+        self.insert(|e| &mut e.codes, grant, CODE_LIFETIME)
     }
 
     /// Takes `code`, once, at the session host `at` it was issued for: its
@@ -109,16 +128,12 @@ impl Passes {
     /// host (which uses it up too).
     pub fn take_code(&self, code: &LoginToken, at: &SessionHost) -> Option<Grant> {
         let entry = self.lock().codes.remove(&self.key.hash(code))?;
-        (entry.until > Instant::now() && entry.grant.host == *at).then_some(entry.grant)
+        entry.valid_at(at).then_some(entry.grant)
     }
 
     /// A new pass for `grant`, valid for `lifetime`.
     pub fn open_pass(&self, grant: Grant, lifetime: Duration) -> LoginToken {
-        let pass = LoginToken::generate();
-        let mut entries = self.lock();
-        sweep(&mut entries.passes);
-        entries.passes.insert(self.key.hash(&pass), Entry { grant, until: Instant::now() + lifetime });
-        pass
+        self.insert(|e| &mut e.passes, grant, lifetime)
     }
 
     /// What `pass` grants at `at`: `None` for no pass, an expired or
@@ -126,7 +141,7 @@ impl Passes {
     pub fn grant(&self, pass: &LoginToken, at: &SessionHost) -> Option<Grant> {
         let entries = self.lock();
         let entry = entries.passes.get(&self.key.hash(pass))?;
-        (entry.until > Instant::now() && entry.grant.host == *at).then(|| entry.grant.clone())
+        entry.valid_at(at).then(|| entry.grant.clone())
     }
 
     /// The key a pass's gate decisions are cached under.

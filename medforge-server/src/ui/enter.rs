@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
 use medforge_core::host::{Host, SessionHost};
 use serde::Deserialize;
 
 use crate::http::cookie;
+use crate::http::host::port_suffix;
 use crate::http::refusal::{self, Unauthenticated};
-use crate::http::session_host::{local_path, redeem_url};
+use crate::http::session_host::{handshake_redirect, local_path, redeem_url};
 use crate::service::accounts::Caller;
 use crate::service::{AppState, Error, Missing, accounts, gatekeeper};
 
@@ -43,12 +44,7 @@ pub async fn enter(
         .ok_or(Error::NotFound(Missing::SessionAtHost))?;
     // Back on the port this request came in on: the session hosts share
     // the UI's front.
-    let port = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.parse::<Host>().ok())
-        .map(|h| h.port_suffix())
-        .unwrap_or_default();
+    let port = port_suffix(&headers);
     let code = match gatekeeper::admit(&state, &caller.events(), &user, &login, &session_host).await? {
         Ok(code) => code,
         // The session host's own refusal page (or problem), whose "sign in
@@ -59,12 +55,5 @@ pub async fn enter(
         }
     };
     let to = redeem_url(&state.config, &session_host, &port, &code, &local_path(&q.next));
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    let headers = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&to) {
-        headers.insert(header::LOCATION, v);
-    }
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(r)
+    Ok(handshake_redirect(StatusCode::SEE_OTHER, &to))
 }

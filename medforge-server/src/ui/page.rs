@@ -1,11 +1,11 @@
 //! What every page shares: the frame ([`Chrome`]), sessions as rows, the
 //! IDE's address, and times as people read them.
 
-use axum::http::{HeaderMap, header};
-use medforge_core::host::Host;
+use axum::http::HeaderMap;
 use medforge_core::model::{self, Session, SessionStatus, User};
 
 use crate::http::envelope::rfc3339;
+use crate::http::host::port_suffix;
 use crate::service::AppState;
 
 /// What every page's frame shows.
@@ -56,12 +56,7 @@ impl Chrome {
 /// The IDE's address: `s-<slug>.<exposure>.<domain>`, on this request's
 /// port (the session hosts share the UI's).
 pub fn ide_url(state: &AppState, headers: &HeaderMap, s: &Session) -> String {
-    let port = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.parse::<Host>().ok())
-        .map(|h| h.port_suffix())
-        .unwrap_or_default();
+    let port = port_suffix(headers);
     format!("{}://s-{}.{}.{}{port}/", state.config.scheme(), s.slug, s.exposure, state.config.sessions_domain())
 }
 

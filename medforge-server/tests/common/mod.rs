@@ -87,6 +87,12 @@ fn spawn_serve(config_path: &std::path::Path, bin: &std::path::Path) -> (Child, 
     (child, base)
 }
 
+/// A variable scripts/test.sh sets (an image it built, a socket it
+/// started): its value, or a panic that says to run the script.
+pub fn test_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"))
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_medforge")
 }
@@ -152,10 +158,7 @@ impl Server {
                 (url, Some(t))
             }
         };
-        let image = options.image.clone().unwrap_or_else(|| {
-            std::env::var("MEDFORGE_TEST_PACK_IMAGE")
-                .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PACK_IMAGE is not set: run scripts/test.sh"))
-        });
+        let image = options.image.clone().unwrap_or_else(|| test_env("MEDFORGE_TEST_PACK_IMAGE"));
         let config = format!(
             r#"base_domain = "{DOMAIN}"
 {sessions_domain}listen = "{listen}"
@@ -197,12 +200,7 @@ trusted_proxies = {trusted_proxies}
             routing = options.routing,
             gate_upstream = options.gate_upstream,
             runtime = options.runtime,
-            socket = if options.runtime == "podman" {
-                std::env::var("MEDFORGE_TEST_PODMAN_SOCKET")
-                    .unwrap_or_else(|_| panic!("MEDFORGE_TEST_PODMAN_SOCKET is not set: run scripts/test.sh"))
-            } else {
-                String::new()
-            },
+            socket = if options.runtime == "podman" { test_env("MEDFORGE_TEST_PODMAN_SOCKET") } else { String::new() },
         );
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");
