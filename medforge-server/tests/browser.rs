@@ -187,7 +187,22 @@ fn hostile_log(container: &str) -> (Vec<(String, String)>, Vec<String>) {
 async fn a_hostile_session_opened_by_an_admin_changes_nothing() {
     let image = env("MEDFORGE_TEST_HOSTILE_PACK_IMAGE");
     let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
-    let ui = format!("http://{DOMAIN}:{}", s.port());
+    let port = s.port().to_owned();
+    hostile_session_opened_by_an_admin(s, &port).await;
+}
+
+/// The same, with the UI and the session hosts behind Caddy and its route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_caddy_a_hostile_session_opened_by_an_admin_changes_nothing() {
+    let (s, caddy) = common::caddy::server_behind_caddy(Some(env("MEDFORGE_TEST_HOSTILE_PACK_IMAGE"))).await;
+    hostile_session_opened_by_an_admin(s, &caddy.port.to_string()).await;
+    drop(caddy);
+}
+
+/// The hostile page's attack, with the browser on `port` (the server's, or
+/// Caddy's in front of it) for the UI and the session hosts alike.
+async fn hostile_session_opened_by_an_admin(s: Server, port: &str) {
+    let ui = format!("http://{DOMAIN}:{port}");
     let (mallory, mallory_id) = s.signup("mallory@example.org").await;
     let (_, session) = s.start_session(&mallory).await;
     let slug = session["slug"].as_str().expect("slug").to_owned();
@@ -205,7 +220,8 @@ async fn a_hostile_session_opened_by_an_admin_changes_nothing() {
         admin.client.get_named_cookie("medforge_session").await.expect("the admin's login cookie").value().to_owned();
 
     // The admin opens mallory's link; the handshake lets them in.
-    let link = format!("http://s-{slug}.external.{DOMAIN}:{}/cgi-bin/page?owner={mallory_id}&ui={ui}", s.port());
+    let session_host = format!("http://s-{slug}.external.{DOMAIN}:{port}");
+    let link = format!("{session_host}/cgi-bin/page?owner={mallory_id}&ui={ui}");
     admin.goto(&link).await;
     admin.wait_for("h1", Duration::from_secs(15)).await;
     assert!(admin.url().await.starts_with(&format!("http://s-{slug}.")), "{}", admin.url().await);
@@ -256,6 +272,13 @@ async fn a_hostile_session_opened_by_an_admin_changes_nothing() {
     // The admin opening her session is on the record.
     let (_, _, entered) = s.get("/api/v2/admin/events?event=session.entered_by_other", Some(&admin_api)).await;
     assert_eq!(entered["data"].as_array().map(Vec::len), Some(1), "{entered}");
+
+    // Back in the session, the pass planted for the parent domain is
+    // removed on the way and the admin's own still opens it.
+    admin.goto(&format!("{session_host}/")).await;
+    admin.wait_for("body", Duration::from_secs(10)).await;
+    assert_eq!(admin.text("body").await.trim(), "medforge test pack", "{}", admin.url().await);
+    assert_eq!(admin.url().await, format!("{session_host}/"));
 
     // The admin's browser is still signed in as the admin (the planted
     // copies are removed on the way).

@@ -1,91 +1,15 @@
 //! `routing = "caddy"`: real Caddy 2.11.7 (scripts/test.sh fetches it) in
 //! front of the real server, running `infra/caddy/session-route.caddy`,
-//! the same route the production Caddyfile imports. The routing matrix of
-//! routing-e2e-evidence.md, through Caddy.
+//! the same route the production Caddyfile imports (`common::caddy`). The
+//! routing matrix of tests/proxy.rs, through Caddy.
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{DOMAIN, Db, Hosted, Options, Server, docker, routing};
-
-struct Caddy {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // A failed test shows what Caddy said.
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("caddy.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            eprintln!("caddy's log, last lines first:\n{}", tail.join("\n"));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// Caddy on a loopback port, plain http, in front of `server` (host:port).
-async fn caddy(server: &str) -> Caddy {
-    let bin = std::env::var("MEDFORGE_TEST_CADDY")
-        .unwrap_or_else(|_| panic!("MEDFORGE_TEST_CADDY is not set: run scripts/test.sh, which fetches Caddy 2.11.7"));
-    let version = Command::new(&bin).arg("version").output().expect("caddy version");
-    let version = String::from_utf8_lossy(&version.stdout).to_string();
-    let minor: Option<u32> = version.strip_prefix("v2.").and_then(|v| v.split('.').next()).and_then(|m| m.parse().ok());
-    assert!(minor.is_some_and(|m| m >= 11), "Caddy 2.11 or newer is needed, not {version}");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let route = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/caddy/session-route.caddy");
-    let caddyfile = format!(
-        "{{\n\tauto_https off\n\tadmin off\n}}\n\
-         http://*.external.{DOMAIN}:{port}, http://*.internal.{DOMAIN}:{port} {{\n\
-         \tbind 127.0.0.1\n\timport {route} {server}\n}}\n"
-    );
-    let path = dir.path().join("Caddyfile");
-    std::fs::write(&path, caddyfile).expect("Caddyfile");
-    let child = Command::new(&bin)
-        .args(["run", "--adapter", "caddyfile", "--config", path.to_str().expect("path")])
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("caddy.log")).expect("log"))
-        .spawn()
-        .expect("start caddy");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "caddy did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Caddy { child, port, dir }
-}
-
-/// A server in Caddy mode with Caddy in front of it.
-async fn server_behind_caddy(image: Option<String>) -> (Server, Caddy) {
-    let s =
-        Server::start(Db::Sqlite, Options { routing: "caddy", gate_upstream: "address", image, ..Options::default() })
-            .await;
-    let c = caddy(s.base.trim_start_matches("http://")).await;
-    (s, c)
-}
-
-/// `slug`'s host through Caddy.
-fn through(s: &Server, c: &Caddy, slug: &str) -> Hosted {
-    Hosted {
-        http: s.http.clone(),
-        base: format!("http://127.0.0.1:{}", c.port),
-        host: format!("s-{slug}.external.{DOMAIN}:{}", c.port),
-        ui: s.base.clone(),
-    }
-}
+use common::caddy::{server_behind_caddy, through};
+use common::{DOMAIN, Hosted, docker, routing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routing_matrix_through_caddy() {
@@ -199,12 +123,41 @@ async fn upgrades_are_tunnelled_through_caddy() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(common::echo(&mut tunnel, "still here").await.0, "still here");
+    // Past Caddy, straight to the server, an upgrade gets the built-in
+    // proxy's answer: a login cookie is no pass, and no pass no tunnel (a
+    // WebSocket cannot follow the handshake's redirect: 401).
+    let direct = Hosted { base: s.base.clone(), ..front.clone() };
+    for cookie in [None, Some(owner.as_str())] {
+        let r = direct
+            .request(reqwest::Method::GET, "/stable/socket", cookie)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .send()
+            .await
+            .expect("upgrade");
+        assert_eq!(r.status(), 401, "{cookie:?}");
+    }
 
     let (st, _, _) = s.post(&format!("{path}/stop"), Some(&owner), None).await;
     assert_eq!(st, 202);
     let mut buf = [0u8; 16];
     let end = tokio::time::timeout(Duration::from_secs(15), tunnel.read(&mut buf)).await.expect("the tunnel ended");
     assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    drop(c);
+    s.stop().await;
+}
+
+/// Behind Caddy too, an open tunnel ends with the right that let it in
+/// (a logout, a password change, a demotion): Caddy hands upgrades to
+/// MedForge's own tunnel, which can close one (docs/decisions.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_through_caddy_close_when_what_let_them_in_is_revoked() {
+    let image = common::test_env("MEDFORGE_TEST_WS_PACK_IMAGE");
+    let (s, c) = server_behind_caddy(Some(image)).await;
+    let owner = s.signup(routing::REVOKED_OWNER).await.0;
+    let (_, session) = s.start_session(&owner).await;
+    let front = through(&s, &c, session["slug"].as_str().expect("slug"));
+    routing::tunnels_close_when_revoked(&s, &front, &owner).await;
     drop(c);
     s.stop().await;
 }
@@ -257,6 +210,7 @@ async fn cookies_and_the_port_proxy_through_caddy() {
     let front = through(&s, &c, external["slug"].as_str().expect("slug"));
     let pass = front.enter(&user).await;
     routing::assert_no_medforge_cookie_crosses(&front, &pass, &user, &common::container_of(&external)).await;
+    routing::assert_planted_passes_are_removed(&front, &pass).await;
 
     let internal = s.start_internal_session(&admin, &user_id, &user).await;
     routing::listen_on_9000(&common::container_of(&internal));

@@ -1,6 +1,7 @@
-//! The built-in session proxy (routing = "builtin"): the routing matrix of
-//! routing-e2e-evidence.md through `medforge serve` itself, against real
-//! session containers of the test pack.
+//! The built-in session proxy (routing = "builtin"): the routing matrix
+//! (who gets which session host, with which pass, over which path) through
+//! `medforge serve` itself, against real session containers of the test
+//! pack.
 
 mod common;
 
@@ -176,14 +177,6 @@ async fn under_load_nothing_is_misrouted() {
     s.stop().await;
 }
 
-/// Waits for `tunnel` to be closed by the proxy: within `within`.
-async fn assert_closes(tunnel: &mut tokio::net::TcpStream, within: Duration, why: &str) {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 16];
-    let end = tokio::time::timeout(within, tunnel.read(&mut buf)).await;
-    assert!(matches!(end, Ok(Ok(0) | Err(_))), "the tunnel outlived {why}: {end:?}");
-}
-
 /// An open tunnel ends with the right that let it in: its login's logout,
 /// its user's password change, and an admin's demotion (the admin had a
 /// terminal open in someone else's session). Others' tunnels stay.
@@ -191,75 +184,10 @@ async fn assert_closes(tunnel: &mut tokio::net::TcpStream, within: Duration, why
 async fn tunnels_close_when_what_let_them_in_is_revoked() {
     let image = common::test_env("MEDFORGE_TEST_WS_PACK_IMAGE");
     let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
-    let addr = s.base.trim_start_matches("http://").to_owned();
-    let (owner, _) = s.signup("revoked@example.org").await;
+    let owner = s.signup(routing::REVOKED_OWNER).await.0;
     let (_, session) = s.start_session(&owner).await;
-    let boss = s.admin("boss@example.org").await;
-    let helper = s.admin("helper@example.org").await;
     let (h, _) = s.entered(&session, &owner).await;
-    let open = |login: String| {
-        let (h, addr) = (h.clone(), addr.clone());
-        async move {
-            let pass = h.enter(&login).await;
-            let mut t = common::open_tunnel(&addr, &h.host, &pass).await;
-            assert_eq!(common::echo(&mut t, "hello").await.0, "hello");
-            t
-        }
-    };
-    let login = |password: &'static str| {
-        let s = &s;
-        async move {
-            let (st, h, b) = s
-                .post(
-                    "/api/v2/auth/login",
-                    None,
-                    Some(serde_json::json!({"email": "revoked@example.org", "password": password})),
-                )
-                .await;
-            assert_eq!(st, 200, "{b}");
-            common::session_cookie(&h).expect("cookie")
-        }
-    };
-
-    // A logout closes that login's tunnel, not the one of the owner's other login.
-    let second = login("a long passphrase").await;
-    let mut first_tunnel = open(owner.clone()).await;
-    let mut second_tunnel = open(second.clone()).await;
-    let mut bosses = open(boss.clone()).await;
-    let (st, _, _) = s.post("/api/v2/auth/logout", Some(&second), None).await;
-    assert_eq!(st, 200);
-    assert_closes(&mut second_tunnel, Duration::from_secs(3), "its logout").await;
-    assert_eq!(common::echo(&mut first_tunnel, "still").await.0, "still");
-
-    // A password change closes every tunnel of the user.
-    let r = s
-        .http
-        .patch(s.url("/api/v2/me"))
-        .header("cookie", &owner)
-        .json(&serde_json::json!({"current_password": "a long passphrase", "new_password": "another long passphrase"}))
-        .send()
-        .await
-        .expect("patch");
-    assert_eq!(r.status(), 200);
-    assert_closes(&mut first_tunnel, Duration::from_secs(3), "a password change").await;
-    assert_eq!(common::echo(&mut bosses, "still").await.0, "still", "someone else's tunnel stays");
-
-    // An admin demoted by another: their tunnel into the session closes,
-    // and they cannot open another.
-    let mut helpers = open(helper.clone()).await;
-    let (_, _, me) = s.get("/api/v2/me", Some(&helper)).await;
-    let helper_id = me["data"]["user_id"].as_str().expect("id").to_owned();
-    // A change that takes no right away (a limit) leaves it open.
-    let limit = serde_json::json!({"max_concurrent_sessions": 4});
-    let (st, _, b) = s.patch(&format!("/api/v2/admin/users/{helper_id}"), Some(&boss), limit).await;
-    assert_eq!(st, 200, "{b}");
-    assert_eq!(common::echo(&mut helpers, "kept").await.0, "kept");
-    let (st, _, b) =
-        s.patch(&format!("/api/v2/admin/users/{helper_id}"), Some(&boss), serde_json::json!({"role": "user"})).await;
-    assert_eq!(st, 200, "{b}");
-    assert_closes(&mut helpers, Duration::from_secs(3), "a demotion").await;
-    assert_eq!(h.try_enter(&helper).await.expect_err("no longer an admin").0, 403);
-    assert_eq!(common::echo(&mut bosses, "still").await.0, "still");
+    routing::tunnels_close_when_revoked(&s, &h, &owner).await;
     s.stop().await;
 }
 
@@ -292,6 +220,7 @@ async fn a_container_neither_sees_nor_sets_medforge_cookies() {
     let (_, session) = s.start_session(&owner).await;
     let (h, pass) = s.entered(&session, &owner).await;
     routing::assert_no_medforge_cookie_crosses(&h, &pass, &owner, &common::container_of(&session)).await;
+    routing::assert_planted_passes_are_removed(&h, &pass).await;
     s.stop().await;
 }
 

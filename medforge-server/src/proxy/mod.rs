@@ -17,13 +17,14 @@
 //!
 //! Open tunnels end when what let them in is revoked
 //! (`crate::service::passes::Revoked`: the session stopped, the login
-//! ended, the user's rights changed), not only when the container goes.
+//! ended, the user's rights changed), not only when the container goes;
+//! behind Caddy too, which hands every upgrade to this proxy ([`dispatch`]).
 
 pub mod forward;
 pub mod upstreams;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use medforge_core::host::Host;
@@ -36,16 +37,31 @@ use crate::http::session_host::{self, Answer, Asked};
 pub use upstreams::Proxy;
 
 /// The outermost layer: with `routing = "builtin"`, session hosts go to the
-/// proxy, everything else on. (With `routing = "caddy"`, Caddy serves the
-/// session hosts and calls the gate with their `Host`: nothing to do here.)
+/// proxy, everything else on. With `routing = "caddy"`, Caddy serves the
+/// session hosts and calls the gate with their `Host` (that request goes
+/// on to the gate's route), but hands us the requests that ask for an
+/// upgrade (infra/caddy/session-route.caddy): tunnels run here, where a
+/// revocation can close one (docs/decisions.md). They pass the same
+/// answer as in built-in mode, pass and all.
 pub async fn dispatch(State(proxy): State<Proxy>, req: Request, next: Next) -> Response {
     let config = &proxy.state.config;
-    if config.routing == Routing::Builtin
-        && let Some(host) = session_zone_host(req.headers(), config.sessions_domain())
+    if let Some(host) = session_zone_host(req.headers(), config.sessions_domain())
+        && proxies(config.routing, &req)
     {
         return handle(proxy, host, req).await;
     }
     next.run(req).await
+}
+
+/// Whether a request to a session host is the proxy's in this routing mode.
+fn proxies(routing: Routing, req: &Request) -> bool {
+    match routing {
+        Routing::Builtin => true,
+        // Any request naming an upgrade is what Caddy's route sends here.
+        // forward_auth's own call to the gate about an upgrade names it
+        // too (docs/testing.md): that one is the gate's.
+        Routing::Caddy => req.headers().contains_key(header::UPGRADE) && !is_gate_path(req.uri().path()),
+    }
 }
 
 /// The request's Host when it is in a session zone (`<label>.external.<domain>`
@@ -83,7 +99,7 @@ async fn handle(proxy: Proxy, host: Host, req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::{HeaderValue, header};
+    use axum::http::HeaderValue;
 
     #[test]
     fn the_gate_path_is_refused_however_spelt() {

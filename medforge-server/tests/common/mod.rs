@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod caddy;
 pub mod routing;
 
 use std::io::{BufRead, BufReader, Write};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use super::Hosted;
+use super::{Hosted, Server};
 
 /// The gate path as a client might spell it to sneak through a session host.
 pub const GATE_SPELLINGS: [&str; 5] = [
@@ -321,4 +321,109 @@ pub async fn assert_no_medforge_cookie_crosses(front: &Hosted, pass: &str, login
     for c in cookies {
         assert!(!c.to_ascii_lowercase().contains("medforge_"), "a MedForge cookie reached the container: {c}");
     }
+}
+
+/// Through `front` with the visitor's `pass`: a second pass, planted for
+/// the zone or the domain by a sibling session's script, opens nothing and
+/// is removed. A GET comes back to itself with the deletions for both
+/// parents (and a marker), nothing reaching the container; other methods
+/// are refused; once the marker is back (the deletion did not take) the
+/// request counts as having no pass (the handshake again). The
+/// visitor's own pass alone still opens the session.
+pub async fn assert_planted_passes_are_removed(front: &Hosted, pass: &str) {
+    let host = front.host.split(':').next().expect("host");
+    let zone = host.split_once('.').expect("a zone").1;
+    let domain = zone.split_once('.').expect("a domain").1;
+    let both = format!("medforge_pass=planted; {pass}");
+    let r = front.request(reqwest::Method::GET, "/cgi-bin/hit?x=1", Some(&both)).send().await.expect("planted");
+    assert_eq!(r.status(), 303);
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert_eq!(location, "/cgi-bin/hit?x=1", "back to itself");
+    let set: Vec<String> =
+        r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    for parent in [zone, domain] {
+        let deletion = format!("medforge_pass=; Domain={parent}; Path=/; Max-Age=0");
+        assert!(set.contains(&deletion), "no deletion for {parent}: {set:?}");
+    }
+    assert!(set.iter().any(|c| c.starts_with("medforge_replanted=1;")), "{set:?}");
+    let r = front.request(reqwest::Method::POST, "/cgi-bin/hit", Some(&both)).send().await.expect("post");
+    assert_eq!(r.status(), 403);
+    let (st, _, location, _) = front.get("/", Some(&format!("{both}; medforge_replanted=1")), &[]).await;
+    assert_eq!(st, 302, "as if it had no pass");
+    assert!(location.contains("/sessions/enter?"), "{location}");
+    let (st, _, _, body) = front.get("/", Some(pass), &[]).await;
+    assert_eq!(st, 200, "{body}");
+}
+
+/// The owner [`tunnels_close_when_revoked`] expects (a Cookie header of
+/// this user's sign-up, with the sign-up's password).
+pub const REVOKED_OWNER: &str = "revoked@example.org";
+
+/// Waits for `tunnel` to be closed by the front: within `within`.
+async fn assert_closes(tunnel: &mut tokio::net::TcpStream, within: Duration, why: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let end = tokio::time::timeout(within, tunnel.read(&mut buf)).await;
+    assert!(matches!(end, Ok(Ok(0) | Err(_))), "the tunnel outlived {why}: {end:?}");
+}
+
+/// Tunnels through `front` into a session of [`REVOKED_OWNER`] (`owner`
+/// is their login) end with the right that let them in: a logout ends
+/// that login's tunnel, a password change all of the user's, an admin's
+/// demotion the tunnel they had open in the owner's session. Others'
+/// tunnels stay, and so does one whose user only had a limit changed.
+pub async fn tunnels_close_when_revoked(s: &Server, front: &Hosted, owner: &str) {
+    let addr = front.base.trim_start_matches("http://").to_owned();
+    let boss = s.admin("boss@example.org").await;
+    let helper = s.admin("helper@example.org").await;
+    let open = |login: String| {
+        let (front, addr) = (front.clone(), addr.clone());
+        async move {
+            let pass = front.enter(&login).await;
+            let mut t = super::open_tunnel(&addr, &front.host, &pass).await;
+            assert_eq!(super::echo(&mut t, "hello").await.0, "hello");
+            t
+        }
+    };
+    let login = |password: &'static str| async move {
+        let body = serde_json::json!({"email": REVOKED_OWNER, "password": password});
+        let (st, h, b) = s.post("/api/v2/auth/login", None, Some(body)).await;
+        assert_eq!(st, 200, "{b}");
+        super::session_cookie(&h).expect("cookie")
+    };
+
+    // A logout closes that login's tunnel, not the one of the owner's other login.
+    let second = login("a long passphrase").await;
+    let mut first_tunnel = open(owner.to_owned()).await;
+    let mut second_tunnel = open(second.clone()).await;
+    let mut bosses = open(boss.clone()).await;
+    let (st, _, _) = s.post("/api/v2/auth/logout", Some(&second), None).await;
+    assert_eq!(st, 200);
+    assert_closes(&mut second_tunnel, Duration::from_secs(3), "its logout").await;
+    assert_eq!(super::echo(&mut first_tunnel, "still").await.0, "still");
+
+    // A password change closes every tunnel of the user.
+    let change =
+        serde_json::json!({"current_password": "a long passphrase", "new_password": "another long passphrase"});
+    let r = s.http.patch(s.url("/api/v2/me")).header("cookie", owner).json(&change).send().await.expect("patch");
+    assert_eq!(r.status(), 200);
+    assert_closes(&mut first_tunnel, Duration::from_secs(3), "a password change").await;
+    assert_eq!(super::echo(&mut bosses, "still").await.0, "still", "someone else's tunnel stays");
+
+    // An admin demoted by another: their tunnel into the session closes,
+    // and they cannot open another.
+    let mut helpers = open(helper.clone()).await;
+    let (_, _, me) = s.get("/api/v2/me", Some(&helper)).await;
+    let helper_id = me["data"]["user_id"].as_str().expect("id").to_owned();
+    // A change that takes no right away (a limit) leaves it open.
+    let limit = serde_json::json!({"max_concurrent_sessions": 4});
+    let (st, _, b) = s.patch(&format!("/api/v2/admin/users/{helper_id}"), Some(&boss), limit).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(super::echo(&mut helpers, "kept").await.0, "kept");
+    let demote = serde_json::json!({"role": "user"});
+    let (st, _, b) = s.patch(&format!("/api/v2/admin/users/{helper_id}"), Some(&boss), demote).await;
+    assert_eq!(st, 200, "{b}");
+    assert_closes(&mut helpers, Duration::from_secs(3), "a demotion").await;
+    assert_eq!(front.try_enter(&helper).await.expect_err("no longer an admin").0, 403);
+    assert_eq!(super::echo(&mut bosses, "still").await.0, "still");
 }
