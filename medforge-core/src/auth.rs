@@ -261,6 +261,22 @@ impl Authenticator {
         Ok((user, token))
     }
 
+    /// [`Self::signup`] with an invite: the account is made only if the
+    /// invite whose token hashes to `invite_hash` is open, which it then
+    /// no longer is ([`StoreError::InviteUnusable`] otherwise).
+    pub async fn signup_invited(
+        &self,
+        email: Email,
+        password: &str,
+        invite_hash: &str,
+        client: ClientInfo,
+    ) -> Result<(User, LoginToken), AuthError> {
+        let new = new_user_async(email, password).await?;
+        let user = self.store.create_user_with_invite(new, invite_hash, model::now()).await?;
+        let token = self.open_login(&user, client).await?;
+        Ok((user, token))
+    }
+
     /// Checks the password and opens a login. Unknown email and wrong
     /// password give the same error, after the same amount of hashing work.
     pub async fn login(

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::model::{Exposure, GpuId, PackId, SessionId, Slug, UserId};
+use crate::model::{Exposure, GpuId, InviteId, PackId, Role, SessionId, Slug, UserId};
 
 /// Why a session stopped (`session.stop`'s `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,8 +64,9 @@ impl RecoveryMode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event")]
 pub enum Event {
+    /// `invite_id`: the invite it used, if any.
     #[serde(rename = "user.signup")]
-    UserSignup { user_id: UserId, ip: Option<String> },
+    UserSignup { user_id: UserId, ip: Option<String>, invite_id: Option<InviteId> },
     #[serde(rename = "user.login")]
     UserLogin { user_id: UserId, ip: Option<String> },
     #[serde(rename = "user.logout")]
@@ -109,6 +110,21 @@ pub enum Event {
     /// An admin stopped someone else's session (`user_id`: its owner).
     #[serde(rename = "admin.session.stop")]
     AdminSessionStop { actor_id: UserId, user_id: UserId, session_id: SessionId, slug: Slug },
+    /// An admin invited an email address to sign up.
+    #[serde(rename = "admin.invite.create")]
+    AdminInviteCreate {
+        actor_id: UserId,
+        invite_id: InviteId,
+        email: String,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+    },
+    /// An admin took back an invite that was not used yet.
+    #[serde(rename = "admin.invite.revoke")]
+    AdminInviteRevoke { actor_id: UserId, invite_id: InviteId },
+    /// An admin made an account themselves (`user_id`: the new account).
+    #[serde(rename = "admin.user.create")]
+    AdminUserCreate { actor_id: UserId, user_id: UserId, email: String, role: Role },
     /// Someone other than its owner (an admin) signed in to a session's
     /// host (`user_id`: the owner).
     #[serde(rename = "session.entered_by_other")]
@@ -134,6 +150,7 @@ impl Event {
             | Event::SessionStop { user_id, .. }
             | Event::AdminUserChange { user_id, .. }
             | Event::AdminSessionStop { user_id, .. }
+            | Event::AdminUserCreate { user_id, .. }
             | Event::SessionEnteredByOther { user_id, .. } => Some(*user_id),
             _ => None,
         }
@@ -146,6 +163,9 @@ impl Event {
             Event::AdminUserChange { actor_id, .. }
             | Event::AdminGpuChange { actor_id, .. }
             | Event::AdminSessionStop { actor_id, .. }
+            | Event::AdminInviteCreate { actor_id, .. }
+            | Event::AdminInviteRevoke { actor_id, .. }
+            | Event::AdminUserCreate { actor_id, .. }
             | Event::SessionEnteredByOther { actor_id, .. } => Some(*actor_id),
             _ => None,
         }
@@ -180,6 +200,9 @@ impl Event {
             Event::AdminUserChange { .. } => "admin.user.change",
             Event::AdminGpuChange { .. } => "admin.gpu.change",
             Event::AdminSessionStop { .. } => "admin.session.stop",
+            Event::AdminInviteCreate { .. } => "admin.invite.create",
+            Event::AdminInviteRevoke { .. } => "admin.invite.revoke",
+            Event::AdminUserCreate { .. } => "admin.user.create",
             Event::SessionEnteredByOther { .. } => "session.entered_by_other",
         }
     }

@@ -76,6 +76,10 @@ uuid_id!(
     SessionId
 );
 uuid_id!(
+    /// An invitation to sign up.
+    InviteId
+);
+uuid_id!(
     /// A pack: the container image sessions run.
     PackId
 );
@@ -170,6 +174,11 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What follows the `@` (lower case, as the whole address is).
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(_, d)| d)
     }
 }
 
@@ -378,6 +387,48 @@ pub struct Login {
     pub revoked_at: Option<OffsetDateTime>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+}
+
+/// An admin's invitation for one email address to sign up: a one-time
+/// link whose token the store keeps only hashed, like a login's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    pub id: InviteId,
+    pub email: Email,
+    pub token_hash: String,
+    /// The admin who invited.
+    pub created_by: UserId,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+    /// The account made with it.
+    pub used_by: Option<UserId>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+string_enum!(
+    /// Where an invite stands.
+    InviteState {
+        Open => "open",
+        Used => "used",
+        Revoked => "revoked",
+        Expired => "expired",
+    }
+);
+
+impl Invite {
+    /// Its state at `now`: used and revoked are for good, expiry is by the clock.
+    pub fn state(&self, now: OffsetDateTime) -> InviteState {
+        if self.used_at.is_some() {
+            InviteState::Used
+        } else if self.revoked_at.is_some() {
+            InviteState::Revoked
+        } else if now >= self.expires_at {
+            InviteState::Expired
+        } else {
+            InviteState::Open
+        }
+    }
 }
 
 /// A container image that sessions run.

@@ -35,6 +35,7 @@ on_both_databases!(
     admin_routes_and_their_guards,
     me_can_change_email_and_password,
     admin_actions_are_on_the_record,
+    signup_follows_the_policy_and_invites_work_once,
 );
 
 async fn auth_routes_envelopes_problems_and_cookies(db: Db) {
@@ -474,7 +475,11 @@ async fn guards_origin_rate_limit_body_size_and_unknown_routes(db: Db) {
         ("/api/v2/{exposure}/sessions/{id}/snapshots", "get"),
         ("/api/v2/{exposure}/sessions/{id}/events", "get"),
         ("/api/v2/admin/users", "get"),
+        ("/api/v2/admin/users", "post"),
         ("/api/v2/admin/users/{id}", "patch"),
+        ("/api/v2/admin/invites", "post"),
+        ("/api/v2/admin/invites", "get"),
+        ("/api/v2/admin/invites/{id}", "delete"),
         ("/api/v2/admin/sessions", "get"),
         ("/api/v2/admin/sessions/{id}/stop", "post"),
         ("/api/v2/admin/gpus", "get"),
@@ -831,5 +836,179 @@ async fn admin_actions_are_on_the_record(db: Db) {
     assert!(!page.contains("signed in"), "the actor filter keeps only the admin's own actions");
     let (st, _, _) = s.get("/admin/events?actor=nobody%40example.org", Some(&boss)).await;
     assert_eq!(st, 422, "an unknown person is a sentence, not an empty log");
+    s.stop().await;
+}
+
+/// `auth.signup` as a client meets it: the default is `invite` (a sign-up
+/// without one is refused in words); an admin's invite signs up its own
+/// address once, before it expires, unless revoked; `closed` refuses all,
+/// invites too; `domains` takes its domains and invites; admins make
+/// accounts under any policy. Each admin action is on the record.
+async fn signup_follows_the_policy_and_invites_work_once(db: Db) {
+    let signup_body = |email: &str, invite: Option<&str>| {
+        let mut b = json!({"email": email, "password": "a long passphrase"});
+        if let Some(i) = invite {
+            b["invite"] = json!(i);
+        }
+        b
+    };
+    let extra = "[auth]\ninvite_valid_secs = 2\n".to_owned();
+    let s = Server::start(db, Options { signup: None, extra_config: extra, ..Options::default() }).await;
+    let signup = |body: serde_json::Value| s.post("/api/v2/auth/signup", None, Some(body));
+    let (st, h, b) = signup(signup_body("walk-in@example.org", None)).await;
+    assert_problem(st, &h, &b, 403, "/api/v2/auth/signup");
+    assert_eq!(b["detail"], "Sign-up here is by invitation: ask an admin for an invite link.");
+
+    let boss = s.admin("boss@example.org").await;
+    let (_, _, me) = s.get("/api/v2/me", Some(&boss)).await;
+    let boss_id = me["data"]["user_id"].as_str().expect("id").to_owned();
+    let invite = |email: &str| s.post("/api/v2/admin/invites", Some(&boss), Some(json!({"email": email})));
+    let (st, h, b) = invite("new@example.org").await;
+    assert_eq!(st, 201, "{b}");
+    let made = assert_envelope(&h, &b);
+    assert_eq!((made["email"].as_str(), made["state"].as_str()), (Some("new@example.org"), Some("open")));
+    let link = made["link"].as_str().expect("the link").to_owned();
+    let token = link.split_once("/signup?invite=").map(|(ui, t)| (ui.to_owned(), t.to_owned()));
+    let (ui, token) = token.unwrap_or_else(|| panic!("not a sign-up link: {link}"));
+    assert_eq!(ui, format!("http://{}:{}", common::DOMAIN, s.port()), "on the UI's own address");
+    // The listing never shows a link again.
+    let (_, _, listed) = s.get("/api/v2/admin/invites", Some(&boss)).await;
+    assert_eq!(listed["data"][0]["invite_id"], made["invite_id"]);
+    assert!(listed["data"][0]["link"].is_null(), "{listed}");
+    // Who may invite, and whom.
+    let (st, _, b) = invite("boss@example.org").await;
+    assert_eq!(st, 409, "an address with an account: {b}");
+    let (st, _, _) = invite("not-an-email").await;
+    assert_eq!(st, 422);
+
+    // The invite is for its own address, once.
+    let (st, _, b) = signup(signup_body("someone-else@example.org", Some(&token))).await;
+    assert_eq!((st, b["errors"][0]["field"].as_str()), (422, Some("email")), "{b}");
+    let (st, h, b) = signup(signup_body("New@Example.org", Some(&token))).await;
+    assert_eq!(st, 201, "{b}");
+    let new_id = assert_envelope(&h, &b)["user_id"].as_str().expect("id").to_owned();
+    let (st, _, b) = signup(signup_body("new@example.org", Some(&token))).await;
+    assert_eq!(
+        (st, b["detail"].as_str()),
+        (403, Some("This invite link is used, revoked or expired: ask an admin for a new one."))
+    );
+    let (_, _, listed) = s.get("/api/v2/admin/invites", Some(&boss)).await;
+    assert_eq!(
+        (listed["data"][0]["state"].as_str(), listed["data"][0]["used_by"].as_str()),
+        (Some("used"), Some(new_id.as_str()))
+    );
+    let (st, _, _) = signup(signup_body("new2@example.org", Some("made-up-token"))).await;
+    assert_eq!(st, 403);
+
+    // A revoked invite opens nothing; one revoke only.
+    let (_, h, b) = invite("revoked@example.org").await;
+    let revoked = assert_envelope(&h, &b);
+    let revoked_token = revoked["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    let path = format!("/api/v2/admin/invites/{}", revoked["invite_id"].as_str().expect("id"));
+    let revoke = || s.http.delete(s.url(&path)).header("cookie", &boss).json(&json!({})).send();
+    assert_eq!(revoke().await.expect("revoke").status(), 200);
+    assert_eq!(revoke().await.expect("revoke").status(), 404);
+    let (st, _, _) = signup(signup_body("revoked@example.org", revoked_token.as_deref())).await;
+    assert_eq!(st, 403);
+    // An expired one neither (this server's invites last 2 s).
+    let (_, h, b) = invite("late@example.org").await;
+    let late =
+        assert_envelope(&h, &b)["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (st, _, b) = signup(signup_body("late@example.org", late.as_deref())).await;
+    assert_eq!(st, 403, "{b}");
+    let (_, _, listed) = s.get("/api/v2/admin/invites", Some(&boss)).await;
+    assert_eq!(listed["data"][0]["state"], "expired");
+    // Only admins invite.
+    let (_, h, _) = s
+        .post("/api/v2/auth/login", None, Some(json!({"email": "new@example.org", "password": "a long passphrase"})))
+        .await;
+    let member = session_cookie(&h).expect("the member signs in");
+    let (st, _, _) = s.post("/api/v2/admin/invites", Some(&member), Some(json!({"email": "x@example.org"}))).await;
+    assert_eq!(st, 403);
+    // An admin makes an account whatever the policy.
+    let (st, h, b) = s
+        .post(
+            "/api/v2/admin/users",
+            Some(&boss),
+            Some(json!({"email": "made@example.org", "password": "first passphrase"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let made_id = assert_envelope(&h, &b)["user_id"].as_str().expect("id").to_owned();
+    let (st, _, _) = s
+        .post("/api/v2/auth/login", None, Some(json!({"email": "made@example.org", "password": "first passphrase"})))
+        .await;
+    assert_eq!(st, 200, "the account works");
+    let (st, _, _) = s
+        .post(
+            "/api/v2/admin/users",
+            Some(&member),
+            Some(json!({"email": "y@example.org", "password": "first passphrase"})),
+        )
+        .await;
+    assert_eq!(st, 403);
+
+    // On the record: the invites, the revoke, the account made, the signup.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let (_, _, b) = s.get(&format!("/api/v2/admin/events?actor_id={boss_id}&limit=50"), Some(&boss)).await;
+        let events = b["data"].as_array().cloned().unwrap_or_default();
+        if events.iter().any(|e| e["event"] == "admin.user.create") {
+            break events;
+        }
+        assert!(std::time::Instant::now() < deadline, "{events:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let count = |name: &str| events.iter().filter(|e| e["event"] == name).count();
+    assert_eq!(
+        (count("admin.invite.create"), count("admin.invite.revoke"), count("admin.user.create")),
+        (3, 1, 1),
+        "{events:?}"
+    );
+    let created =
+        events.iter().find(|e| e["event"] == "admin.invite.create" && e["data"]["email"] == "new@example.org");
+    assert!(created.is_some_and(|e| e["data"]["invite_id"] == made["invite_id"]), "{events:?}");
+    let user_made = events.iter().find(|e| e["event"] == "admin.user.create").expect("made");
+    assert_eq!(
+        (user_made["user_id"].as_str(), user_made["data"]["role"].as_str()),
+        (Some(made_id.as_str()), Some("user"))
+    );
+    let (_, _, b) = s.get(&format!("/api/v2/admin/events?event=user.signup&user_id={new_id}"), Some(&boss)).await;
+    assert_eq!(b["data"][0]["data"]["invite_id"], made["invite_id"], "{b}");
+    s.stop().await;
+
+    // `closed`: no one, not even with an invite.
+    let s = Server::start(db, Options { signup: Some("closed"), ..Options::default() }).await;
+    let boss = s.admin("boss@example.org").await;
+    let (_, h, b) = s.post("/api/v2/admin/invites", Some(&boss), Some(json!({"email": "in@example.org"}))).await;
+    let token =
+        assert_envelope(&h, &b)["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    for invite in [None, token.as_deref()] {
+        let (st, _, b) = s.post("/api/v2/auth/signup", None, Some(signup_body("in@example.org", invite))).await;
+        assert_eq!((st, b["detail"].as_str()), (403, Some("Sign-up is closed here: an admin makes the accounts.")));
+    }
+    s.stop().await;
+
+    // `domains`: the listed ones, and invites for others.
+    let extra = "[auth]\nsignup = \"domains\"\nallowed_email_domains = [\"lab.example.org\"]\n".to_owned();
+    let s = Server::start(db, Options { signup: None, extra_config: extra, ..Options::default() }).await;
+    let (st, _, b) = s.post("/api/v2/auth/signup", None, Some(signup_body("ada@lab.example.org", None))).await;
+    assert_eq!(st, 201, "{b}");
+    for outside in ["eve@example.org", "eve@sub.lab.example.org", "eve@lab.example.org.evil.org"] {
+        let (st, _, b) = s.post("/api/v2/auth/signup", None, Some(signup_body(outside, None))).await;
+        assert_eq!(st, 403, "{outside}");
+        assert_eq!(
+            b["detail"],
+            "Sign-up here is for addresses at lab.example.org; for another address, ask an admin for an invite link."
+        );
+    }
+    let boss = s.admin("boss@example.org").await;
+    let (_, h, b) = s.post("/api/v2/admin/invites", Some(&boss), Some(json!({"email": "guest@example.org"}))).await;
+    let token =
+        assert_envelope(&h, &b)["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    let (st, _, b) =
+        s.post("/api/v2/auth/signup", None, Some(signup_body("guest@example.org", token.as_deref()))).await;
+    assert_eq!(st, 201, "{b}");
     s.stop().await;
 }

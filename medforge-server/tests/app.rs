@@ -28,6 +28,8 @@ impl InProcess {
         // The GPU mode is not what these tests are about: no engine query for it.
         config.runtime.gpu_mode = GpuModeSetting::None;
         config.gpus.ids = medforge_server::config::GpuIds::List(vec![0]);
+        // These tests make their users by signing up.
+        config.auth.signup = medforge_server::config::SignupPolicy::Open;
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
         let state =
             stack::build(config, handle).await.expect("the stack (is dockerd running? scripts/test.sh starts it)");

@@ -290,3 +290,107 @@ async fn the_reported_attacks_are_refused() {
     }
     s.stop().await;
 }
+
+/// The sign-up page under each policy, as a person meets it: the default
+/// (`invite`) explains itself and has no form; an admin invites from the
+/// Invites page, which shows the link once; the link's page has the
+/// address filled in and signs up once; the used link, `closed` and a
+/// domain outside `domains` each say why in a sentence; an admin adds an
+/// account from the Users page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signup_pages_follow_the_policy() {
+    let s = Server::start(Db::Sqlite, Options { signup: None, ..Options::default() }).await;
+    let (st, _, body) = page(&s, "/signup", None).await;
+    assert_eq!(st, 200);
+    assert!(body.contains("Sign-up here is by invitation: ask an admin for an invite link."), "{body}");
+    assert!(!body.contains("data-testid=\"signup-form\""), "no form to fill in for nothing: {body}");
+    let (st, _, cookie, body) =
+        form(&s, "/signup", None, &[("email", "walk-in@example.org"), ("password", "form passphrase")]).await;
+    assert_eq!((st, cookie), (403, None));
+    assert!(body.contains("data-testid=\"flash-error\"") && body.contains("by invitation"), "{body}");
+
+    // The admin invites; the link is on the answer, once.
+    let boss = s.admin("boss@example.org").await;
+    let (st, _, body) = page(&s, "/admin/invites", Some(&boss)).await;
+    assert!(st == 200 && body.contains("data-testid=\"invite-form\""), "{body}");
+    let (st, _, _, body) = form(&s, "/admin/invites", Some(&boss), &[("email", "grace@example.org")]).await;
+    assert_eq!(st, 201, "{body}");
+    let link = body
+        .split("data-testid=\"invite-link\"")
+        .next()
+        .and_then(|before| before.rsplit("value=\"").next())
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(link.contains("/signup?invite="), "{body}");
+    assert!(body.contains("Invited grace@example.org."), "{body}");
+    let (_, _, listed) = page(&s, "/admin/invites", Some(&boss)).await;
+    assert!(!listed.contains("data-testid=\"invite-link\""), "shown once only");
+    assert!(listed.contains("<td data-testid=\"invite-state\">open</td>"), "{listed}");
+    let (_, _, _, body) = form(&s, "/admin/invites", Some(&boss), &[("email", "boss@example.org")]).await;
+    assert!(body.contains("Email already registered."), "{body}");
+
+    // The link's page: the address filled in and fixed, the invite carried.
+    let path = link.split_once(&format!(":{}", s.port())).map(|(_, p)| p.to_owned()).expect("a path");
+    let token = path.split_once("invite=").map(|(_, t)| t.to_owned()).expect("token");
+    let (_, _, body) = page(&s, &path, None).await;
+    assert!(body.contains("You were invited as grace@example.org."), "{body}");
+    assert!(body.contains("value=\"grace@example.org\" readonly"), "{body}");
+    assert!(body.contains(&format!("name=\"invite\" value=\"{token}\"")), "{body}");
+    let fields = [("email", "grace@example.org"), ("password", "form passphrase"), ("invite", token.as_str())];
+    let (st, loc, cookie, _) = form(&s, "/signup", None, &fields).await;
+    assert_eq!((st, loc.as_str()), (303, "/"));
+    assert!(cookie.is_some());
+    // Used: the page and the form say so.
+    let used = "This invite link is used, revoked or expired: ask an admin for a new one.";
+    let (_, _, body) = page(&s, &path, None).await;
+    assert!(body.contains(used) && !body.contains("data-testid=\"signup-form\""), "{body}");
+    let (st, _, _, body) = form(&s, "/signup", None, &fields).await;
+    assert!(st == 403 && body.contains(used), "{body}");
+    let (_, _, listed) = page(&s, "/admin/invites", Some(&boss)).await;
+    assert!(listed.contains("<td data-testid=\"invite-state\">used</td>"), "{listed}");
+
+    // Revoke from the page.
+    let (_, _, _, body) = form(&s, "/admin/invites", Some(&boss), &[("email", "late@example.org")]).await;
+    let id = body.split("data-invite=\"").nth(1).and_then(|v| v.split('"').next()).expect("a row").to_owned();
+    let (st, loc, _, _) = form(&s, &format!("/admin/invites/{id}/revoke"), Some(&boss), &[]).await;
+    assert_eq!((st, loc.as_str()), (303, "/admin/invites"));
+    let (_, _, listed) = page(&s, "/admin/invites", Some(&boss)).await;
+    assert!(listed.contains("<td data-testid=\"invite-state\">revoked</td>"), "{listed}");
+
+    // An admin adds an account on the Users page.
+    let fields = [("email", "added@example.org"), ("password", "first passphrase")];
+    let (st, loc, _, _) = form(&s, "/admin/users", Some(&boss), &fields).await;
+    assert_eq!((st, loc.as_str()), (303, "/admin/users?status=added"));
+    let (_, _, _, body) = form(&s, "/admin/users", Some(&boss), &fields).await;
+    assert!(body.contains("Email already registered.") && body.contains("value=\"added@example.org\""), "{body}");
+    let (st, _, _, _) =
+        form(&s, "/login", None, &[("email", "added@example.org"), ("password", "first passphrase")]).await;
+    assert_eq!(st, 303, "the account works");
+    s.stop().await;
+
+    // `closed`: no form, and the sign-in page sends to an admin.
+    let s = Server::start(Db::Sqlite, Options { signup: Some("closed"), ..Options::default() }).await;
+    let (_, _, body) = page(&s, "/signup", None).await;
+    assert!(body.contains("Sign-up is closed here: an admin makes the accounts."), "{body}");
+    assert!(!body.contains("data-testid=\"signup-form\""), "{body}");
+    let (_, _, body) = page(&s, "/login", None).await;
+    assert!(body.contains("Ask an admin of this lab to make you one.") && !body.contains("href=\"/signup"), "{body}");
+    s.stop().await;
+
+    // `domains`: the form, with the rule above it, and a sentence for others.
+    let extra = "[auth]\nsignup = \"domains\"\nallowed_email_domains = [\"lab.example.org\"]\n".to_owned();
+    let s = Server::start(Db::Sqlite, Options { signup: None, extra_config: extra, ..Options::default() }).await;
+    let (_, _, body) = page(&s, "/signup", None).await;
+    assert!(
+        body.contains("Sign-up here is for addresses at lab.example.org.") && body.contains("signup-form"),
+        "{body}"
+    );
+    let (st, _, _, body) =
+        form(&s, "/signup", None, &[("email", "eve@example.org"), ("password", "form passphrase")]).await;
+    assert_eq!(st, 403);
+    assert!(body.contains("Sign-up here is for addresses at lab.example.org; for another address"), "{body}");
+    assert!(body.contains("value=\"eve@example.org\""), "the address typed is kept: {body}");
+    sign_up(&s, "ada@lab.example.org").await;
+    s.stop().await;
+}

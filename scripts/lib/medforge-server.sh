@@ -28,6 +28,9 @@ image = "${MF_IMAGE:-$MEDFORGE_TEST_PACK_IMAGE}"
 ids = $gpus
 [limits]
 auth_per_minute = 1000000
+# The scripts make their users by signing up.
+[auth]
+signup = "open"
 TOML
   MEDFORGE_LOG=warn "$binary" --config "$MF_CONFIG" serve >"$MF_DIR/serve.log" 2>&1 &
   MF_PID=$!

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    DeploymentId, Email, Exposure, GpuDevice, GpuId, Login, LoginId, Pack, PackId, Role, Session, SessionId,
-    SessionStatus, Slug, User, UserId, UserSummary,
+    DeploymentId, Email, Exposure, GpuDevice, GpuId, Invite, InviteId, Login, LoginId, Pack, PackId, Role, Session,
+    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,6 +29,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum StoreError {
     #[error("Email already registered.")]
     EmailTaken,
+    /// The invite is used, revoked, expired or unknown.
+    #[error("This invite link is used, revoked or expired.")]
+    InviteUnusable,
     #[error("invalid pagination cursor")]
     InvalidCursor,
     #[error("page limit must be 1 to 500")]
@@ -125,6 +128,17 @@ impl NewUser {
         self.can_use_internal = true;
         self
     }
+}
+
+/// A new invite; the token itself goes to the admin, only its hash here.
+#[derive(Debug, Clone)]
+pub struct NewInvite {
+    pub id: InviteId,
+    pub email: Email,
+    pub token_hash: String,
+    pub created_by: UserId,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 /// A change to a user; `None` fields stay as they are.
@@ -297,6 +311,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn update_user(&self, id: UserId, update: UserUpdate) -> Result<Option<User>, StoreError>;
     async fn list_users(&self, page: PageRequest) -> Result<Page<UserSummary>, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
+
+    // --- invites ---
+    async fn create_invite(&self, invite: NewInvite) -> Result<Invite, StoreError>;
+    async fn invite_by_token_hash(&self, token_hash: &str) -> Result<Option<Invite>, StoreError>;
+    /// Newest first, every state.
+    async fn list_invites(&self, page: PageRequest) -> Result<Page<Invite>, StoreError>;
+    /// Revokes the invite if it is neither used nor revoked; whether it did.
+    async fn revoke_invite(&self, id: InviteId, at: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Creates `user` and uses the invite of `token_hash` for it, in one
+    /// transaction: [`StoreError::InviteUnusable`] unless the invite is
+    /// open at `at`, and [`StoreError::EmailTaken`] leaves it open.
+    async fn create_user_with_invite(
+        &self,
+        user: NewUser,
+        token_hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<User, StoreError>;
 
     // --- logins ---
     async fn create_login(&self, login: NewLogin) -> Result<Login, StoreError>;

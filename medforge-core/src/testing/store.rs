@@ -9,11 +9,12 @@ use time::Duration;
 use super::StoreHarness;
 use crate::auth::{Authenticator, ClientInfo, ExpiryPolicy, LoginToken, TokenKey};
 use crate::model::{
-    self, DEFAULT_PACK_ID, Email, Exposure, GpuId, PackExposure, PackId, Role, Session, SessionStatus, User,
+    self, DEFAULT_PACK_ID, Email, Exposure, GpuId, InviteId, InviteState, PackExposure, PackId, Role, Session,
+    SessionStatus, User,
 };
 use crate::store::{
-    AllocationError, AllocationRequest, DbFailure, NewLogin, NewUser, PageRequest, Seed, SessionFilter, Store,
-    StoreError, Transition, UniqueKey, UserUpdate,
+    AllocationError, AllocationRequest, DbFailure, NewInvite, NewLogin, NewUser, PageRequest, Seed, SessionFilter,
+    Store, StoreError, Transition, UniqueKey, UserUpdate,
 };
 
 fn email(s: &str) -> Email {
@@ -210,6 +211,96 @@ pub async fn logins_are_stored_by_hash_and_revocable(h: &StoreHarness) {
     assert_eq!(store.revoke_user_logins(user.id, later).await.expect("revoke all"), 1);
     let (found, _) = store.login_by_token_hash(&b.token_hash).await.expect("get").expect("exists");
     assert!(found.revoked_at.is_some());
+}
+
+fn new_invite(by: &User, to: &str, hash: char, created_at: time::OffsetDateTime, valid: Duration) -> NewInvite {
+    NewInvite {
+        id: InviteId::new_random(),
+        email: email(to),
+        token_hash: hash.to_string().repeat(64),
+        created_by: by.id,
+        created_at,
+        expires_at: created_at + valid,
+    }
+}
+
+pub async fn invites_are_kept_by_hash_listed_and_revocable(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let admin = user_with_limit(store.as_ref(), "inviter", 1).await;
+    let now = model::now();
+    let a = store.create_invite(new_invite(&admin, "a@example.org", 'a', now, Duration::days(7))).await.expect("a");
+    let b = store
+        .create_invite(new_invite(&admin, "b@example.org", 'b', now + Duration::seconds(1), Duration::days(7)))
+        .await
+        .expect("b");
+    let found = store.invite_by_token_hash(&"a".repeat(64)).await.expect("get").expect("exists");
+    assert_eq!(found, a);
+    assert_eq!(
+        (found.email.as_str(), found.created_by, found.state(now)),
+        ("a@example.org", admin.id, InviteState::Open)
+    );
+    assert!(store.invite_by_token_hash(&"c".repeat(64)).await.expect("get").is_none());
+    // Newest first, a page at a time.
+    let first = store.list_invites(PageRequest::first(1)).await.expect("list");
+    assert_eq!(first.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![b.id]);
+    let rest = store.list_invites(PageRequest { limit: 5, after: first.next }).await.expect("list");
+    assert_eq!(rest.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![a.id]);
+    assert!(rest.next.is_none());
+    // Revoked once; a revoked invite opens nothing.
+    assert!(store.revoke_invite(a.id, now).await.expect("revoke"));
+    assert!(!store.revoke_invite(a.id, now).await.expect("revoke twice"));
+    let revoked = store.invite_by_token_hash(&a.token_hash).await.expect("get").expect("exists");
+    assert_eq!(revoked.state(now), InviteState::Revoked);
+    let user = NewUser::new(email("a@example.org"), "not-a-real-hash".into());
+    assert!(matches!(store.create_user_with_invite(user, &a.token_hash, now).await, Err(StoreError::InviteUnusable)));
+    assert!(store.user_by_email(&email("a@example.org")).await.expect("get").is_none(), "no account was made");
+}
+
+pub async fn an_invite_makes_one_account_before_it_expires(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let admin = user_with_limit(store.as_ref(), "inviter", 1).await;
+    let now = model::now();
+    let invite = store.create_invite(new_invite(&admin, "new@example.org", 'n', now, Duration::hours(1))).await;
+    let invite = invite.expect("invite");
+    let new = |who: &str| NewUser::new(email(who), "not-a-real-hash".into());
+    // An email already taken leaves the invite open.
+    user_with_limit(store.as_ref(), "taken", 1).await;
+    assert!(matches!(
+        store.create_user_with_invite(new("taken@example.org"), &invite.token_hash, now).await,
+        Err(StoreError::EmailTaken)
+    ));
+    assert_eq!(
+        store.invite_by_token_hash(&invite.token_hash).await.expect("get").expect("kept").state(now),
+        InviteState::Open
+    );
+    // Used once, by the account it made; never again, not even at once.
+    let tries = (0..4).map(|n| {
+        let store = store.clone();
+        let hash = invite.token_hash.clone();
+        async move { store.create_user_with_invite(new(&format!("n{n}@example.org")), &hash, now).await }
+    });
+    let results = futures::future::join_all(tries).await;
+    let made: Vec<&User> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(made.len(), 1, "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(StoreError::InviteUnusable))), "{results:?}");
+    let used = store.invite_by_token_hash(&invite.token_hash).await.expect("get").expect("kept");
+    assert_eq!((used.state(now), used.used_by, used.used_at), (InviteState::Used, Some(made[0].id), Some(now)));
+    assert!(!store.revoke_invite(used.id, now).await.expect("revoke"), "a used invite is not revoked");
+    assert_eq!(store.count_users().await.expect("count"), 3, "the admin, the taken one and the invited one");
+    // An expired one makes none.
+    let old = store.create_invite(new_invite(&admin, "late@example.org", 'l', now, Duration::hours(1))).await;
+    let old = old.expect("invite");
+    let late = now + Duration::hours(1);
+    assert_eq!(old.state(late), InviteState::Expired);
+    assert!(matches!(
+        store.create_user_with_invite(new("late@example.org"), &old.token_hash, late).await,
+        Err(StoreError::InviteUnusable)
+    ));
+    // Nor an unknown one.
+    assert!(matches!(
+        store.create_user_with_invite(new("nobody@example.org"), &"z".repeat(64), now).await,
+        Err(StoreError::InviteUnusable)
+    ));
 }
 
 fn authenticator(store: Arc<dyn Store>) -> Authenticator {
@@ -750,6 +841,8 @@ macro_rules! store_contract_tests {
             users_are_unique_by_email_and_updatable,
             users_list_newest_first_with_active_counts,
             logins_are_stored_by_hash_and_revocable,
+            invites_are_kept_by_hash_listed_and_revocable,
+            an_invite_makes_one_account_before_it_expires,
             authenticator_refuses_bad_passwords_and_dead_tokens,
             tokens_are_never_stored_raw,
             allocation_takes_lowest_free_gpu_and_checks_everything,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use medforge_core::model::{Session, UserId};
 use medforge_core::store::StoredEvent;
@@ -21,12 +22,12 @@ use super::views::{GpuView, UserView};
 use crate::http::envelope::Envelope;
 use crate::http::extract::Admin;
 use crate::service::accounts::Caller;
-use crate::service::admin::{self as admin_service, UserChange};
+use crate::service::admin::{self as admin_service, NewAccount, UserChange};
 use crate::service::{AppState, Error, sessions};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/v2/admin/users", get(list_users))
+        .route("/api/v2/admin/users", get(list_users).post(create_user))
         .route("/api/v2/admin/users/{id}", patch(update_user))
         .route("/api/v2/admin/sessions", get(list_sessions))
         .route("/api/v2/admin/sessions/{id}/stop", post(stop_session))
@@ -51,6 +52,46 @@ pub async fn list_users(
     let limit = params.page.limit;
     let found = state.store.list_users(params.page).await?;
     Ok(paging::envelope(limit, found, |u| serde_json::to_value(UserView::listed(u)).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserBody {
+    email: String,
+    /// The first password, for the admin to pass on (8 to 128 characters).
+    password: String,
+    /// `user` (the default) or `admin`.
+    #[serde(default)]
+    role: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v2/admin/users",
+    tag = "admin",
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "Made, whatever the sign-up policy", body = EnvelopeDoc<UserView>),
+        (status = 409, description = "Email taken", body = ProblemDoc, content_type = "application/problem+json"),
+        AdminErrors,
+        InvalidErrors,
+        JsonErrors,
+    )
+)]
+pub async fn create_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Admin(admin): Admin,
+    ApiJson(body): ApiJson<NewUserBody>,
+) -> Result<Envelope, Error> {
+    let role = match body.role.as_deref() {
+        None | Some("user") => false,
+        Some("admin") => true,
+        Some(_) => return Err(Error::field("role", "must be user or admin")),
+    };
+    let new = NewAccount { email: &body.email, password: &body.password, admin: role };
+    let user = admin_service::create_user(&state, &caller, &admin, new).await?;
+    Ok(Envelope::with_status(StatusCode::CREATED, UserView::changed(&user)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -14,7 +14,7 @@ use super::views::{Me, Message};
 use crate::http::cookie;
 use crate::http::envelope::Envelope;
 use crate::http::extract::SignedIn;
-use crate::service::accounts::{self, AccountChange, Caller};
+use crate::service::accounts::{self, AccountChange, Caller, SignUp};
 use crate::service::{AppState, Error};
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -32,13 +32,25 @@ pub struct Credentials {
     password: String,
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    email: String,
+    password: String,
+    /// The token of an admin's invite link (`/signup?invite=<token>`); the
+    /// email must be the one it was made for.
+    #[serde(default)]
+    invite: Option<String>,
+}
+
 #[utoipa::path(
     post,
     path = "/api/v2/auth/signup",
     tag = "auth",
-    request_body = Credentials,
+    request_body = SignupBody,
     responses(
         (status = 201, description = "Account created and signed in", body = EnvelopeDoc<Me>),
+        (status = 403, description = "The sign-up policy refused it (why, in words)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Email taken", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts", body = ProblemDoc, content_type = "application/problem+json"),
         InvalidErrors,
@@ -48,9 +60,10 @@ pub struct Credentials {
 pub async fn signup(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    ApiJson(body): ApiJson<Credentials>,
+    ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<Envelope, Error> {
-    let (user, token) = accounts::sign_up(&state, &caller, &body.email, &body.password).await?;
+    let form = SignUp { email: &body.email, password: &body.password, invite: body.invite.as_deref() };
+    let (user, token) = accounts::sign_up(&state, &caller, form).await?;
     Ok(Envelope::with_status(StatusCode::CREATED, Me::from(&user))
         .header(header::SET_COOKIE, cookie::set(&state.config, &token)))
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod gate;
 pub mod health;
+pub mod invites;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .merge(auth::routes())
         .merge(admin::routes())
+        .merge(invites::routes())
         .merge(sessions::routes())
         .merge(gate::routes())
         .merge(health::routes())

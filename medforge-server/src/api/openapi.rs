@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::schemas::{FieldErrorDoc, MetaDoc, ProblemDoc};
-use super::{admin, auth, gate, health, metrics, sessions};
+use super::{admin, auth, gate, health, invites, metrics, sessions};
 use crate::service::AppState;
 
 #[derive(OpenApi)]
@@ -32,7 +32,11 @@ use crate::service::AppState;
         sessions::snapshots,
         sessions::progress,
         admin::list_users,
+        admin::create_user,
         admin::update_user,
+        invites::create_invite,
+        invites::list_invites,
+        invites::revoke_invite,
         admin::list_sessions,
         admin::stop_session,
         admin::list_gpus,

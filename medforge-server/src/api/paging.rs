@@ -61,7 +61,7 @@ pub fn parse(q: ListQuery) -> Result<ListParams, Error> {
 }
 
 /// A page of items as the listing routes answer it.
-pub fn envelope<T: serde::Serialize>(limit: u32, found: Page<T>, view: impl Fn(&T) -> serde_json::Value) -> Envelope {
+pub fn envelope<T>(limit: u32, found: Page<T>, view: impl Fn(&T) -> serde_json::Value) -> Envelope {
     let items: Vec<serde_json::Value> = found.items.iter().map(view).collect();
     Envelope::ok(items).page(PageMeta { limit, next_cursor: found.next.map(|c| c.encode()) })
 }

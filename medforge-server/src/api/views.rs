@@ -3,7 +3,9 @@
 //! OpenAPI document. (Sessions and events are the model's own
 //! serialisation, described by medforge-core's `openapi` feature.)
 
-use medforge_core::model::{GpuDevice, Role, Session, SessionId, User, UserId, UserSummary};
+use medforge_core::model::{
+    self, GpuDevice, Invite, InviteId, InviteState, Role, Session, SessionId, User, UserId, UserSummary,
+};
 use medforge_core::storage::Snapshot;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -57,6 +59,44 @@ impl UserView {
             created_at: Some(rfc3339(s.user.created_at)),
             active_session_count: Some(s.active_session_count),
             ..Self::changed(&s.user)
+        }
+    }
+}
+
+/// An invite as an admin sees it. `link` only in the answer that made it:
+/// its token is never kept, so it cannot be shown again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteView {
+    invite_id: InviteId,
+    email: String,
+    state: InviteState,
+    created_by: UserId,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    #[schema(format = DateTime)]
+    used_at: Option<String>,
+    used_by: Option<UserId>,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+}
+
+impl InviteView {
+    pub fn new(i: &Invite, link: Option<String>) -> Self {
+        Self {
+            invite_id: i.id,
+            email: i.email.to_string(),
+            state: i.state(model::now()),
+            created_by: i.created_by,
+            created_at: rfc3339(i.created_at),
+            expires_at: rfc3339(i.expires_at),
+            used_at: i.used_at.map(rfc3339),
+            used_by: i.used_by,
+            revoked_at: i.revoked_at.map(rfc3339),
+            link,
         }
     }
 }

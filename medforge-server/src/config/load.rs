@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
 use super::paths;
-use super::{Config, GpuIds, Routing, StorageKind, TOP_LEVEL_KEYS};
+use super::{Config, GpuIds, Routing, SignupPolicy, StorageKind, TOP_LEVEL_KEYS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -116,6 +116,17 @@ impl Config {
         }
         if self.firewall.check_interval_secs == 0 {
             return Err(invalid("firewall.check_interval_secs", "must be at least 1"));
+        }
+        if self.auth.signup == SignupPolicy::Domains && self.auth.allowed_email_domains.is_empty() {
+            return Err(invalid("auth.allowed_email_domains", "signup = \"domains\" needs at least one domain"));
+        }
+        for d in &self.auth.allowed_email_domains {
+            if d.is_empty() || d.contains('@') || d.parse::<medforge_core::host::Host>().is_err() {
+                return Err(invalid("auth.allowed_email_domains", format!("{d:?} is not a domain (no @)")));
+            }
+        }
+        if !(1..=366 * 86400).contains(&self.auth.invite_valid_secs) {
+            return Err(invalid("auth.invite_valid_secs", "must be 1 second to 366 days"));
         }
         if self.limits.auth_per_minute == 0 {
             return Err(invalid("limits.auth_per_minute", "must be at least 1"));

@@ -31,6 +31,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "routing",
     "gate_upstream",
     "secret",
+    "auth",
     "runtime",
     "pack",
     "gpus",
@@ -61,6 +62,7 @@ pub struct Config {
     pub gate_upstream: GateUpstream,
     /// The token-hashing key (32+ bytes). Default: `<data_dir>/secret`, created on first start.
     pub secret: Option<String>,
+    pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
     pub pack: PackConfig,
     pub gpus: GpusConfig,
@@ -222,6 +224,46 @@ pub enum FirewallKind {
     Iptables,
 }
 
+/// Who may make an account (docs/security.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub signup: SignupPolicy,
+    /// With `signup = "domains"`: the email domains that may sign up
+    /// (exactly these, no subdomains), e.g. `["lab.example.org"]`.
+    pub allowed_email_domains: Vec<String>,
+    /// How long an invite link works (default 7 days).
+    pub invite_valid_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { signup: SignupPolicy::Invite, allowed_email_domains: Vec::new(), invite_valid_secs: 7 * 24 * 3600 }
+    }
+}
+
+impl AuthConfig {
+    /// Whether `domain` (lower case, as `Email::domain` gives it) is listed.
+    pub fn allows_domain(&self, domain: &str) -> bool {
+        self.allowed_email_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+/// `auth.signup`: who may make an account. An admin's invite works with
+/// every policy but `closed`; admins can always make accounts themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupPolicy {
+    /// Only with an admin's invite link (the default).
+    Invite,
+    /// Addresses at `allowed_email_domains`, or with an invite.
+    Domains,
+    /// Anyone who reaches the server.
+    Open,
+    /// No one: admins make the accounts.
+    Closed,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -251,6 +293,7 @@ impl Default for Config {
             routing: Routing::Builtin,
             gate_upstream: GateUpstream::Name,
             secret: None,
+            auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             pack: PackConfig::default(),
             gpus: GpusConfig::default(),

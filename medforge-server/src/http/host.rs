@@ -15,3 +15,9 @@ pub fn request_host(headers: &HeaderMap) -> Option<Host> {
 pub fn port_suffix(headers: &HeaderMap) -> String {
     request_host(headers).map(|h| h.port_suffix()).unwrap_or_default()
 }
+
+/// `scheme://<base_domain>[:port]`: the UI's address as the client that
+/// sent `headers` reaches it (links made for that client, an invite's).
+pub fn ui_base(config: &crate::config::Config, headers: &HeaderMap) -> String {
+    format!("{}://{}{}", config.scheme(), config.base_domain, port_suffix(headers))
+}

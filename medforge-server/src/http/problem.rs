@@ -129,6 +129,7 @@ pub fn missing_detail(m: Missing) -> &'static str {
         Missing::Session => "Session not found.",
         Missing::User => "User not found.",
         Missing::Gpu => "GPU not found.",
+        Missing::Invite => "No open invite with this id.",
         Missing::SessionAtHost => "No running session at this host.",
     }
 }
@@ -141,6 +142,7 @@ impl From<&Error> for Problem {
             Error::Forbidden(d) => Self::http(StatusCode::FORBIDDEN, denied_detail(*d)),
             Error::NotFound(m) => Self::http(StatusCode::NOT_FOUND, missing_detail(*m)),
             Error::EmailTaken => Self::http(StatusCode::CONFLICT, "Email already registered."),
+            Error::SignupRefused(r) => Self::http(StatusCode::FORBIDDEN, r.sentence()),
             Error::Allocation(a) => allocation(a),
             Error::Invalid(errors) => Self::validation(errors.clone()),
             Error::RateLimited { retry_after } => {

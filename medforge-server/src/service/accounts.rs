@@ -12,9 +12,11 @@ use medforge_core::events::{Event, EventContext};
 use medforge_core::model::{self, Email, Login, User};
 use medforge_core::store::UserUpdate;
 
-use super::error::{Denied, Error};
+use super::error::{Denied, Error, SignupRefusal};
+use super::invites;
 use super::passes::Revoked;
 use super::state::AppState;
+use crate::config::SignupPolicy;
 
 /// Who is asking: the client's address (behind trusted proxies, the
 /// client's own), its user agent, and the request's id for the events.
@@ -39,22 +41,52 @@ fn parse_email(text: &str) -> Result<Email, Error> {
     text.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))
 }
 
-/// Creates an account and signs it in.
+/// A sign-up as the client sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct SignUp<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    /// An invite link's token, if the client came with one.
+    pub invite: Option<&'a str>,
+}
+
+/// Creates an account and signs it in, if the sign-up policy
+/// (`auth.signup`) lets this one in: an invite opens it under every policy
+/// but `closed`, for the invite's own address; without one, `open` lets
+/// anyone in, `domains` the listed domains, `invite` and `closed` no one.
 #[tracing::instrument(skip_all)]
-pub async fn sign_up(
-    state: &AppState,
-    caller: &Caller,
-    email: &str,
-    password: &str,
-) -> Result<(User, LoginToken), Error> {
+pub async fn sign_up(state: &AppState, caller: &Caller, form: SignUp<'_>) -> Result<(User, LoginToken), Error> {
     state.auth_limiter.check(caller.ip)?;
-    let email = parse_email(email)?;
-    let (user, token) = state.auth.signup(email, password, caller.info()).await.map_err(|e| match e {
+    let email = parse_email(form.email)?;
+    let policy = &state.config.auth;
+    let refused = |r| Err(Error::SignupRefused(r));
+    let invite = form.invite.map(str::trim).filter(|t| !t.is_empty()).map(LoginToken::from_client);
+    let (made, invite_id) = match (policy.signup, invite) {
+        (SignupPolicy::Closed, _) => return refused(SignupRefusal::Closed),
+        (_, Some(token)) => {
+            let invite = invites::open(state, &token).await?;
+            if invite.email != email {
+                return Err(Error::field("email", format!("must be {}, the address this invite is for", invite.email)));
+            }
+            let hash = invites::token_hash(state, &token);
+            (state.auth.signup_invited(email, form.password, &hash, caller.info()).await, Some(invite.id))
+        }
+        (SignupPolicy::Invite, None) => return refused(SignupRefusal::InviteOnly),
+        (SignupPolicy::Domains, None) if !policy.allows_domain(email.domain()) => {
+            return refused(SignupRefusal::DomainNotAllowed(policy.allowed_email_domains.clone()));
+        }
+        (SignupPolicy::Domains | SignupPolicy::Open, None) => {
+            (state.auth.signup(email, form.password, caller.info()).await, None)
+        }
+    };
+    let (user, token) = made.map_err(|e| match e {
         AuthError::PasswordPolicy => Error::field("password", e.to_string()),
         AuthError::Store(s) => s.into(),
         other => Error::internal(other),
     })?;
-    state.events.emit(Event::UserSignup { user_id: user.id, ip: Some(caller.ip.to_string()) }, &caller.events());
+    state
+        .events
+        .emit(Event::UserSignup { user_id: user.id, ip: Some(caller.ip.to_string()), invite_id }, &caller.events());
     Ok((user, token))
 }
 

@@ -1,10 +1,11 @@
 //! What an admin changes: a user's role, entitlement, limit and quota,
-//! and whether a GPU takes new sessions. Who is an admin is the
+//! accounts they make, and whether a GPU takes new sessions. Who is an admin is the
 //! adapters' check (their `Admin` extractors); this is what follows, with
 //! an event naming the admin, the target and the change (the audit trail).
 
+use medforge_core::auth;
 use medforge_core::events::{Event, FieldChange};
-use medforge_core::model::{GpuDevice, GpuId, Role, User, UserId};
+use medforge_core::model::{self, GpuDevice, GpuId, Role, User, UserId};
 use medforge_core::store::UserUpdate;
 use serde_json::json;
 
@@ -86,6 +87,33 @@ pub async fn change_user(
     if !changes.is_empty() {
         state.events.emit(Event::AdminUserChange { actor_id: actor.id, user_id: user.id, changes }, &caller.events());
     }
+    Ok(user)
+}
+
+/// An account an admin makes (`POST /admin/users`, the Users page): an
+/// ordinary user unless `admin`, who is also entitled to internal sessions.
+#[derive(Debug)]
+pub struct NewAccount<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub admin: bool,
+}
+
+/// Makes the account, whatever the sign-up policy, as `actor` asked
+/// (`admin.user.create`). The admin passes the password on; the user can
+/// change it on the Account page.
+#[tracing::instrument(skip_all, fields(actor_id = %actor.id))]
+pub async fn create_user(state: &AppState, caller: &Caller, actor: &User, new: NewAccount<'_>) -> Result<User, Error> {
+    let email = new.email.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))?;
+    let account = auth::new_user_async(email, new.password).await.map_err(|e| match e {
+        auth::AuthError::PasswordPolicy => Error::field("password", e.to_string()),
+        other => Error::internal(other),
+    })?;
+    let account = if new.admin { account.admin() } else { account };
+    let user = state.store.create_user(account).await?;
+    let event =
+        Event::AdminUserCreate { actor_id: actor.id, user_id: user.id, email: user.email.to_string(), role: user.role };
+    state.events.emit(event, &caller.events());
     Ok(user)
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
     NotFound(Missing),
     #[error("email already registered")]
     EmailTaken,
+    /// The deployment's sign-up policy (`auth.signup`) refused a sign-up.
+    #[error("sign-up refused: {0:?}")]
+    SignupRefused(SignupRefusal),
     /// A session could not be allocated (limits, GPUs, packs).
     #[error(transparent)]
     Allocation(AllocationError),
@@ -63,6 +66,34 @@ pub enum Denied {
     BadCsrfToken,
 }
 
+/// Why a sign-up was refused (`auth.signup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignupRefusal {
+    /// `closed`: admins make the accounts.
+    Closed,
+    /// `invite`, and no invite came with it.
+    InviteOnly,
+    /// The invite is used, revoked, expired or unknown.
+    InviteUnusable,
+    /// `domains`, an address elsewhere and no invite; the domains allowed.
+    DomainNotAllowed(Vec<String>),
+}
+
+impl SignupRefusal {
+    /// In words, for the API's problem document and the sign-up page alike.
+    pub fn sentence(&self) -> String {
+        match self {
+            Self::Closed => "Sign-up is closed here: an admin makes the accounts.".into(),
+            Self::InviteOnly => "Sign-up here is by invitation: ask an admin for an invite link.".into(),
+            Self::InviteUnusable => "This invite link is used, revoked or expired: ask an admin for a new one.".into(),
+            Self::DomainNotAllowed(domains) => format!(
+                "Sign-up here is for addresses at {}; for another address, ask an admin for an invite link.",
+                domains.join(", ")
+            ),
+        }
+    }
+}
+
 /// What was not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
@@ -70,6 +101,8 @@ pub enum Missing {
     Session,
     User,
     Gpu,
+    /// No open invite by that id.
+    Invite,
     /// No running session at the session host asked for.
     SessionAtHost,
 }
@@ -99,6 +132,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::EmailTaken => Self::EmailTaken,
+            StoreError::InviteUnusable => Self::SignupRefused(SignupRefusal::InviteUnusable),
             StoreError::InvalidCursor => Self::InvalidCursor,
             StoreError::InvalidPageLimit => Self::field("limit", "must be 1 to 500"),
             other => Self::internal(other),

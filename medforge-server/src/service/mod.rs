@@ -8,7 +8,8 @@
 //! - [`error`]: [`Error`], the one error of this layer.
 //! - [`accounts`]: sign-up, log-in, log-out, the signed-in user, account changes.
 //! - [`sessions`]: start, stop, who may see which session, the list filters.
-//! - [`admin`]: changes an admin makes to users and GPUs.
+//! - [`admin`]: changes an admin makes to users and GPUs, and accounts
+//!   they make; [`invites`] their sign-up links.
 //! - [`gatekeeper`]: the session gate's decision and the handshake;
 //!   [`gate_cache`] its short memory; [`passes`] the session hosts' passes.
 //! - [`isolation`]: the firewall policy from the config and the runtime.
@@ -19,11 +20,12 @@ pub mod admin;
 pub mod error;
 pub mod gate_cache;
 pub mod gatekeeper;
+pub mod invites;
 pub mod isolation;
 pub mod limiter;
 pub mod passes;
 pub mod sessions;
 pub mod state;
 
-pub use error::{Denied, Error, FieldError, Missing};
+pub use error::{Denied, Error, FieldError, Missing, SignupRefusal};
 pub use state::AppState;

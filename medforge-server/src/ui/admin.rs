@@ -1,5 +1,5 @@
 //! The admin pages: the GPU board, all sessions, users (the event log is
-//! `super::events`).
+//! `super::events`, the invites `super::invites`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +12,12 @@ use medforge_core::model::{Exposure, SessionStatus, UserId};
 use medforge_core::store::{PageRequest, SessionFilter};
 use serde::Deserialize;
 
+use super::failure::form_error;
 use super::page::{Chrome, SessionRow, ago, iso};
 use crate::http::extract::Admin;
 use crate::http::html::render;
 use crate::service::accounts::Caller;
-use crate::service::admin::{self as admin_service, UserChange};
+use crate::service::admin::{self as admin_service, NewAccount, UserChange};
 use crate::service::{AppState, Error, sessions};
 
 /// Emails by user id, looked up once each.
@@ -206,14 +207,18 @@ struct UsersPage {
     chrome: Chrome,
     section: &'static str,
     users: Vec<UserRow>,
+    /// The add-a-user form, open with what was typed (after a refusal).
+    adding: bool,
+    new_email: String,
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-pub async fn users(
-    State(state): State<Arc<AppState>>,
-    Admin(admin): Admin,
-    Query(q): Query<SessionsQuery>,
+async fn users_page(
+    state: &AppState,
+    chrome: Chrome,
+    status: StatusCode,
+    new_email: Option<String>,
 ) -> Result<Response, Error> {
     let found = state.store.list_users(PageRequest::first(500)).await?.items;
     let users = found
@@ -229,9 +234,57 @@ pub async fn users(
             active: s.active_session_count,
         })
         .collect();
+    let page = UsersPage {
+        chrome,
+        section: "users",
+        users,
+        adding: new_email.is_some(),
+        new_email: new_email.unwrap_or_default(),
+    };
+    Ok(render(status, page))
+}
+
+pub async fn users(
+    State(state): State<Arc<AppState>>,
+    Admin(admin): Admin,
+    Query(q): Query<SessionsQuery>,
+) -> Result<Response, Error> {
     let mut chrome = Chrome::new("Users", Some(&admin), "admin");
-    chrome.info = (q.status == "saved").then(|| "Saved.".to_owned());
-    Ok(render(StatusCode::OK, UsersPage { chrome, section: "users", users }))
+    chrome.info = match q.status.as_str() {
+        "saved" => Some("Saved.".to_owned()),
+        "added" => Some("Added. Pass the password on.".to_owned()),
+        _ => None,
+    };
+    users_page(&state, chrome, StatusCode::OK, None).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NewUserForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    admin: Option<String>,
+}
+
+/// The add-a-user form: the list again, or the form with the reason.
+pub async fn create_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Admin(admin): Admin,
+    Form(form): Form<NewUserForm>,
+) -> Result<Response, Error> {
+    let new = NewAccount { email: &form.email, password: &form.password, admin: form.admin.as_deref() == Some("true") };
+    match admin_service::create_user(&state, &caller, &admin, new).await {
+        Ok(_) => Ok(Redirect::to("/admin/users?status=added").into_response()),
+        Err(e) => {
+            let (status, text) = form_error(&e);
+            let mut chrome = Chrome::new("Users", Some(&admin), "admin");
+            chrome.error = Some(text);
+            users_page(&state, chrome, status, Some(form.email)).await
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,21 +8,23 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use medforge_core::auth::LoginToken;
-use medforge_core::model::User;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::failure::form_error;
 use super::next::safe_next;
 use super::page::Chrome;
+use crate::config::SignupPolicy;
 use crate::http::cookie;
 use crate::http::html::render;
-use crate::service::accounts::{self, Caller};
-use crate::service::{AppState, Error};
+use crate::service::accounts::{self, Caller, SignUp};
+use crate::service::{AppState, Error, SignupRefusal, invites};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// An invite link's token (`/signup?invite=...`).
+    invite: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,16 +35,8 @@ pub struct CredentialsForm {
     password: String,
     #[serde(default)]
     next: String,
-}
-
-/// The two forms share their fields: the frame, the email typed so far,
-/// where to go afterwards (`next`, checked) and its query for the other
-/// form's link.
-struct FormFields {
-    chrome: Chrome,
-    email: String,
-    next: String,
-    next_query: String,
+    #[serde(default)]
+    invite: String,
 }
 
 #[derive(Template)]
@@ -52,8 +46,12 @@ struct LoginPage {
     email: String,
     next: String,
     next_query: String,
+    /// Whether the sign-up page may be of use (not with `signup = "closed"`).
+    can_sign_up: bool,
 }
 
+/// The sign-up page: the form, or (when the policy leaves this visitor no
+/// way in) the sentence that says why, and what to do instead.
 #[derive(Template)]
 #[template(path = "signup.html")]
 struct SignupPage {
@@ -61,75 +59,122 @@ struct SignupPage {
     email: String,
     next: String,
     next_query: String,
+    /// The invite's token, carried by the form.
+    invite: String,
+    /// The address is the invite's: shown, not typed.
+    email_fixed: bool,
+    /// What the policy says to this visitor, above the form.
+    note: Option<String>,
+    /// Whether there is a form at all.
+    form: bool,
 }
 
-impl From<FormFields> for LoginPage {
-    fn from(f: FormFields) -> Self {
-        Self { chrome: f.chrome, email: f.email, next: f.next, next_query: f.next_query }
-    }
+/// `?next=...` for the other form's link, or nothing.
+fn next_query(next: &str) -> String {
+    if next.is_empty() { String::new() } else { format!("?next={}", utf8_percent_encode(next, NON_ALPHANUMERIC)) }
 }
 
-impl From<FormFields> for SignupPage {
-    fn from(f: FormFields) -> Self {
-        Self { chrome: f.chrome, email: f.email, next: f.next, next_query: f.next_query }
-    }
+fn checked_next(state: &AppState, next: Option<&str>) -> String {
+    next.filter(|n| !n.is_empty()).map(|n| safe_next(n, &state.config)).unwrap_or_default()
 }
 
-/// One of the two forms, with `next` checked.
-fn form_page<P: Template + From<FormFields>>(
-    status: StatusCode,
-    chrome: Chrome,
-    email: String,
-    next: String,
-) -> Response {
-    let next_query =
-        if next.is_empty() { String::new() } else { format!("?next={}", utf8_percent_encode(&next, NON_ALPHANUMERIC)) };
-    render(status, P::from(FormFields { chrome, email, next, next_query }))
+fn login_form(state: &AppState, status: StatusCode, chrome: Chrome, email: String, next: String) -> Response {
+    let can_sign_up = state.config.auth.signup != SignupPolicy::Closed;
+    render(status, LoginPage { chrome, email, next_query: next_query(&next), next, can_sign_up })
 }
 
 pub async fn login_page(State(state): State<Arc<AppState>>, Query(q): Query<NextQuery>) -> Response {
-    let next = q.next.map(|n| safe_next(&n, &state.config)).unwrap_or_default();
-    form_page::<LoginPage>(StatusCode::OK, Chrome::new("Sign in", None, ""), String::new(), next)
+    let next = checked_next(&state, q.next.as_deref());
+    login_form(&state, StatusCode::OK, Chrome::new("Sign in", None, ""), String::new(), next)
+}
+
+/// What the sign-up page offers `invite` (a token, or none) under the
+/// deployment's policy; `error` comes from a refused post.
+async fn signup_form(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<String>,
+    email: String,
+    next: String,
+    invite: Option<&str>,
+) -> Response {
+    let policy = &state.config.auth;
+    let mut page = SignupPage {
+        chrome: Chrome::new("Sign up", None, ""),
+        email,
+        next_query: next_query(&next),
+        next,
+        invite: String::new(),
+        email_fixed: false,
+        note: None,
+        form: true,
+    };
+    page.chrome.error = error;
+    let refusal = match (policy.signup, invite.map(str::trim).filter(|t| !t.is_empty())) {
+        (SignupPolicy::Closed, _) => Some(SignupRefusal::Closed),
+        (_, Some(token)) => match invites::open(state, &LoginToken::from_client(token)).await {
+            Ok(found) => {
+                page.note = Some(format!("You were invited as {}.", found.email));
+                page.email = found.email.to_string();
+                page.email_fixed = true;
+                page.invite = token.to_owned();
+                None
+            }
+            Err(Error::SignupRefused(r)) => Some(r),
+            Err(e) => return super::failure::error_page(None, &e),
+        },
+        (SignupPolicy::Invite, None) => Some(SignupRefusal::InviteOnly),
+        (SignupPolicy::Domains, None) => {
+            page.note = Some(format!("Sign-up here is for addresses at {}.", policy.allowed_email_domains.join(", ")));
+            None
+        }
+        (SignupPolicy::Open, None) => None,
+    };
+    if let Some(r) = refusal {
+        page.note = Some(r.sentence());
+        page.form = false;
+    }
+    render(status, page)
 }
 
 pub async fn signup_page(State(state): State<Arc<AppState>>, Query(q): Query<NextQuery>) -> Response {
-    let next = q.next.map(|n| safe_next(&n, &state.config)).unwrap_or_default();
-    form_page::<SignupPage>(StatusCode::OK, Chrome::new("Sign up", None, ""), String::new(), next)
+    let next = checked_next(&state, q.next.as_deref());
+    signup_form(&state, StatusCode::OK, None, String::new(), next, q.invite.as_deref()).await
 }
 
-/// After a sign-in or sign-up: to `next` with the new cookie, or the form
-/// again with the reason (and the email kept).
-fn answer<P: Template + From<FormFields>>(
-    state: &AppState,
-    outcome: Result<(User, LoginToken), Error>,
-    form: CredentialsForm,
-    title: &'static str,
-) -> Response {
-    match outcome {
-        Ok((_, token)) => {
-            let to = if form.next.is_empty() { "/".to_owned() } else { safe_next(&form.next, &state.config) };
-            let mut r = Redirect::to(&to).into_response();
-            r.headers_mut().insert(header::SET_COOKIE, cookie::set(&state.config, &token));
-            r
-        }
+/// After a sign-in or sign-up: to `next` with the new cookie.
+fn signed_in(state: &AppState, token: &LoginToken, next: &str) -> Response {
+    let to = if next.is_empty() { "/".to_owned() } else { safe_next(next, &state.config) };
+    let mut r = Redirect::to(&to).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie::set(&state.config, token));
+    r
+}
+
+pub async fn login(State(state): State<Arc<AppState>>, caller: Caller, Form(form): Form<CredentialsForm>) -> Response {
+    match accounts::log_in(&state, &caller, &form.email, &form.password).await {
+        Ok((_, token)) => signed_in(&state, &token, &form.next),
         Err(e) => {
             let (status, text) = form_error(&e);
-            let mut chrome = Chrome::new(title, None, "");
+            let mut chrome = Chrome::new("Sign in", None, "");
             chrome.error = Some(text);
-            let next = if form.next.is_empty() { String::new() } else { safe_next(&form.next, &state.config) };
-            form_page::<P>(status, chrome, form.email, next)
+            let next = checked_next(&state, Some(&form.next));
+            login_form(&state, status, chrome, form.email, next)
         }
     }
 }
 
-pub async fn login(State(state): State<Arc<AppState>>, caller: Caller, Form(form): Form<CredentialsForm>) -> Response {
-    let outcome = accounts::log_in(&state, &caller, &form.email, &form.password).await;
-    answer::<LoginPage>(&state, outcome, form, "Sign in")
-}
-
+/// A refused sign-up gets the form again, with the reason, the email and
+/// the invite kept.
 pub async fn signup(State(state): State<Arc<AppState>>, caller: Caller, Form(form): Form<CredentialsForm>) -> Response {
-    let outcome = accounts::sign_up(&state, &caller, &form.email, &form.password).await;
-    answer::<SignupPage>(&state, outcome, form, "Sign up")
+    let asked = SignUp { email: &form.email, password: &form.password, invite: Some(form.invite.as_str()) };
+    match accounts::sign_up(&state, &caller, asked).await {
+        Ok((_, token)) => signed_in(&state, &token, &form.next),
+        Err(e) => {
+            let (status, text) = form_error(&e);
+            let next = checked_next(&state, Some(&form.next));
+            signup_form(&state, status, Some(text), form.email, next, Some(&form.invite)).await
+        }
+    }
 }
 
 pub async fn logout(State(state): State<Arc<AppState>>, caller: Caller, headers: HeaderMap) -> Result<Response, Error> {

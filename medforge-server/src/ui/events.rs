@@ -151,6 +151,9 @@ fn sentence(e: &StoredEvent, who: &HashMap<UserId, String>) -> Vec<Piece> {
         if ip.is_empty() { ".".to_owned() } else { format!(" from {ip}.") }
     };
     match e.event.as_str() {
+        "user.signup" if !field("invite_id").is_empty() => {
+            vec![user, text(&format!(" signed up with an invite{}", from()))]
+        }
         "user.signup" => vec![user, text(&format!(" signed up{}", from()))],
         "user.login" => vec![user, text(&format!(" signed in{}", from()))],
         "user.logout" => vec![user, text(" signed out.")],
@@ -190,6 +193,13 @@ fn sentence(e: &StoredEvent, who: &HashMap<UserId, String>) -> Vec<Piece> {
             vec![actor, text(&format!(" {verb} GPU {}.", field("gpu_id")))]
         }
         "admin.session.stop" => vec![actor, text(" stopped "), session(), text(" of "), user, text(".")],
+        "admin.invite.create" => {
+            vec![actor, text(&format!(" invited {} (the link works until {}).", field("email"), field("expires_at")))]
+        }
+        "admin.invite.revoke" => vec![actor, text(&format!(" revoked invite {}.", field("invite_id")))],
+        "admin.user.create" => {
+            vec![actor, text(" made the account "), user, text(&format!(" ({}).", field("role")))]
+        }
         "session.entered_by_other" => vec![actor, text(" opened "), session(), text(" of "), user, text(".")],
         other => vec![text(&format!("{other}."))],
     }

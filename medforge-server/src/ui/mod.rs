@@ -13,6 +13,7 @@ pub mod csrf;
 mod enter;
 mod events;
 pub mod failure;
+mod invites;
 pub mod next;
 pub mod page;
 mod sessions;
@@ -43,8 +44,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/gpus/{id}", post(admin::toggle_gpu))
         .route("/admin/sessions", get(admin::sessions))
         .route("/admin/sessions/{id}/stop", post(admin::stop))
-        .route("/admin/users", get(admin::users))
+        .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{id}", post(admin::update_user))
+        .route("/admin/invites", get(invites::list).post(invites::create))
+        .route("/admin/invites/{id}/revoke", post(invites::revoke))
         .route("/admin/events", get(events::events))
         .route("/static/app.css", get(stylesheet))
         .route("/static/app.js", get(script))

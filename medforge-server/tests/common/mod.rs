@@ -123,6 +123,9 @@ pub struct Options {
     pub trusted_proxies: &'static str,
     /// `sessions_domain`: session hosts under another domain than the UI's.
     pub sessions_domain: Option<&'static str>,
+    /// `auth.signup`: `open` by default, since most tests need many users
+    /// (`Server::signup`); `None`: the product's default (`invite`).
+    pub signup: Option<&'static str>,
     /// The run's name, for its label and networks (default: a new one). Two
     /// servers given the same one look alike to the engine, as two default
     /// deployments do.
@@ -143,6 +146,7 @@ impl Default for Options {
             gate_upstream: "name",
             runtime: "docker",
             sessions_domain: None,
+            signup: Some("open"),
             run: None,
         }
     }
@@ -186,7 +190,7 @@ ids = {gpus}
 auth_per_minute = {per_minute}
 trusted_proxies = {trusted_proxies}
 
-{extra}
+{signup}{extra}
 "#,
             data = dir.path().display(),
             own = own_runtime_keys(&run),
@@ -195,6 +199,7 @@ trusted_proxies = {trusted_proxies}
             per_minute = options.auth_per_minute,
             trusted_proxies = options.trusted_proxies,
             extra = options.extra_config,
+            signup = options.signup.map(|s| format!("[auth]\nsignup = \"{s}\"\n\n")).unwrap_or_default(),
             listen = options.listen,
             sessions_domain =
                 options.sessions_domain.map(|d| format!("sessions_domain = \"{d}\"\n")).unwrap_or_default(),

@@ -1,6 +1,6 @@
 //! The SQL body shared by both stores, one file per table: [`users`],
-//! [`logins`], [`sessions`] (with [`allocation`]), [`gpus`] (and packs, and
-//! seeding), [`events`] (and the deployment id). It is generic over the
+//! [`logins`], [`invites`], [`sessions`] (with [`allocation`]), [`gpus`]
+//! (and packs, and seeding), [`events`] (and the deployment id). It is generic over the
 //! sqlx database; what differs between SQLite and MySQL (how to open the
 //! allocation transaction, row locks, insert-if-missing, error codes,
 //! migrations) is the [`Dialect`]. Rows are read by column name into the
@@ -12,6 +12,7 @@ mod allocation;
 mod backend;
 mod events;
 mod gpus;
+mod invites;
 mod logins;
 mod rows;
 mod sessions;
@@ -24,12 +25,12 @@ use sqlx::{Database, Pool};
 use time::OffsetDateTime;
 
 use super::{
-    AllocationError, AllocationRequest, EventFilter, NewLogin, NewUser, Page, PageRequest, Seed, SeedReport,
+    AllocationError, AllocationRequest, EventFilter, NewInvite, NewLogin, NewUser, Page, PageRequest, Seed, SeedReport,
     SessionFilter, Store, StoreError, StoredEvent, Transition, UserUpdate,
 };
 use crate::model::{
-    DeploymentId, Email, GpuDevice, GpuId, Login, LoginId, Pack, PackId, Session, SessionId, SessionStatus, Slug, User,
-    UserId, UserSummary,
+    DeploymentId, Email, GpuDevice, GpuId, Invite, InviteId, Login, LoginId, Pack, PackId, Session, SessionId,
+    SessionStatus, Slug, User, UserId, UserSummary,
 };
 #[cfg(feature = "testing")]
 pub(crate) use backend::classify;
@@ -38,6 +39,7 @@ pub use backend::{DbFailure, Dialect, UniqueKey};
 use backend::{db_error, sql_impl};
 use events::Events;
 use gpus::Gpus;
+use invites::Invites;
 use logins::Logins;
 use sessions::Sessions;
 use users::Users;
@@ -105,6 +107,31 @@ impl Store for SqlStore {
 
     async fn count_users(&self) -> Result<u64, StoreError> {
         Users(&self.pool).count().await
+    }
+
+    async fn create_invite(&self, invite: NewInvite) -> Result<Invite, StoreError> {
+        Invites(&self.pool).create(invite).await
+    }
+
+    async fn invite_by_token_hash(&self, token_hash: &str) -> Result<Option<Invite>, StoreError> {
+        Invites(&self.pool).by_token_hash(token_hash).await
+    }
+
+    async fn list_invites(&self, page: PageRequest) -> Result<Page<Invite>, StoreError> {
+        Invites(&self.pool).list(page).await
+    }
+
+    async fn revoke_invite(&self, id: InviteId, at: OffsetDateTime) -> Result<bool, StoreError> {
+        Invites(&self.pool).revoke(id, at).await
+    }
+
+    async fn create_user_with_invite(
+        &self,
+        user: NewUser,
+        token_hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<User, StoreError> {
+        Invites(&self.pool).create_user(user, token_hash, at).await
     }
 
     async fn create_login(&self, login: NewLogin) -> Result<Login, StoreError> {

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::model::{self, GpuDevice, GpuId, Login, Pack, Session, User, UserSummary};
+use crate::model::{self, GpuDevice, GpuId, Invite, Login, Pack, Session, User, UserSummary};
 use crate::store::{StoreError, StoredEvent};
 
 pub(super) fn corrupt(table: &'static str, reason: impl fmt::Display) -> StoreError {
@@ -118,6 +118,37 @@ impl LoginRow {
             user_agent: self.user_agent,
         };
         Ok((login, self.user.into_model()?))
+    }
+}
+
+/// `invites`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct InviteRow {
+    id: String,
+    email: String,
+    token_hash: String,
+    created_by: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    used_by: Option<String>,
+    revoked_at: Option<i64>,
+}
+
+impl InviteRow {
+    pub(super) fn into_model(self) -> Result<Invite, StoreError> {
+        const T: &str = "invites";
+        Ok(Invite {
+            id: parse(&self.id, T)?,
+            email: parse(&self.email, T)?,
+            token_hash: self.token_hash,
+            created_by: parse(&self.created_by, T)?,
+            created_at: model::from_unix_ms(self.created_at),
+            expires_at: model::from_unix_ms(self.expires_at),
+            used_at: self.used_at.map(model::from_unix_ms),
+            used_by: parse_opt(self.used_by, T)?,
+            revoked_at: self.revoked_at.map(model::from_unix_ms),
+        })
     }
 }
 

@@ -15,20 +15,23 @@ pub(super) struct Users<'p, DB: sqlx::Database>(pub &'p Pool<DB>);
 
 sql_impl! {
 impl Users<'p> {
-    pub async fn create(&self, user: NewUser) -> Result<User, StoreError> {
-        let result = sqlx::query(
+    /// The insert of `user`, on the pool or in a transaction.
+    pub(super) fn insert(user: &NewUser) -> sqlx::query::Query<'static, DB, DB::Arguments> {
+        sqlx::query(
             "INSERT INTO users (id, email, password_hash, role, can_use_internal, max_concurrent_sessions, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(user.id.to_string())
         .bind(user.email.to_string())
-        .bind(user.password_hash)
+        .bind(user.password_hash.clone())
         .bind(user.role.as_str().to_owned())
         .bind(user.can_use_internal)
         .bind(i64::from(user.max_concurrent_sessions))
         .bind(model::to_unix_ms(user.created_at))
-        .execute(self.0)
-        .await;
+    }
+
+    /// What [`Self::insert`] made, or why it could not.
+    pub(super) fn inserted(user: NewUser, result: Result<DB::QueryResult, sqlx::Error>) -> Result<User, StoreError> {
         match result {
             Ok(_) => Ok(User {
                 id: user.id,
@@ -42,6 +45,11 @@ impl Users<'p> {
             Err(e) if classify::<DB>(&e) == DbFailure::Unique(UniqueKey::Email) => Err(StoreError::EmailTaken),
             Err(e) => Err(db_error(e)),
         }
+    }
+
+    pub async fn create(&self, user: NewUser) -> Result<User, StoreError> {
+        let result = Self::insert(&user).execute(self.0).await;
+        Self::inserted(user, result)
     }
 
     async fn one_where(&self, sql: &'static str, key: String) -> Result<Option<User>, StoreError> {
