@@ -1,7 +1,6 @@
 //! `medforge`: serve the API, or administer a deployment from the shell.
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +9,7 @@ use clap::{Parser, Subcommand};
 use medforge_core::model::Role;
 use medforge_core::store::UserUpdate;
 use medforge_server::config::{Config, FirewallKind, StorageKind};
-use medforge_server::{app, bootstrap, doctor, stack, tasks, telemetry};
+use medforge_server::{app, bootstrap, doctor, http, stack, tasks, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "medforge", version, about = "Browser IDEs with one GPU each, for a lab's GPU server")]
@@ -273,34 +272,61 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
     let bound = listener.local_addr()?;
-    tracing::info!(address = %bound, "serving");
-    // The line scripts and tests wait for.
+    let metrics_at = state.config.metrics_listen;
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_at).await.with_context(|| {
+        format!("metrics_listen: cannot listen on {metrics_at} (another server there? set metrics_listen)")
+    })?;
+    let metrics_bound = metrics_listener.local_addr()?;
+    raise_open_files_limit(state.config.http.max_connections);
+    tracing::info!(address = %bound, metrics = %metrics_bound, "serving");
+    // The lines scripts and tests wait for.
     eprintln!("medforge: listening on http://{bound}");
+    eprintln!("medforge: metrics on http://{metrics_bound}/metrics");
     let ui_url = state.config.ui_url(bound.port());
     eprintln!("medforge: the web UI is at {ui_url}");
     if let Some(admin) = &first_admin {
         bootstrap::announce(admin, &ui_url);
     }
-    let app = app::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    // No Nagle: a proxied response's head and body go out as separate
-    // writes, and Nagle would hold the body back for the client's delayed
-    // ACK (40 ms a request).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+    let metrics = tokio::spawn({
+        let app = medforge_server::api::metrics::app(state.clone());
+        let mut stop = stop_rx.clone();
+        async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            axum::serve(metrics_listener, app).with_graceful_shutdown(stopped).await
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests; sessions keep running");
-        })
-        .await
-        .context("server")?;
+    let limits = http::server::Limits::new(&state.config.http, &state.config.limits.trusted_proxies);
+    let connections = http::server::Connections::new(limits);
+    let app = app::app(state);
+    http::server::serve(listener, app, connections, async {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests; sessions keep running");
+    })
+    .await
+    .context("server")?;
     let _ = stop_tx.send(true);
+    let _ = metrics.await;
     let _ = watcher.await;
     let _ = isolation.await;
     Ok(())
+}
+
+/// Lets the process open as many files as the system allows it (the soft
+/// limit is often 1024, less than `http.max_connections` needs: each
+/// proxied request holds two sockets), and says so when that is still too
+/// few.
+fn raise_open_files_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 2 * max_connections as u64 + 256 => tracing::warn!(
+            limit,
+            max_connections,
+            "the open-files limit is low for http.max_connections: raise it (LimitNOFILE in systemd)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
 }
 
 async fn shutdown_signal() {

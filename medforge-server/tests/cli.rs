@@ -119,6 +119,7 @@ fn gpu_list_disable_and_enable() {
         .args(["serve"])
         .envs(env)
         .env("MEDFORGE_LISTEN", "127.0.0.1:0")
+        .env("MEDFORGE_METRICS_LISTEN", "127.0.0.1:0")
         .env("MEDFORGE_RUNTIME__GPU_MODE", "none")
         .stderr(std::process::Stdio::piped())
         .spawn()

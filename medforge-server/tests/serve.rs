@@ -104,3 +104,78 @@ async fn reconciliation_removes_only_this_deployments_orphans() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A raw connection to `port` from `source` (a loopback address of its
+/// own: one client network each).
+async fn connect_from(source: &str, port: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{source}:0").parse().expect("source")).expect("bind");
+    socket.connect(format!("127.0.0.1:{port}").parse().expect("addr")).await.expect("connect")
+}
+
+/// What the server sends before it closes `stream` (within 15 s).
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the server kept the connection open: {}", String::from_utf8_lossy(&got));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The listener holds clients to `[http]`: a connection that sends half a
+/// request is closed by the header timeout, an idle keep-alive one too;
+/// one client network gets `max_connections_per_client` connections and a
+/// 503 for the next, while another network is served; a freed place is
+/// taken again. The metrics count what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_closes_slow_and_idle_clients_and_caps_each_network() {
+    use tokio::io::AsyncWriteExt;
+    let extra = "[http]\nheader_read_timeout_secs = 2\nkeep_alive_idle_secs = 1\nmax_connections_per_client = 3\n";
+    let s = Server::start(Db::Sqlite, Options { extra_config: extra.into(), ..Options::default() }).await;
+    let port: u16 = s.port().parse().expect("port");
+
+    // Half a request: closed, unanswered, by the header timeout.
+    let mut slow = connect_from("127.0.0.2", port).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: medforge.localhost\r\n").await.expect("write");
+    assert_eq!(until_closed(&mut slow).await, "", "no answer to half a request");
+    // A whole request, then silence: answered, then closed as idle.
+    let mut idle = connect_from("127.0.0.2", port).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: medforge.localhost\r\n\r\n").await.expect("write");
+    assert!(until_closed(&mut idle).await.starts_with("HTTP/1.1 200"), "answered before it was closed");
+
+    // Three connections from one network; the fourth is turned away.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.3", port).await);
+    }
+    // Each is counted once the server has accepted it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut fourth = connect_from("127.0.0.3", port).await;
+    let answer = until_closed(&mut fourth).await;
+    assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("Too many connections"), "{answer:?}");
+    // Another network is served meanwhile.
+    let mut other = connect_from("127.0.0.4", port).await;
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: medforge.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(until_closed(&mut other).await.starts_with("HTTP/1.1 200"));
+    // A place freed is a place again.
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect_from("127.0.0.3", port).await;
+    again
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: medforge.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(until_closed(&mut again).await.starts_with("HTTP/1.1 200"));
+
+    let text = s.http.get(&s.metrics).send().await.expect("metrics").text().await.expect("text");
+    for want in
+        ["medforge_http_connections_refused_total{reason=\"per_client\"} 1", "medforge_http_header_timeouts_total"]
+    {
+        assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
+    }
+    drop(held);
+    s.stop().await;
+}

@@ -304,7 +304,7 @@ async fn serve_refuses_to_start_without_the_pool_or_the_root() {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[runtime]\ngpu_mode = \"none\"\n{}[gpus]\nids = [0]\n{}",
+                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[runtime]\ngpu_mode = \"none\"\n{}[gpus]\nids = [0]\n{}",
                 dir.path().display(),
                 common::own_runtime_keys("zfsrefusal"),
                 zfs_config(&root, None, None)

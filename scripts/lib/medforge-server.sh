@@ -13,6 +13,7 @@ start_medforge() {
   MF_URL=http://127.0.0.1:$MF_PORT
   cat >"$MF_CONFIG" <<TOML
 listen = "127.0.0.1:$MF_PORT"
+metrics_listen = "127.0.0.1:0"
 routing = "${MF_ROUTING:-builtin}"
 gate_upstream = "${MF_GATE_UPSTREAM:-name}"
 data_dir = "$MF_DIR/data"

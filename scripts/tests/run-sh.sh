@@ -55,14 +55,20 @@ newcomer=(env -i "PATH=$PATH" "HOME=${HOME:-/root}" "USER=${USER:-root}" "LANG=$
 for var in CARGO_HOME RUSTUP_HOME TMPDIR http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
   if [ -n "${!var:-}" ]; then newcomer+=("$var=${!var}"); fi
 done
-# The README's address is port 8080. Only when something else holds that
-# port here (a developer's own server, say) does the check move, with
-# MEDFORGE_LISTEN: the one variable it may set, and only for that reason.
+# The README's address is port 8080 (and the metrics' 9464). Only when
+# something else holds one of them here (a developer's own server, say)
+# does the check move it, with MEDFORGE_LISTEN or MEDFORGE_METRICS_LISTEN:
+# the only variables it may set, and only for that reason.
+port_free() { python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', $1))" 2>/dev/null; }
 port=8080
-if ! python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 8080))' 2>/dev/null; then
+if ! port_free 8080; then
   port=$(free_port)
   log "README check: port 8080 is taken on this machine: the server listens on $port instead (MEDFORGE_LISTEN)"
   newcomer+=("MEDFORGE_LISTEN=127.0.0.1:$port")
+fi
+if ! port_free 9464; then
+  log "README check: port 9464 is taken on this machine: the metrics listen elsewhere (MEDFORGE_METRICS_LISTEN)"
+  newcomer+=("MEDFORGE_METRICS_LISTEN=127.0.0.1:0")
 fi
 ui="http://medforge.localhost:$port"
 

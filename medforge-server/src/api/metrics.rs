@@ -1,5 +1,6 @@
-//! `GET /metrics`: Prometheus text. Gauges of state (sessions by status,
-//! GPUs) are read from the database at scrape time; counters and
+//! `GET /metrics`: Prometheus text, on a listener of its own
+//! (`metrics_listen`), never the main one. Gauges of state (sessions by
+//! status, GPUs) are read from the database at scrape time; counters and
 //! histograms are recorded where things happen (`crate::telemetry`).
 
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use medforge_core::model::SessionStatus;
 
 use crate::service::{AppState, Error};
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/metrics", get(render))
+/// The metrics listener's whole app.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new().route("/metrics", get(render)).with_state(state)
 }
 
 #[utoipa::path(

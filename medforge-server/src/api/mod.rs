@@ -22,7 +22,8 @@ use axum::Router;
 
 use crate::service::{AppState, Error, Missing};
 
-/// Every API route (`/api/v2/...`, `/healthz`, `/metrics`).
+/// Every API route of the main listener (`/api/v2/...`, `/healthz`; `/metrics`
+/// has a listener of its own: [`metrics::app`]).
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .merge(auth::routes())
@@ -31,7 +32,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(sessions::routes())
         .merge(gate::routes())
         .merge(health::routes())
-        .merge(metrics::routes())
         .merge(openapi::routes())
 }
 

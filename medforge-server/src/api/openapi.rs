@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::schemas::{FieldErrorDoc, MetaDoc, ProblemDoc};
-use super::{admin, auth, gate, health, invites, metrics, sessions};
+use super::{admin, auth, gate, health, invites, sessions};
 use crate::service::AppState;
 
 #[derive(OpenApi)]
@@ -44,7 +44,6 @@ use crate::service::AppState;
         admin::list_events,
         gate::session_proxy,
         health::healthz,
-        metrics::render,
     ),
     components(schemas(MetaDoc, ProblemDoc, FieldErrorDoc))
 )]

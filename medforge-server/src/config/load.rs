@@ -128,6 +128,25 @@ impl Config {
         if !(1..=366 * 86400).contains(&self.auth.invite_valid_secs) {
             return Err(invalid("auth.invite_valid_secs", "must be 1 second to 366 days"));
         }
+        let http = &self.http;
+        if !(1..=3600).contains(&http.header_read_timeout_secs) {
+            return Err(invalid("http.header_read_timeout_secs", "must be 1 to 3600"));
+        }
+        if !(1..=http.header_read_timeout_secs).contains(&http.keep_alive_idle_secs) {
+            return Err(invalid(
+                "http.keep_alive_idle_secs",
+                "must be 1 to http.header_read_timeout_secs (which bounds idle connections too)",
+            ));
+        }
+        if http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if !(1..=http.max_connections).contains(&http.max_connections_per_client) {
+            return Err(invalid("http.max_connections_per_client", "must be 1 to http.max_connections"));
+        }
+        if self.metrics_listen.port() != 0 && self.metrics_listen == self.listen {
+            return Err(invalid("metrics_listen", "must not be the main listener's address"));
+        }
         if self.limits.auth_per_minute == 0 {
             return Err(invalid("limits.auth_per_minute", "must be at least 1"));
         }

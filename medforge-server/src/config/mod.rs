@@ -25,6 +25,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "base_domain",
     "sessions_domain",
     "listen",
+    "metrics_listen",
+    "http",
     "data_dir",
     "database_url",
     "cookie_secure",
@@ -52,6 +54,11 @@ pub struct Config {
     pub sessions_domain: Option<String>,
     /// API, UI and built-in proxy.
     pub listen: SocketAddr,
+    /// Prometheus's `/metrics`, on a listener of its own (never the main
+    /// one: what runs where is nobody else's business). Port 0: any free
+    /// port, printed at start.
+    pub metrics_listen: SocketAddr,
+    pub http: HttpConfig,
     /// SQLite file, secret and dir workspaces by default.
     pub data_dir: PathBuf,
     /// `sqlite://...` or `mysql://user:pass@host:3306/db`; default: a SQLite file in `data_dir`.
@@ -224,6 +231,35 @@ pub enum FirewallKind {
     Iptables,
 }
 
+/// What the listener holds clients to (`crate::http::server`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request's headers must be in within this many seconds of the
+    /// connection being ready for them (accepted, or done with the last
+    /// request); else it is closed.
+    pub header_read_timeout_secs: u64,
+    /// An idle keep-alive connection is closed after this (at most the
+    /// header timeout, which bounds idleness too).
+    pub keep_alive_idle_secs: u64,
+    /// Open connections at most (WebSocket tunnels included).
+    pub max_connections: usize,
+    /// Open connections at most from one client network (an IPv4
+    /// address, an IPv6 /64); `limits.trusted_proxies` are exempt.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            keep_alive_idle_secs: 10,
+            max_connections: 8192,
+            max_connections_per_client: 512,
+        }
+    }
+}
+
 /// Who may make an account (docs/security.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -287,6 +323,8 @@ impl Default for Config {
             base_domain: "medforge.localhost".into(),
             sessions_domain: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            http: HttpConfig::default(),
             data_dir: PathBuf::from("./medforge-data"),
             database_url: None,
             cookie_secure: false,

@@ -18,6 +18,7 @@ pub mod planted;
 pub mod problem;
 pub mod refusal;
 pub mod security_headers;
+pub mod server;
 pub mod session_host;
 
 /// The gate's own path: the API serves it, and the built-in proxy refuses

@@ -14,6 +14,7 @@ use medforge_core::model::Slug;
 use super::upstreams::{CONNECT_TIMEOUT, Proxy};
 use crate::http::cookie;
 use crate::http::problem::Problem;
+use crate::http::server::Permit;
 use crate::service::gatekeeper::Upstream;
 use crate::service::passes::{Grant, Revoked};
 
@@ -64,6 +65,9 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
     };
     let upgrade = is_upgrade(req.headers());
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    // The client connection's place under the listener's caps: a tunnel
+    // keeps it for as long as it lives.
+    let permit = req.extensions().get::<Permit>().cloned();
     let host = req.headers().get(header::HOST).cloned();
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let Ok(uri) = format!("http://{upstream}{pq}").parse() else {
@@ -127,6 +131,7 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
                 }
             }
             metrics::gauge!("medforge_proxy_tunnels_open").decrement(1.0);
+            drop(permit);
         });
     }
     response.map(Body::new)

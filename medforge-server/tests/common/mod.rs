@@ -25,6 +25,8 @@ pub enum Db {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// `http://127.0.0.1:<port>/metrics`: the metrics' own listener.
+    pub metrics: String,
     pub dir: tempfile::TempDir,
     pub config_path: std::path::PathBuf,
     pub run: String,
@@ -54,7 +56,10 @@ pub fn remove_own_networks(engine: &str, run: &str) {
 
 /// Starts `medforge --config CONFIG serve` with `bin` first on PATH and
 /// waits for its "listening on" line; the child and its base URL.
-fn spawn_serve(config_path: &std::path::Path, bin: &std::path::Path) -> (Child, String) {
+/// Starts `medforge serve` and waits for the lines that say where it
+/// listens: (the process, `host:port` of the main listener, the metrics'
+/// `http://host:port/metrics`).
+fn spawn_serve(config_path: &std::path::Path, bin: &std::path::Path) -> (Child, String, String) {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let mut child = Command::new(binary())
         .args(["--config", config_path.to_str().expect("path"), "serve"])
@@ -68,24 +73,32 @@ fn spawn_serve(config_path: &std::path::Path, bin: &std::path::Path) -> (Child, 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stderr).lines();
-        let mut sent = false;
+        let mut seen = 0;
         for line in lines.by_ref().map_while(Result::ok) {
-            if !sent && let Some(addr) = line.strip_prefix("medforge: listening on ") {
-                let _ = tx.send(Ok(addr.to_owned()));
-                sent = true;
-            } else if !sent {
+            if seen == 2 {
+                continue;
+            }
+            if let Some(addr) = line.strip_prefix("medforge: listening on ") {
+                let _ = tx.send(Ok(("listen", addr.to_owned())));
+                seen += 1;
+            } else if let Some(url) = line.strip_prefix("medforge: metrics on ") {
+                let _ = tx.send(Ok(("metrics", url.to_owned())));
+                seen += 1;
+            } else {
                 let _ = tx.send(Err(line));
             }
         }
     });
-    let base = loop {
+    let (mut base, mut metrics) = (None, None);
+    while base.is_none() || metrics.is_none() {
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(addr)) => break addr,
+            Ok(Ok(("listen", addr))) => base = Some(addr),
+            Ok(Ok((_, url))) => metrics = Some(url),
             Ok(Err(line)) => eprintln!("medforge: {line}"),
             Err(e) => panic!("medforge did not start: {e}"),
         }
-    };
-    (child, base)
+    }
+    (child, base.unwrap_or_default(), metrics.unwrap_or_default())
 }
 
 /// A variable scripts/test.sh sets (an image it built, a socket it
@@ -167,6 +180,7 @@ impl Server {
         let config = format!(
             r#"base_domain = "{DOMAIN}"
 {sessions_domain}listen = "{listen}"
+metrics_listen = "127.0.0.1:0"
 routing = "{routing}"
 gate_upstream = "{gate_upstream}"
 data_dir = "{data}"
@@ -217,9 +231,9 @@ trusted_proxies = {trusted_proxies}
             std::fs::write(&script, format!("#!/bin/sh\ncat <<'CSV'\n{out}CSV\n")).expect("fake nvidia-smi");
             Command::new("chmod").arg("755").arg(&script).status().expect("chmod");
         }
-        let (child, base) = spawn_serve(&config_path, &bin);
+        let (child, base, metrics) = spawn_serve(&config_path, &bin);
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { child, base, dir, config_path, run, teardown, http, engine: options.runtime }
+        Self { child, base, metrics, dir, config_path, run, teardown, http, engine: options.runtime }
     }
 
     /// Kills the server (as a crash would) and starts it again on the same
@@ -227,9 +241,10 @@ trusted_proxies = {trusted_proxies}
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, base) = spawn_serve(&self.config_path, &self.dir.path().join("bin"));
+        let (child, base, metrics) = spawn_serve(&self.config_path, &self.dir.path().join("bin"));
         self.child = child;
         self.base = base;
+        self.metrics = metrics;
     }
 
     pub fn url(&self, path: &str) -> String {
