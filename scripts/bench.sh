@@ -2,7 +2,7 @@
 # Runs MedForge's benchmarks and writes their figures into BENCHMARKS.md,
 # each section with the command that produced it. Starts MariaDB when
 # missing, like the tests. Usage: scripts/bench.sh [--secs S] [--clients N] [--starts N] [--only SECTION]
-# (sections: allocation, session-start, session-start-podman, gate, routing)
+# (sections: allocation, session-start, session-start-podman, gate, routing, slow-clients)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
@@ -163,6 +163,28 @@ WebSockets: the test pack's echo variant, one upgraded connection, 32-byte messa
 Release build, SQLite; wrk, both proxies and the upstream share this machine's $(nproc) cores.
 
 Command: \`scripts/bench.sh --secs $secs\` (section "routing", from \`scripts/lib/routing-bench.sh\`).
+Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?').
+
+$table
+EOF
+fi
+if want slow-clients; then
+. scripts/lib/slow-clients-bench.sh
+log "slow-clients benchmark"
+table=$(slow_clients_bench)
+write_section slow-clients <<EOF
+## Hostile clients: slow headers and a burst of bad sign-ins
+
+The release server with the default \`[http]\` limits (header timeout, idle timeout, 512 connections per client
+network), SQLite, one running session of the test pack. A user (from 127.0.0.1) signs in 10 times and fetches
+\`/healthz\` of their session through the built-in proxy 40 times, one request at a time: alone (the baseline,
+in the same run), then while 1,000 connections (from 127.0.0.2 and 127.0.0.3, two other client networks)
+send \`GET / HTTP/1.1\` and then one header byte a second, never finishing, each connecting again when the
+server closes it; then the same with 200 wrong-password sign-ins running at once (from 127.0.0.4). Each phase
+lasts at least two header timeouts. Load generator: \`scripts/lib/slow_clients.py\` (Python asyncio), on the
+same $(nproc) cores as the server.
+
+Command: \`scripts/bench.sh --only slow-clients\` (from \`scripts/lib/slow-clients-bench.sh\`).
 Run on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?').
 
 $table

@@ -59,21 +59,54 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
 }
 
-/// Argon2 is deliberately slow (tens of milliseconds of one core): run on
-/// the async workers, a burst of sign-ins would stall every other request,
-/// the session proxy's included. The async forms below hash on tokio's
-/// blocking pool, at most one hash per core at a time; the rest wait their
-/// turn without holding a worker.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS
-        .get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(usize::from).unwrap_or(2)))
+/// Argon2 is deliberately slow (tens of milliseconds of one core) and
+/// big (19 MiB of working memory a hash): run on the async workers, a
+/// burst of sign-ins would stall every other request, the session proxy's
+/// included. The async forms below hash on a pool of their own, one thread
+/// per core, in arrival order; the rest wait their turn without holding a
+/// worker. Not tokio's blocking pool, which starts another thread whenever
+/// none is idle at that instant: here at most one hash per core is ever in
+/// memory. (Whether a freed 19 MiB goes back to the system is the
+/// allocator's business: glibc's kept them; the `medforge` binary uses
+/// mimalloc, docs/decisions.md.)
+struct HashingPool {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
 }
 
-/// Runs `work` on the blocking pool when a hashing slot is free.
+fn hashing_pool() -> &'static HashingPool {
+    static POOL: std::sync::OnceLock<HashingPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..std::thread::available_parallelism().map(usize::from).unwrap_or(2) {
+            let queue = queue.clone();
+            let worker = move || {
+                loop {
+                    // One worker waits on the queue at a time; the lock is
+                    // let go before the job runs.
+                    let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = job else { return };
+                    // A panicking hash answers its caller with an error
+                    // (its reply is dropped) and leaves the worker alive.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            };
+            if let Err(e) = std::thread::Builder::new().name(format!("medforge-hash-{n}")).spawn(worker) {
+                tracing::error!(error = %e, "could not start a password-hashing thread");
+            }
+        }
+        HashingPool { jobs }
+    })
+}
+
+/// Runs `work` on the hashing pool and waits for it.
 async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
-    let _slot = hashing_slots().acquire().await.map_err(|e| AuthError::Hashing(e.to_string()))?;
-    tokio::task::spawn_blocking(work).await.map_err(|e| AuthError::Hashing(e.to_string()))
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Box::new(move || {
+        let _ = reply.send(work());
+    });
+    hashing_pool().jobs.send(job).map_err(|_| AuthError::Hashing("the hashing pool is gone".into()))?;
+    answer.await.map_err(|_| AuthError::Hashing("the hash did not finish".into()))
 }
 
 /// [`hash_password`] off the async workers.
@@ -365,6 +398,25 @@ fn dummy_hash() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A burst of hashes runs on the pool's own threads, one per core, and
+    /// every caller gets its answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_hashes_runs_on_one_thread_per_core() {
+        let phc = hash_password("correct horse battery").expect("hash");
+        let checks = (0..16).map(|n| {
+            let phc = phc.clone();
+            async move { verify_password_async(if n % 2 == 0 { "correct horse battery" } else { "wrong" }, &phc).await }
+        });
+        let answers = futures::future::join_all(checks).await;
+        assert_eq!(answers, (0..16).map(|n| n % 2 == 0).collect::<Vec<_>>());
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|n| n.starts_with("medforge-hash"))
+            .collect();
+        assert_eq!(names.len(), std::thread::available_parallelism().map(usize::from).unwrap_or(2), "{names:?}");
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {

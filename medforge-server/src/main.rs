@@ -5,6 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
+
+/// mimalloc, not glibc's malloc: argon2 takes 19 MiB for each password it
+/// hashes, and glibc kept every such block in its heap (the server grew by
+/// 19 MiB a sign-in, to hundreds of MiB under a burst); mimalloc gives big
+/// blocks back to the system when they are freed (docs/decisions.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use medforge_core::model::Role;
 use medforge_core::store::UserUpdate;
