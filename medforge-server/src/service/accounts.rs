@@ -3,39 +3,17 @@
 //! (`LoginToken`) whose hash the store keeps; the adapters carry it in a
 //! cookie.
 
-use std::net::IpAddr;
-
-use medforge_core::auth::{
-    AuthError, ClientInfo, LoginToken, check_password_policy, hash_password_async, verify_password_async,
-};
-use medforge_core::events::{Event, EventContext};
+use medforge_core::auth::{AuthError, LoginToken, check_password_policy, hash_password_async, verify_password_async};
+use medforge_core::events::Event;
 use medforge_core::model::{self, Email, Login, User};
 use medforge_core::store::UserUpdate;
 
+pub use super::caller::Caller;
 use super::error::{Denied, Error, SignupRefusal};
 use super::invites;
 use super::passes::Revoked;
 use super::state::AppState;
 use crate::config::SignupPolicy;
-
-/// Who is asking: the client's address (behind trusted proxies, the
-/// client's own), its user agent, and the request's id for the events.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub ip: IpAddr,
-    pub user_agent: Option<String>,
-    pub request_id: String,
-}
-
-impl Caller {
-    fn info(&self) -> ClientInfo {
-        ClientInfo { ip: Some(self.ip.to_string()), user_agent: self.user_agent.clone() }
-    }
-
-    pub fn events(&self) -> EventContext {
-        EventContext::request(&self.request_id)
-    }
-}
 
 fn parse_email(text: &str) -> Result<Email, Error> {
     text.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))

@@ -9,7 +9,7 @@ use medforge_core::events::Event;
 use medforge_core::model::{self, Email, Invite, InviteId, InviteState, User};
 use medforge_core::store::{NewInvite, Page, PageRequest};
 
-use super::accounts::Caller;
+use super::caller::Caller;
 use super::error::{Error, Missing, SignupRefusal};
 use super::state::AppState;
 

@@ -6,6 +6,7 @@
 //!
 //! - [`state`]: [`AppState`], everything a request may need.
 //! - [`error`]: [`Error`], the one error of this layer.
+//! - [`caller`]: [`caller::Caller`], who asks.
 //! - [`accounts`]: sign-up, log-in, log-out, the signed-in user, account changes.
 //! - [`sessions`]: start, stop, who may see which session, the list filters.
 //! - [`admin`]: changes an admin makes to users and GPUs, and accounts
@@ -17,6 +18,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod caller;
 pub mod error;
 pub mod gate_cache;
 pub mod gatekeeper;
