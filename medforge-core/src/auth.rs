@@ -103,7 +103,11 @@ fn hashing_pool() -> &'static HashingPool {
 async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = Box::new(move || {
-        let _ = reply.send(work());
+        // A caller gone (its client hung up) while the job waited: no
+        // hash for nobody, the next caller's turn comes sooner.
+        if !reply.is_closed() {
+            let _ = reply.send(work());
+        }
     });
     hashing_pool().jobs.send(job).map_err(|_| AuthError::Hashing("the hashing pool is gone".into()))?;
     answer.await.map_err(|_| AuthError::Hashing("the hash did not finish".into()))

@@ -15,7 +15,13 @@
 //!   tunnel) keeps its place for as long as it lives: its [`Permit`]
 //!   rides with the request into the tunnel;
 //! - TCP_NODELAY on every connection (docs/decisions.md);
-//! - graceful shutdown: no new connections, in-flight requests finish.
+//! - graceful shutdown: no new connections, in-flight requests finish
+//!   (for 30 s at most).
+//!
+//! Request bodies to the API and the UI have a timeout of their own
+//! (`crate::app`); a response a client never reads is the one thing a
+//! connection can still be held with, for as long as the client's TCP
+//! window lets it (docs/security.md, "What remains").
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -39,6 +45,9 @@ use tower::ServiceExt;
 
 use crate::config::HttpConfig;
 use crate::service::limiter::network_of;
+
+/// How long a shutdown waits for open connections to finish.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 
 /// What the listener enforces (from `[http]` and `limits.trusted_proxies`).
 #[derive(Debug, Clone)]
@@ -193,7 +202,13 @@ pub async fn serve(
     }
     drop(listener);
     let _ = closing.send(true);
-    while tasks.join_next().await.is_some() {}
+    // In-flight requests finish; a client that never reads its answer
+    // does not hold the shutdown past this.
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_DRAIN, drained).await.is_err() {
+        tracing::warn!(left = tasks.len(), "connections still open at shutdown: closing them");
+        tasks.abort_all();
+    }
     Ok(())
 }
 

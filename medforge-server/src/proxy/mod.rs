@@ -24,7 +24,7 @@ pub mod forward;
 pub mod upstreams;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use medforge_core::host::Host;
@@ -57,10 +57,13 @@ pub async fn dispatch(State(proxy): State<Proxy>, req: Request, next: Next) -> R
 fn proxies(routing: Routing, req: &Request) -> bool {
     match routing {
         Routing::Builtin => true,
-        // Any request naming an upgrade is what Caddy's route sends here.
-        // forward_auth's own call to the gate about an upgrade names it
-        // too (docs/testing.md): that one is the gate's.
-        Routing::Caddy => req.headers().contains_key(header::UPGRADE) && !is_gate_path(req.uri().path()),
+        // Caddy sends here forward_auth's calls to the gate (the gate's,
+        // with the session's Host, and for an upgrade its Upgrade header
+        // too: docs/testing.md) and the tunnels its route hands on. Every
+        // other session-host request (one that reached the server past
+        // Caddy, say) gets the proxy's answer too, never the control
+        // plane's pages.
+        Routing::Caddy => !is_gate_path(req.uri().path()),
     }
 }
 
@@ -99,7 +102,7 @@ async fn handle(proxy: Proxy, host: Host, req: Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, header};
 
     #[test]
     fn the_gate_path_is_refused_however_spelt() {
