@@ -840,6 +840,11 @@ async fn admin_actions_are_on_the_record(db: Db) {
     s.stop().await;
 }
 
+/// The token of an invite's sign-up link (`.../signup?invite=<token>`).
+fn link_token(invite: &serde_json::Value) -> Option<String> {
+    invite["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned())
+}
+
 /// `auth.signup` as a client meets it: the default is `invite` (a sign-up
 /// without one is refused in words); an admin's invite signs up its own
 /// address once, before it expires, unless revoked; `closed` refuses all,
@@ -904,7 +909,7 @@ async fn signup_follows_the_policy_and_invites_work_once(db: Db) {
     // A revoked invite opens nothing; one revoke only.
     let (_, h, b) = invite("revoked@example.org").await;
     let revoked = assert_envelope(&h, &b);
-    let revoked_token = revoked["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    let revoked_token = link_token(&revoked);
     let path = format!("/api/v2/admin/invites/{}", revoked["invite_id"].as_str().expect("id"));
     let revoke = || s.http.delete(s.url(&path)).header("cookie", &boss).json(&json!({})).send();
     assert_eq!(revoke().await.expect("revoke").status(), 200);
@@ -913,8 +918,7 @@ async fn signup_follows_the_policy_and_invites_work_once(db: Db) {
     assert_eq!(st, 403);
     // An expired one neither (this server's invites last 2 s).
     let (_, h, b) = invite("late@example.org").await;
-    let late =
-        assert_envelope(&h, &b)["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    let late = link_token(&assert_envelope(&h, &b));
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let (st, _, b) = signup(signup_body("late@example.org", late.as_deref())).await;
     assert_eq!(st, 403, "{b}");
@@ -983,8 +987,7 @@ async fn signup_follows_the_policy_and_invites_work_once(db: Db) {
     let s = Server::start(db, Options { signup: Some("closed"), ..Options::default() }).await;
     let boss = s.admin("boss@example.org").await;
     let (_, h, b) = s.post("/api/v2/admin/invites", Some(&boss), Some(json!({"email": "in@example.org"}))).await;
-    let token =
-        assert_envelope(&h, &b)["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    let token = link_token(&assert_envelope(&h, &b));
     for invite in [None, token.as_deref()] {
         let (st, _, b) = s.post("/api/v2/auth/signup", None, Some(signup_body("in@example.org", invite))).await;
         assert_eq!((st, b["detail"].as_str()), (403, Some("Sign-up is closed here: an admin makes the accounts.")));
@@ -1006,8 +1009,7 @@ async fn signup_follows_the_policy_and_invites_work_once(db: Db) {
     }
     let boss = s.admin("boss@example.org").await;
     let (_, h, b) = s.post("/api/v2/admin/invites", Some(&boss), Some(json!({"email": "guest@example.org"}))).await;
-    let token =
-        assert_envelope(&h, &b)["link"].as_str().and_then(|l| l.split_once("invite=")).map(|(_, t)| t.to_owned());
+    let token = link_token(&assert_envelope(&h, &b));
     let (st, _, b) =
         s.post("/api/v2/auth/signup", None, Some(signup_body("guest@example.org", token.as_deref()))).await;
     assert_eq!(st, 201, "{b}");

@@ -9,15 +9,10 @@ use medforge_core::model::{self, Email, Login, User};
 use medforge_core::store::UserUpdate;
 
 pub use super::caller::Caller;
-use super::error::{Denied, Error, SignupRefusal};
-use super::invites;
+use super::error::{Denied, Error, SignupRefusal, parse_email};
+use super::invites::{self, WayIn};
 use super::passes::Revoked;
 use super::state::AppState;
-use crate::config::SignupPolicy;
-
-fn parse_email(text: &str) -> Result<Email, Error> {
-    text.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))
-}
 
 /// A sign-up as the client sent it.
 #[derive(Debug, Clone, Copy)]
@@ -36,32 +31,20 @@ pub struct SignUp<'a> {
 pub async fn sign_up(state: &AppState, caller: &Caller, form: SignUp<'_>) -> Result<(User, LoginToken), Error> {
     state.auth_limiter.check(caller.ip)?;
     let email = parse_email(form.email)?;
-    let policy = &state.config.auth;
-    let refused = |r| Err(Error::SignupRefused(r));
-    let invite = form.invite.map(str::trim).filter(|t| !t.is_empty()).map(LoginToken::from_client);
-    let (made, invite_id) = match (policy.signup, invite) {
-        (SignupPolicy::Closed, _) => return refused(SignupRefusal::Closed),
-        (_, Some(token)) => {
-            let invite = invites::open(state, &token).await?;
+    let (made, invite_id) = match invites::way_in(state, form.invite).await? {
+        WayIn::Invited { invite, token } => {
             if invite.email != email {
                 return Err(Error::field("email", format!("must be {}, the address this invite is for", invite.email)));
             }
             let hash = invites::token_hash(state, &token);
             (state.auth.signup_invited(email, form.password, &hash, caller.info()).await, Some(invite.id))
         }
-        (SignupPolicy::Invite, None) => return refused(SignupRefusal::InviteOnly),
-        (SignupPolicy::Domains, None) if !policy.allows_domain(email.domain()) => {
-            return refused(SignupRefusal::DomainNotAllowed(policy.allowed_email_domains.clone()));
+        WayIn::Domains(allowed) if !state.config.auth.allows_domain(email.domain()) => {
+            return Err(Error::SignupRefused(SignupRefusal::DomainNotAllowed(allowed.to_vec())));
         }
-        (SignupPolicy::Domains | SignupPolicy::Open, None) => {
-            (state.auth.signup(email, form.password, caller.info()).await, None)
-        }
+        WayIn::Domains(_) | WayIn::Anyone => (state.auth.signup(email, form.password, caller.info()).await, None),
     };
-    let (user, token) = made.map_err(|e| match e {
-        AuthError::PasswordPolicy => Error::field("password", e.to_string()),
-        AuthError::Store(s) => s.into(),
-        other => Error::internal(other),
-    })?;
+    let (user, token) = made?;
     state
         .events
         .emit(Event::UserSignup { user_id: user.id, ip: Some(caller.ip.to_string()), invite_id }, &caller.events());

@@ -5,12 +5,12 @@
 
 use medforge_core::auth;
 use medforge_core::events::{Event, FieldChange};
-use medforge_core::model::{self, GpuDevice, GpuId, Role, User, UserId};
+use medforge_core::model::{GpuDevice, GpuId, Role, User, UserId};
 use medforge_core::store::UserUpdate;
 use serde_json::json;
 
 use super::accounts::Caller;
-use super::error::{Error, FieldError, Missing};
+use super::error::{Error, FieldError, Missing, parse_email};
 use super::passes::Revoked;
 use super::state::AppState;
 
@@ -104,11 +104,7 @@ pub struct NewAccount<'a> {
 /// change it on the Account page.
 #[tracing::instrument(skip_all, fields(actor_id = %actor.id))]
 pub async fn create_user(state: &AppState, caller: &Caller, actor: &User, new: NewAccount<'_>) -> Result<User, Error> {
-    let email = new.email.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))?;
-    let account = auth::new_user_async(email, new.password).await.map_err(|e| match e {
-        auth::AuthError::PasswordPolicy => Error::field("password", e.to_string()),
-        other => Error::internal(other),
-    })?;
+    let account = auth::new_user_async(parse_email(new.email)?, new.password).await?;
     let account = if new.admin { account.admin() } else { account };
     let user = state.store.create_user(account).await?;
     let event =

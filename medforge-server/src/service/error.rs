@@ -2,7 +2,9 @@
 //! map it once each: to an HTTP status and RFC 9457 problem document
 //! (`crate::http::problem`) and to the web UI's words (`crate::ui::failure`).
 
+use medforge_core::auth::AuthError;
 use medforge_core::gate::Refusal;
+use medforge_core::model::{self, Email};
 use medforge_core::store::{AllocationError, StoreError};
 
 /// Why the service layer did not do what was asked.
@@ -125,6 +127,24 @@ impl Error {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::Internal(cause.to_string())
+    }
+}
+
+/// `text` as an email, or the field error that says why not.
+pub fn parse_email(text: &str) -> Result<Email, Error> {
+    text.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))
+}
+
+/// Making an account's password or login: a short password is the
+/// `password` field's fault, anything else is the store's or ours.
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::PasswordPolicy => Self::field("password", e.to_string()),
+            AuthError::InvalidCredentials => Self::InvalidCredentials,
+            AuthError::Store(s) => s.into(),
+            other => Self::internal(other),
+        }
     }
 }
 

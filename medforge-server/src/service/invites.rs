@@ -6,12 +6,13 @@
 
 use medforge_core::auth::LoginToken;
 use medforge_core::events::Event;
-use medforge_core::model::{self, Email, Invite, InviteId, InviteState, User};
+use medforge_core::model::{self, Invite, InviteId, InviteState, User};
 use medforge_core::store::{NewInvite, Page, PageRequest};
 
 use super::caller::Caller;
-use super::error::{Error, Missing, SignupRefusal};
+use super::error::{Error, Missing, SignupRefusal, parse_email};
 use super::state::AppState;
+use crate::config::SignupPolicy;
 
 /// A new invite and its token: the token is shown to the admin once, in
 /// the link, and never kept.
@@ -36,7 +37,7 @@ pub fn link(ui_base: &str, token: &LoginToken) -> String {
 /// that has an account already is refused.
 #[tracing::instrument(skip_all, fields(actor_id = %actor.id))]
 pub async fn create(state: &AppState, caller: &Caller, actor: &User, email: &str) -> Result<Issued, Error> {
-    let email: Email = email.parse().map_err(|e: model::ParseError| Error::field("email", e.reason))?;
+    let email = parse_email(email)?;
     if state.store.user_by_email(&email).await?.is_some() {
         return Err(Error::EmailTaken);
     }
@@ -84,8 +85,36 @@ pub async fn revoke(state: &AppState, caller: &Caller, actor: &User, id: &str) -
     Ok(())
 }
 
+/// What the sign-up policy (`auth.signup`) offers a visitor who comes
+/// with `invite` (a link's token, or none): the one rule that sign-up and
+/// the sign-up page both follow. An invite opens the way under every
+/// policy but `closed`, for the invite's own address.
+#[derive(Debug)]
+pub enum WayIn<'a> {
+    Invited {
+        invite: Invite,
+        token: LoginToken,
+    },
+    /// `domains`: addresses at these.
+    Domains(&'a [String]),
+    /// `open`.
+    Anyone,
+}
+
+pub async fn way_in<'a>(state: &'a AppState, invite: Option<&str>) -> Result<WayIn<'a>, Error> {
+    let policy = &state.config.auth;
+    let token = invite.map(str::trim).filter(|t| !t.is_empty()).map(LoginToken::from_client);
+    match (policy.signup, token) {
+        (SignupPolicy::Closed, _) => Err(Error::SignupRefused(SignupRefusal::Closed)),
+        (_, Some(token)) => Ok(WayIn::Invited { invite: open(state, &token).await?, token }),
+        (SignupPolicy::Invite, None) => Err(Error::SignupRefused(SignupRefusal::InviteOnly)),
+        (SignupPolicy::Domains, None) => Ok(WayIn::Domains(&policy.allowed_email_domains)),
+        (SignupPolicy::Open, None) => Ok(WayIn::Anyone),
+    }
+}
+
 /// The open invite behind a link's token, or why it opens nothing.
-pub async fn open(state: &AppState, token: &LoginToken) -> Result<Invite, Error> {
+async fn open(state: &AppState, token: &LoginToken) -> Result<Invite, Error> {
     let invite = state.store.invite_by_token_hash(&token_hash(state, token)).await?;
     invite
         .filter(|i| i.state(model::now()) == InviteState::Open)

@@ -18,7 +18,8 @@ use crate::config::SignupPolicy;
 use crate::http::cookie;
 use crate::http::html::render;
 use crate::service::accounts::{self, Caller, SignUp};
-use crate::service::{AppState, Error, SignupRefusal, invites};
+use crate::service::invites::{self, WayIn};
+use crate::service::{AppState, Error};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct NextQuery {
@@ -98,7 +99,6 @@ async fn signup_form(
     next: String,
     invite: Option<&str>,
 ) -> Response {
-    let policy = &state.config.auth;
     let mut page = SignupPage {
         chrome: Chrome::new("Sign up", None, ""),
         email,
@@ -110,29 +110,22 @@ async fn signup_form(
         form: true,
     };
     page.chrome.error = error;
-    let refusal = match (policy.signup, invite.map(str::trim).filter(|t| !t.is_empty())) {
-        (SignupPolicy::Closed, _) => Some(SignupRefusal::Closed),
-        (_, Some(token)) => match invites::open(state, &LoginToken::from_client(token)).await {
-            Ok(found) => {
-                page.note = Some(format!("You were invited as {}.", found.email));
-                page.email = found.email.to_string();
-                page.email_fixed = true;
-                page.invite = token.to_owned();
-                None
-            }
-            Err(Error::SignupRefused(r)) => Some(r),
-            Err(e) => return super::failure::error_page(None, &e),
-        },
-        (SignupPolicy::Invite, None) => Some(SignupRefusal::InviteOnly),
-        (SignupPolicy::Domains, None) => {
-            page.note = Some(format!("Sign-up here is for addresses at {}.", policy.allowed_email_domains.join(", ")));
-            None
+    match invites::way_in(state, invite).await {
+        Ok(WayIn::Invited { invite, token }) => {
+            page.note = Some(format!("You were invited as {}.", invite.email));
+            page.email = invite.email.to_string();
+            page.email_fixed = true;
+            page.invite = token.expose().to_owned();
         }
-        (SignupPolicy::Open, None) => None,
-    };
-    if let Some(r) = refusal {
-        page.note = Some(r.sentence());
-        page.form = false;
+        Ok(WayIn::Domains(domains)) => {
+            page.note = Some(format!("Sign-up here is for addresses at {}.", domains.join(", ")));
+        }
+        Ok(WayIn::Anyone) => {}
+        Err(Error::SignupRefused(r)) => {
+            page.note = Some(r.sentence());
+            page.form = false;
+        }
+        Err(e) => return super::failure::error_page(None, &e),
     }
     render(status, page)
 }
