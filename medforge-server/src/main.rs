@@ -259,6 +259,15 @@ async fn user_command(config: &Config, command: UserCommand) -> anyhow::Result<(
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    // A certificate that does not load stops the start before anything else.
+    let certificates = match config.tls.files() {
+        Some(files) => {
+            let certificates = http::tls::Certificates::load(files).context("tls")?;
+            let acceptor = certificates.acceptor().context("tls")?;
+            Some((certificates, acceptor))
+        }
+        None => None,
+    };
     let state = stack::build(config, telemetry::install().context("metrics")?).await?;
     let first_admin = bootstrap::first_admin(&state.config, state.store.as_ref()).await?;
     let report = state.lifecycle.reconcile().await.context("boot reconciliation")?;
@@ -277,8 +286,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         }))
     };
+    let tls = certificates.map(|(certificates, acceptor)| {
+        let every = std::time::Duration::from_secs(state.config.tls.reload_check_secs);
+        tokio::spawn(certificates.keep_fresh(every, stop_rx.clone()));
+        acceptor
+    });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    let redirect = match state.config.tls.redirect_http_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("tls.redirect_http_listen: cannot listen on {at} (another server there?)"))?,
+        ),
+        None => None,
+    };
     let metrics_at = state.config.metrics_listen;
     let metrics_listener = tokio::net::TcpListener::bind(metrics_at).await.with_context(|| {
         format!("metrics_listen: cannot listen on {metrics_at} (another server there? set metrics_listen)")
@@ -287,8 +309,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     raise_open_files_limit(state.config.http.max_connections);
     tracing::info!(address = %bound, metrics = %metrics_bound, "serving");
     // The lines scripts and tests wait for.
-    eprintln!("medforge: listening on http://{bound}");
+    eprintln!("medforge: listening on {}://{bound}", if tls.is_some() { "https" } else { "http" });
     eprintln!("medforge: metrics on http://{metrics_bound}/metrics");
+    if let Some(redirect) = &redirect {
+        eprintln!("medforge: redirecting http://{} to HTTPS", redirect.local_addr()?);
+    }
     let ui_url = state.config.ui_url(bound.port());
     eprintln!("medforge: the web UI is at {ui_url}");
     if let Some(admin) = &first_admin {
@@ -306,14 +331,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let limits = http::server::Limits::new(&state.config.http, &state.config.limits.trusted_proxies);
     let connections = http::server::Connections::new(limits);
+    // The redirect's connections count under the same caps.
+    let redirecting = redirect.map(|listener| {
+        let (app, connections, mut stop) = (http::to_https::app(&state.config), connections.clone(), stop_rx.clone());
+        tokio::spawn(http::server::serve(listener, app, connections, None, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    });
     let app = app::app(state);
-    http::server::serve(listener, app, connections, async {
+    http::server::serve(listener, app, connections, tls, async {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests; sessions keep running");
     })
     .await
     .context("server")?;
     let _ = stop_tx.send(true);
+    if let Some(redirecting) = redirecting {
+        let _ = redirecting.await;
+    }
     let _ = metrics.await;
     let _ = watcher.await;
     let _ = isolation.await;

@@ -51,6 +51,8 @@ impl Config {
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.make_paths_absolute(&paths::Bases { figment: &figment, cwd });
         config.validate()?;
+        // Served over HTTPS: the cookies are `Secure` (and `__Host-`).
+        config.cookie_secure |= config.tls.files().is_some();
         Ok(config)
     }
 
@@ -72,6 +74,11 @@ impl Config {
         }
         self.storage.zfs_command = paths::command(&self.storage.zfs_command, &bases.of("storage.zfs_command"));
         self.runtime.socket = paths::socket(&self.runtime.socket, &bases.of("runtime.socket"));
+        for (file, key) in [(&mut self.tls.cert_file, "tls.cert_file"), (&mut self.tls.key_file, "tls.key_file")] {
+            if let Some(path) = file {
+                *path = paths::absolute(path, &bases.of(key));
+            }
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -144,6 +151,33 @@ impl Config {
         if !(1..=http.max_connections).contains(&http.max_connections_per_client) {
             return Err(invalid("http.max_connections_per_client", "must be 1 to http.max_connections"));
         }
+        let tls = &self.tls;
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(_), None) => return Err(invalid("tls.key_file", "tls.cert_file needs its key_file")),
+            (None, Some(_)) => return Err(invalid("tls.cert_file", "tls.key_file needs its cert_file")),
+            (Some(_), Some(_)) if self.routing == Routing::Caddy => {
+                return Err(invalid(
+                    "tls",
+                    "with routing = \"caddy\", Caddy serves TLS: remove [tls], or use routing = \"builtin\"",
+                ));
+            }
+            (None, None) if tls.redirect_http_listen.is_some() => {
+                return Err(invalid(
+                    "tls.redirect_http_listen",
+                    "redirects to HTTPS, which needs cert_file and key_file",
+                ));
+            }
+            _ => {}
+        }
+        if !(1..=86400).contains(&tls.reload_check_secs) {
+            return Err(invalid("tls.reload_check_secs", "must be 1 to 86400"));
+        }
+        if let Some(redirect) = tls.redirect_http_listen
+            && redirect.port() != 0
+            && (redirect == self.listen || redirect == self.metrics_listen)
+        {
+            return Err(invalid("tls.redirect_http_listen", "must not be the main or the metrics listener's address"));
+        }
         if self.metrics_listen.port() != 0 && self.metrics_listen == self.listen {
             return Err(invalid("metrics_listen", "must not be the main listener's address"));
         }
@@ -181,12 +215,16 @@ impl Config {
     }
 
     /// Where browsers open the web UI: the built-in router on the port
-    /// `serve` listens on, or behind Caddy on the default HTTPS port.
+    /// `serve` listens on (no port when it is the scheme's own), or behind
+    /// Caddy on the default HTTPS port.
     pub fn ui_url(&self, listen_port: u16) -> String {
-        let scheme = if self.cookie_secure { "https" } else { "http" };
+        let scheme = self.scheme();
+        let tls = self.tls.files().is_some();
         match self.routing {
             Routing::Caddy => format!("{scheme}://{}", self.base_domain),
-            Routing::Builtin if listen_port == 80 && !self.cookie_secure => format!("http://{}", self.base_domain),
+            Routing::Builtin if (listen_port == 80 && !self.cookie_secure) || (listen_port == 443 && tls) => {
+                format!("{scheme}://{}", self.base_domain)
+            }
             Routing::Builtin => format!("{scheme}://{}:{listen_port}", self.base_domain),
         }
     }

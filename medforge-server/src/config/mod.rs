@@ -27,6 +27,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "metrics_listen",
     "http",
+    "tls",
     "data_dir",
     "database_url",
     "cookie_secure",
@@ -59,11 +60,13 @@ pub struct Config {
     /// port, printed at start.
     pub metrics_listen: SocketAddr,
     pub http: HttpConfig,
+    /// HTTPS on `listen` with the built-in router.
+    pub tls: TlsConfig,
     /// SQLite file, secret and dir workspaces by default.
     pub data_dir: PathBuf,
     /// `sqlite://...` or `mysql://user:pass@host:3306/db`; default: a SQLite file in `data_dir`.
     pub database_url: Option<String>,
-    /// `true` behind TLS.
+    /// `true` behind TLS (always, with `[tls]`).
     pub cookie_secure: bool,
     pub routing: Routing,
     pub gate_upstream: GateUpstream,
@@ -260,6 +263,39 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[tls]`: the built-in router serves HTTPS itself (`crate::http::tls`).
+/// Off until both files are named; not with `routing = "caddy"`, where
+/// Caddy holds the certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM (certbot's `fullchain.pem`): valid for
+    /// the base domain and `*.external.` / `*.internal.` of the sessions
+    /// domain.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM (`privkey.pem`).
+    pub key_file: Option<PathBuf>,
+    /// How often the two files are read for a renewal; a changed pair is
+    /// served from the next connection on, without a restart.
+    pub reload_check_secs: u64,
+    /// A plain-HTTP listener that sends every request for our hosts to
+    /// HTTPS (e.g. `"0.0.0.0:80"`); unset: none.
+    pub redirect_http_listen: Option<SocketAddr>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { cert_file: None, key_file: None, reload_check_secs: 60, redirect_http_listen: None }
+    }
+}
+
+impl TlsConfig {
+    /// The files, when TLS is on.
+    pub fn files(&self) -> Option<crate::http::tls::Files> {
+        Some(crate::http::tls::Files { cert: self.cert_file.clone()?, key: self.key_file.clone()? })
+    }
+}
+
 /// Who may make an account (docs/security.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -325,6 +361,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
             data_dir: PathBuf::from("./medforge-data"),
             database_url: None,
             cookie_secure: false,

@@ -225,6 +225,40 @@ fn the_example_config_loads_and_has_every_key() {
 }
 
 #[test]
+fn tls_files_are_read_relative_to_their_file_and_make_cookies_secure() {
+    let (c, cwd) = jailed(|jail| {
+        jail.create_dir("etc").expect("mkdir");
+        jail.create_file(
+            "etc/medforge.toml",
+            "listen = \"0.0.0.0:443\"\n[tls]\ncert_file = \"tls/fullchain.pem\"\nkey_file = \"/abs/privkey.pem\"\n",
+        )
+        .expect("write");
+        (Config::load(Some(Path::new("etc/medforge.toml"))).expect("valid"), std::env::current_dir().expect("cwd"))
+    });
+    let files = c.tls.files().expect("tls on");
+    assert_eq!((files.cert, files.key), (cwd.join("etc/tls/fullchain.pem"), "/abs/privkey.pem".into()));
+    assert!(c.cookie_secure, "served over HTTPS, the cookies are Secure");
+    assert_eq!(c.ui_url(443), "https://medforge.localhost");
+    assert_eq!(c.ui_url(8443), "https://medforge.localhost:8443");
+    for (bad, key) in [
+        ("[tls]\ncert_file = \"a.pem\"\n", "tls.key_file"),
+        ("[tls]\nkey_file = \"a.pem\"\n", "tls.cert_file"),
+        ("routing = \"caddy\"\n[tls]\ncert_file = \"a.pem\"\nkey_file = \"b.pem\"\n", "tls"),
+        ("[tls]\nredirect_http_listen = \"0.0.0.0:80\"\n", "tls.redirect_http_listen"),
+        (
+            "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nredirect_http_listen = \"127.0.0.1:8080\"\n",
+            "tls.redirect_http_listen",
+        ),
+        ("[tls]\nreload_check_secs = 0\n", "tls.reload_check_secs"),
+    ] {
+        match load_toml(bad) {
+            Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{bad:?}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn container_limits_come_from_the_runtime_section() {
     let c = load_toml("[runtime.limits]\nnofile = 2048\npids = 512\n").expect("config");
     assert_eq!((c.runtime.limits.nofile, c.runtime.limits.pids), (2048, Some(512)));

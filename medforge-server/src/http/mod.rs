@@ -3,7 +3,8 @@
 //! documents, the login cookie, extractors for the caller and the
 //! signed-in user, HTML pages, the Origin and content-type rules, the
 //! client address behind proxies, what a session host answers (the
-//! handshake, refusals), the UI's security headers, and request metrics.
+//! handshake, refusals), the UI's security headers, request metrics, and
+//! the listener itself (timeouts, caps, TLS, the redirect to HTTPS).
 
 pub mod context;
 pub mod cookie;
@@ -20,6 +21,8 @@ pub mod refusal;
 pub mod security_headers;
 pub mod server;
 pub mod session_host;
+pub mod tls;
+pub mod to_https;
 
 /// The gate's own path: the API serves it, and the built-in proxy refuses
 /// it on session hosts (however spelt).

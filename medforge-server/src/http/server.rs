@@ -14,6 +14,8 @@
 //!   a cap gets a 503 and is closed. An upgraded connection (a WebSocket
 //!   tunnel) keeps its place for as long as it lives: its [`Permit`]
 //!   rides with the request into the tunnel;
+//! - TLS when `[tls]` is set (`crate::http::tls`): the handshake runs in
+//!   the connection's own task, within the header-read timeout;
 //! - TCP_NODELAY on every connection (docs/decisions.md);
 //! - graceful shutdown: no new connections, in-flight requests finish
 //!   (for 30 s at most).
@@ -37,10 +39,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
@@ -167,12 +171,13 @@ impl Drop for Slot {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets the
-/// open connections finish what they are doing.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`
+/// resolves, then lets the open connections finish what they are doing.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     connections: Arc<Connections>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (closing, closing_rx) = watch::channel(false);
@@ -185,9 +190,11 @@ pub async fn serve(
                 Ok((stream, peer)) => match connections.admit(peer.ip()) {
                     Ok(permit) => {
                         let (app, limits, closing) = (app.clone(), connections.limits.clone(), closing_rx.clone());
-                        tasks.spawn(connection(stream, peer, app, permit, limits, closing));
+                        tasks.spawn(accepted_connection(stream, peer, tls.clone(), app, permit, limits, closing));
                     }
-                    Err(why) => refuse(&stream, why),
+                    // A TLS client cannot read a plain answer: it is
+                    // only closed.
+                    Err(why) => refuse(&stream, why, tls.is_none()),
                 },
                 // Out of file descriptors (or a connection reset before
                 // it was accepted): wait a little, as a full table frees
@@ -212,21 +219,27 @@ pub async fn serve(
     Ok(())
 }
 
-/// A 503 in one write (whatever the socket takes), then the close.
-fn refuse(stream: &TcpStream, why: Refused) {
+/// A 503 in one write (whatever the socket takes) when `answer`, then the close.
+fn refuse(stream: &TcpStream, why: Refused, answer: bool) {
     metrics::counter!("medforge_http_connections_refused_total", "reason" => why.label()).increment(1);
+    if !answer {
+        return;
+    }
     const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n\
         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 33\r\n\r\nToo many connections; try again.\n";
     let _ = stream.try_write(ANSWER);
 }
 
-async fn connection(
+/// A connection just accepted: TCP_NODELAY, the TLS handshake if any,
+/// then HTTP.
+async fn accepted_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
     app: Router,
     permit: Permit,
     limits: Limits,
-    mut closing: watch::Receiver<bool>,
+    closing: watch::Receiver<bool>,
 ) {
     // No Nagle: a proxied response's head and body go out as separate
     // writes, and Nagle would hold the body back for the client's delayed
@@ -234,6 +247,36 @@ async fn connection(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::warn!(error = %e, "could not set TCP_NODELAY");
     }
+    let Some(tls) = tls else {
+        return connection(stream, peer, app, permit, limits, closing).await;
+    };
+    // The handshake is the first thing a TLS client sends: it gets the
+    // header timeout, as a request's first line would.
+    match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, peer, app, permit, limits, closing).await,
+        Ok(Err(e)) => {
+            metrics::counter!("medforge_tls_handshake_failures_total", "reason" => "error").increment(1);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            metrics::counter!("medforge_tls_handshake_failures_total", "reason" => "timeout").increment(1);
+            metrics::counter!("medforge_http_header_timeouts_total").increment(1);
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
+    }
+}
+
+/// HTTP/1.1 on one connection (plain or TLS), under the timeouts.
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    permit: Permit,
+    limits: Limits,
+    mut closing: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
