@@ -45,7 +45,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(CONTROL_PLANE_BODY_TIMEOUT))
         .layer(from_fn(http::context::layer))
         .layer(from_fn_with_state(state.clone(), http::planted::layer))
-        .layer(from_fn(http::security_headers::layer))
+        .layer(from_fn_with_state(state.clone(), http::security_headers::layer))
         .layer(from_fn_with_state(Proxy::new(state.clone()), proxy::dispatch))
         .layer(from_fn_with_state(state.clone(), http::forwarded::layer))
         .with_state(state)

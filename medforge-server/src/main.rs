@@ -333,7 +333,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let connections = http::server::Connections::new(limits);
     // The redirect's connections count under the same caps.
     let redirecting = redirect.map(|listener| {
-        let (app, connections, mut stop) = (http::to_https::app(&state.config), connections.clone(), stop_rx.clone());
+        let (app, connections, mut stop) =
+            (http::to_https::app(&state.config, bound.port()), connections.clone(), stop_rx.clone());
         tokio::spawn(http::server::serve(listener, app, connections, None, async move {
             let _ = stop.wait_for(|s| *s).await;
         }))

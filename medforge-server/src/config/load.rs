@@ -52,7 +52,7 @@ impl Config {
         config.make_paths_absolute(&paths::Bases { figment: &figment, cwd });
         config.validate()?;
         // Served over HTTPS: the cookies are `Secure` (and `__Host-`).
-        config.cookie_secure |= config.tls.files().is_some();
+        config.cookie_secure |= config.serves_tls();
         Ok(config)
     }
 
@@ -201,6 +201,11 @@ impl Config {
         if self.cookie_secure { "https" } else { "http" }
     }
 
+    /// Whether the built-in router serves HTTPS itself (`[tls]`).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.cert_file.is_some() && self.tls.key_file.is_some()
+    }
+
     /// The domain session hosts are under: `sessions_domain`, or the base domain.
     pub fn sessions_domain(&self) -> &str {
         self.sessions_domain.as_deref().unwrap_or(&self.base_domain)
@@ -219,7 +224,7 @@ impl Config {
     /// Caddy on the default HTTPS port.
     pub fn ui_url(&self, listen_port: u16) -> String {
         let scheme = self.scheme();
-        let tls = self.tls.files().is_some();
+        let tls = self.serves_tls();
         match self.routing {
             Routing::Caddy => format!("{scheme}://{}", self.base_domain),
             Routing::Builtin if (listen_port == 80 && !self.cookie_secure) || (listen_port == 443 && tls) => {

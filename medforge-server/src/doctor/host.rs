@@ -129,6 +129,9 @@ pub(super) async fn domain(config: &Config) -> Finding {
 pub(super) fn cookies(config: &Config) -> Finding {
     const AREA: &str = "cookies/TLS";
     let local = config.base_domain == "localhost" || config.base_domain.ends_with(".localhost");
+    if let Some(files) = config.tls.files() {
+        return builtin_tls(config, &files);
+    }
     match (config.routing, config.cookie_secure) {
         (Routing::Caddy, true) => {
             Finding::ok(AREA, "Caddy terminates TLS; cookies are Secure, HttpOnly, SameSite=Lax on the base domain")
@@ -141,7 +144,7 @@ pub(super) fn cookies(config: &Config) -> Finding {
         (Routing::Builtin, true) => Finding::warn(
             AREA,
             "cookie_secure = true, but the built-in router serves plain HTTP: browsers drop Secure cookies unless TLS is in front",
-            "put a TLS proxy in front (routing = \"caddy\", infra/caddy), or set cookie_secure = false on a laptop",
+            "set [tls] cert_file and key_file, or put Caddy in front (routing = \"caddy\"), or set cookie_secure = false on a laptop",
         ),
         (Routing::Builtin, false) if local => {
             Finding::ok(AREA, "plain HTTP on this machine only (*.localhost); fine for a laptop or a trial")
@@ -149,9 +152,41 @@ pub(super) fn cookies(config: &Config) -> Finding {
         (Routing::Builtin, false) => Finding::warn(
             AREA,
             format!("passwords and session cookies cross the network unencrypted to {}", config.base_domain),
-            "use routing = \"caddy\" with wildcard TLS (infra/caddy/Caddyfile) and cookie_secure = true",
+            "set [tls] cert_file and key_file (a wildcard certificate), or put Caddy in front (routing = \"caddy\")",
         ),
     }
+}
+
+/// `[tls]`: the pair loads, and its certificate is good for every host a
+/// browser will ask for (a session host under each zone, the UI's).
+fn builtin_tls(config: &Config, files: &crate::http::tls::Files) -> Finding {
+    const AREA: &str = "cookies/TLS";
+    let key = match crate::http::tls::load(files) {
+        Ok(key) => key,
+        Err(e) => {
+            return Finding::fail(AREA, e.to_string(), "point tls.cert_file and tls.key_file at a matching PEM pair");
+        }
+    };
+    let sessions = config.sessions_domain();
+    let names =
+        [config.base_domain.clone(), format!("s-probe.external.{sessions}"), format!("s-probe.internal.{sessions}")];
+    let missing: Vec<String> =
+        names.iter().filter_map(|n| crate::http::tls::check_name(&key, n).err()).map(|e| e.to_string()).collect();
+    if !missing.is_empty() {
+        return Finding::fail(
+            AREA,
+            missing.join("; "),
+            format!("get a certificate for {}, *.external.{sessions} and *.internal.{sessions}", config.base_domain),
+        );
+    }
+    Finding::ok(
+        AREA,
+        format!(
+            "HTTPS by the built-in router with {} (for {}, *.external.{sessions}, *.internal.{sessions}); cookies are Secure",
+            files.cert.display(),
+            config.base_domain
+        ),
+    )
 }
 
 pub(super) fn secret(config: &Config) -> Finding {

@@ -23,8 +23,10 @@ struct Target {
     port_suffix: String,
 }
 
-pub fn app(config: &Config) -> Router {
-    let port = config.listen.port();
+/// The redirect to the HTTPS listener on `https_port` (the port `listen`
+/// is bound to: with port 0 in the config, the one it got).
+pub fn app(config: &Config, https_port: u16) -> Router {
+    let port = https_port;
     let target = Target {
         base_domain: config.base_domain.clone(),
         sessions_domain: config.sessions_domain().to_owned(),
@@ -59,10 +61,9 @@ mod tests {
         let config = Config {
             base_domain: "lab.example.org".into(),
             sessions_domain: Some("lab-sessions.org".into()),
-            listen: "0.0.0.0:8443".parse().expect("addr"),
             ..Config::default()
         };
-        let app = app(&config);
+        let app = app(&config, 8443);
         assert_eq!(
             ask(&app, "lab.example.org", "/login?next=%2F").await,
             (StatusCode::PERMANENT_REDIRECT, Some("https://lab.example.org:8443/login?next=%2F".into()))
@@ -74,9 +75,8 @@ mod tests {
         assert_eq!(ask(&app, "evil.example.com", "/").await, (StatusCode::BAD_REQUEST, None));
         assert_eq!(ask(&app, "lab.example.org.evil.com", "/").await, (StatusCode::BAD_REQUEST, None));
 
-        let on_443 = Config { listen: "0.0.0.0:443".parse().expect("addr"), ..config };
         assert_eq!(
-            ask(&super::app(&on_443), "lab.example.org", "/").await.1.as_deref(),
+            ask(&super::app(&config, 443), "lab.example.org", "/").await.1.as_deref(),
             Some("https://lab.example.org/")
         );
     }

@@ -145,6 +145,8 @@ impl Browser {
     /// Console messages since the last call (ChromeDriver's log endpoint).
     pub async fn console(&self) -> Vec<Value> {
         let id = self.client.session_id().await.expect("session id").expect("a session");
+        // reqwest's TLS has no crypto of its own here (common::install_crypto).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let r = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{}/session/{id}/se/log", self.driver_port))
             .json(&json!({ "type": "browser" }))

@@ -4,6 +4,7 @@
 
 pub mod caddy;
 pub mod routing;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +35,19 @@ pub struct Server {
     pub http: reqwest::Client,
     /// The engine's CLI, for cleaning up: `docker` or `podman`.
     pub engine: &'static str,
+    /// With `Options::tls`: the CA, the files and the redirect listener.
+    pub tls: Option<Tls>,
+}
+
+/// What a server with `[tls]` was given.
+pub struct Tls {
+    pub ca: tls::TestCa,
+    /// The certificate it started with.
+    pub leaf: tls::Leaf,
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// `127.0.0.1:<port>` of `tls.redirect_http_listen`.
+    pub redirect: String,
 }
 
 /// `[runtime]` keys that keep a test's own `serve` (or `firewall apply`)
@@ -101,6 +115,33 @@ fn spawn_serve(config_path: &std::path::Path, bin: &std::path::Path) -> (Child, 
     (child, base.unwrap_or_default(), metrics.unwrap_or_default())
 }
 
+/// The base URL a test asks the server at: its listening address, or over
+/// HTTPS the UI's host by name (the certificate names no address).
+fn by_name(listening: String) -> String {
+    match listening.strip_prefix("https://") {
+        Some(addr) => format!("https://{DOMAIN}:{}", addr.rsplit(':').next().expect("a port")),
+        None => listening,
+    }
+}
+
+/// reqwest's TLS here is rustls without crypto of its own (the server's
+/// ring, not a second library): installed once for the process, before
+/// any client is built.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A plain client that follows no redirect.
+pub fn client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// A port nothing listens on now (for a listener a config names).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
 /// A variable scripts/test.sh sets (an image it built, a socket it
 /// started): its value, or a panic that says to run the script.
 pub fn test_env(name: &str) -> String {
@@ -143,6 +184,10 @@ pub struct Options {
     /// servers given the same one look alike to the engine, as two default
     /// deployments do.
     pub run: Option<String>,
+    /// `[tls]` with a test CA's wildcard certificate (checked for renewal
+    /// every second) and a redirect listener; the server's client then
+    /// asks every host by name over HTTPS.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -161,6 +206,7 @@ impl Default for Options {
             sessions_domain: None,
             signup: Some("open"),
             run: None,
+            tls: false,
         }
     }
 }
@@ -177,6 +223,25 @@ impl Server {
             }
         };
         let image = options.image.clone().unwrap_or_else(|| test_env("MEDFORGE_TEST_PACK_IMAGE"));
+        let tls = options.tls.then(|| {
+            let ca = tls::TestCa::new();
+            let leaf = ca.deployment_leaf();
+            let (cert_file, key_file) = (dir.path().join("fullchain.pem"), dir.path().join("privkey.pem"));
+            leaf.install(&cert_file, &key_file);
+            let redirect = format!("127.0.0.1:{}", free_port());
+            Tls { ca, leaf, cert_file, key_file, redirect }
+        });
+        let tls_section = tls
+            .as_ref()
+            .map(|t| {
+                format!(
+                    "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nreload_check_secs = 1\nredirect_http_listen = \"{}\"\n\n",
+                    t.cert_file.display(),
+                    t.key_file.display(),
+                    t.redirect
+                )
+            })
+            .unwrap_or_default();
         let config = format!(
             r#"base_domain = "{DOMAIN}"
 {sessions_domain}listen = "{listen}"
@@ -204,7 +269,7 @@ ids = {gpus}
 auth_per_minute = {per_minute}
 trusted_proxies = {trusted_proxies}
 
-{signup}{extra}
+{signup}{tls_section}{extra}
 "#,
             data = dir.path().display(),
             own = own_runtime_keys(&run),
@@ -232,8 +297,22 @@ trusted_proxies = {trusted_proxies}
             Command::new("chmod").arg("755").arg(&script).status().expect("chmod");
         }
         let (child, base, metrics) = spawn_serve(&config_path, &bin);
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { child, base, metrics, dir, config_path, run, teardown, http, engine: options.runtime }
+        let http = match &tls {
+            Some(t) => t.ca.client(),
+            None => client(),
+        };
+        let base = by_name(base);
+        Self { child, base, metrics, dir, config_path, run, teardown, http, engine: options.runtime, tls }
+    }
+
+    /// `http` or `https`, as the server's links say.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The login cookie's name (`__Host-` prefixed over HTTPS).
+    pub fn login_cookie_name(&self) -> &'static str {
+        if self.tls.is_some() { "__Host-medforge_session" } else { "medforge_session" }
     }
 
     /// Kills the server (as a crash would) and starts it again on the same
@@ -243,7 +322,7 @@ trusted_proxies = {trusted_proxies}
         let _ = self.child.wait();
         let (child, base, metrics) = spawn_serve(&self.config_path, &self.dir.path().join("bin"));
         self.child = child;
-        self.base = base;
+        self.base = by_name(base);
         self.metrics = metrics;
     }
 
@@ -345,9 +424,11 @@ trusted_proxies = {trusted_proxies}
         self.wait_status(&format!("/api/v2/internal/sessions/{id}"), cookie, "running").await
     }
 
-    /// GETs to `host` through the server itself (its built-in proxy).
+    /// GETs to `host` through the server itself (its built-in proxy);
+    /// over HTTPS by its name (the client resolves every name to loopback).
     pub fn hosted(&self, host: String) -> Hosted {
-        Hosted { http: self.http.clone(), base: self.base.clone(), host, ui: self.base.clone() }
+        let base = if self.tls.is_some() { format!("https://{host}") } else { self.base.clone() };
+        Hosted { http: self.http.clone(), base, host, ui: self.base.clone() }
     }
 
     /// The session host of `session` on the built-in proxy, and its
@@ -483,7 +564,7 @@ impl Hosted {
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("medforge_pass="))
+            .find(|v| v.starts_with("medforge_pass=") || v.starts_with("__Host-medforge_pass="))
             .and_then(|v| v.split(';').next())
             .expect("a pass")
             .to_owned();
@@ -559,13 +640,14 @@ pub async fn read(r: reqwest::Response) -> (u16, HeaderMap, Value) {
     (status, headers, body)
 }
 
-/// `medforge_session=...` from a Set-Cookie header, as a Cookie header value.
+/// `medforge_session=...` (or `__Host-medforge_session=...`, over HTTPS)
+/// from a Set-Cookie header, as a Cookie header value.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("medforge_session="))
+        .find(|v| v.starts_with("medforge_session=") || v.starts_with("__Host-medforge_session="))
         .and_then(|v| v.split(';').next())
         .map(str::to_owned)
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use super::{Hosted, Server};
+use super::{DOMAIN, Hosted, Server, docker};
 
 /// The gate path as a client might spell it to sneak through a session host.
 pub const GATE_SPELLINGS: [&str; 5] = [
@@ -140,6 +140,7 @@ pub async fn load_without_misroutes(targets: &[Target], connections: usize, secs
     for conn in 0..connections {
         let targets = targets.clone();
         tasks.push(tokio::spawn(async move {
+            super::install_crypto();
             let http = reqwest::Client::builder()
                 .http1_only()
                 .pool_max_idle_per_host(1)
@@ -426,4 +427,92 @@ pub async fn tunnels_close_when_revoked(s: &Server, front: &Hosted, owner: &str)
     assert_closes(&mut helpers, Duration::from_secs(3), "a demotion").await;
     assert_eq!(front.try_enter(&helper).await.expect_err("no longer an admin").0, 403);
     assert_eq!(super::echo(&mut bosses, "still").await.0, "still");
+}
+
+/// Who gets which session host, with which pass, over which path, through
+/// the built-in proxy of `s` (plain HTTP or `[tls]`), against a real
+/// session container of the test pack.
+pub async fn routing_matrix(s: &Server) {
+    let (owner, _) = s.signup("owner@example.org").await;
+    let (other, _) = s.signup("other@example.org").await;
+    let (path, session) = s.start_session(&owner).await;
+    let slug = session["slug"].as_str().expect("slug").to_owned();
+    let port = s.port().to_owned();
+    let h = s.hosted(format!("s-{slug}.external.{DOMAIN}:{port}"));
+
+    // No pass: a GET goes to the UI's way in, which comes back to the same
+    // page; anything else is refused (401; a browser is sent the same way).
+    let (st, _, loc, _) = h.get("/some/page?x=1", None, &[]).await;
+    assert_eq!(st, 302);
+    assert!(
+        loc.starts_with(&format!("{}://{DOMAIN}:{port}/sessions/enter?host=s%2D{slug}%2Eexternal", s.scheme())),
+        "{loc}"
+    );
+    assert!(loc.contains("&next=%2Fsome%2Fpage%3Fx%3D1"), "{loc}");
+    let r = h.request(reqwest::Method::POST, "/", None).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    // Signed out at the way in: to the sign-in page, and back here after.
+    let (st, to_login, _) = h.ui_get(&loc, "medforge_session=nobody").await;
+    assert_eq!(st, 303);
+    assert!(to_login.starts_with("/login?next=%2Fsessions%2Fenter%3Fhost%3D"), "{to_login}");
+
+    // Another user is refused at the way in: no code, no pass.
+    let refused = h.try_enter(&other).await.expect_err("another user's handshake");
+    assert_eq!(refused.0, 403, "{refused:?}");
+    assert!(refused.1.contains("Session access denied."), "{refused:?}");
+    // A login cookie sent to a session host opens nothing: only a pass does.
+    let (st, _, _, _) = h.get("/", Some(&owner), &[]).await;
+    assert_eq!(st, 302, "a login cookie is no pass");
+
+    // The owner's pass reaches the container; a spoofed X-Upstream changes nothing.
+    let pass = h.enter(&owner).await;
+    let (st, _, _, body) = h.get("/", Some(&pass), &[]).await;
+    assert_eq!((st, body.as_str()), (200, "medforge test pack\n"));
+    let (st, _, _, body) = h.get("/healthz", Some(&pass), &[("x-upstream", "127.0.0.1:1")]).await;
+    assert_eq!((st, body.as_str()), (200, "{\"status\":\"alive\"}\n"));
+    // The container's own 404 passes as it is (not rewritten as a problem).
+    let (st, ct, _, _) = h.get("/no/such/file", Some(&pass), &[]).await;
+    assert_eq!(st, 404);
+    assert_ne!(ct, "application/problem+json");
+    // A used code is no good twice: a page with the way in again.
+    let (_, _, loc, _) = h.get("/", None, &[]).await;
+    let (_, back, _) = h.ui_get(&loc, &owner).await;
+    let back = reqwest::Url::parse(&back).expect("url");
+    let redeem = format!("{}?{}", back.path(), back.query().unwrap_or_default());
+    assert_eq!(h.get(&redeem, None, &[]).await.0, 303);
+    let (st, _, _, body) = h.get(&redeem, None, &[]).await;
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("This link has expired") && body.contains("/sessions/enter?host="), "{body}");
+    // MedForge's reserved paths never reach the container, however spelt.
+    for p in ["/_medforge/", "/_medforge/other", "/_MedForge/enter/x", "/%5Fmedforge/x"] {
+        let (st, _, _, body) = h.get(p, Some(&pass), &[]).await;
+        assert_eq!((st, body.as_str()), (404, "Not found\n"), "{p}");
+    }
+
+    // The gate path on a session host: a plain 403, however spelt.
+    for p in GATE_SPELLINGS {
+        for cookie in [None, Some(pass.as_str()), Some(owner.as_str())] {
+            let (st, _, _, body) = h.get(p, cookie, &[]).await;
+            assert_eq!((st, body.as_str()), (403, "Forbidden\n"), "{p} {cookie:?}");
+        }
+    }
+    // A pass is for its own host: elsewhere it opens nothing.
+    let bogus = s.hosted(format!("s-aaaaaaaa.external.{DOMAIN}:{port}"));
+    assert_eq!(bogus.get("/", Some(&pass), &[]).await.0, 302);
+    // Unknown session hosts: 404 at the way in.
+    let (_, _, loc, _) = bogus.get("/", None, &[]).await;
+    assert_eq!(bogus.ui_get(&loc, &owner).await.0, 404);
+    // The UI/API host is not proxied.
+    let (st, _, _) = s.get("/healthz", None).await;
+    assert_eq!(st, 200);
+
+    // A killed container: 502 or 404, never a hang.
+    docker(&["kill", &format!("mf-session-{slug}")]);
+    let started = Instant::now();
+    let (st, _, _, _) = h.get("/", Some(&pass), &[]).await;
+    assert!(st == 502 || st == 404, "got {st}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    s.wait_status(&path, &owner, "error").await;
+    let (st, _, _, _) = h.get("/", Some(&pass), &[]).await;
+    assert_eq!(st, 404, "a session that is over is not found");
 }
