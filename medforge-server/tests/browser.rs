@@ -22,10 +22,28 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_flow_in_a_real_browser() {
     let image = env("MEDFORGE_TEST_CODE_SERVER_IMAGE");
-    let s = Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await;
-    let ui = format!("http://{DOMAIN}:{}", s.port());
+    whole_flow(Server::start(Db::Sqlite, Options { image: Some(image), ..Options::default() }).await).await;
+}
+
+/// The same over HTTPS (`[tls]`, a test CA's wildcard certificate): the
+/// IDE's WebSockets through the TLS listener, the `__Host-` cookies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_flow_over_https() {
+    let image = env("MEDFORGE_TEST_CODE_SERVER_IMAGE");
+    whole_flow(Server::start(Db::Sqlite, Options { image: Some(image), tls: true, ..Options::default() }).await).await;
+}
+
+/// A browser for `s`: one that trusts its test certificate, with `[tls]`.
+async fn browser_for(s: &Server, driver: &browser_kit::Driver) -> Browser {
+    Browser::open_trusting(driver, s.tls.as_ref().map(|t| t.leaf.spki_sha256.as_str())).await
+}
+
+async fn whole_flow(s: Server) {
+    let scheme = s.scheme();
+    let ui = format!("{scheme}://{DOMAIN}:{}", s.port());
+    let session_prefix = format!("{scheme}://s-");
     let driver = chromedriver().await;
-    let alice = Browser::open(&driver).await;
+    let alice = browser_for(&s, &driver).await;
 
     alice.goto(&format!("{ui}/login")).await;
     alice.assert_axe_finds_violations().await;
@@ -36,8 +54,8 @@ async fn the_whole_flow_in_a_real_browser() {
 
     // Start: the progress page, then the IDE on its own host.
     let ide = alice.start_and_open_ide(&ui, Some("progress-starting")).await;
-    assert!(ide.starts_with("http://s-") && ide.contains(&format!(".external.{DOMAIN}:")), "{ide}");
-    let slug = ide.trim_start_matches("http://s-").split('.').next().expect("slug").to_owned();
+    assert!(ide.starts_with(&session_prefix) && ide.contains(&format!(".external.{DOMAIN}:")), "{ide}");
+    let slug = ide.trim_start_matches(&session_prefix).split('.').next().expect("slug").to_owned();
     let container = format!("mf-session-{slug}");
 
     // A terminal in the IDE (its WebSocket goes through the proxy) writes a file.
@@ -78,7 +96,7 @@ async fn the_whole_flow_in_a_real_browser() {
     assert_eq!(states, json!(["done", "done", "done", "done"]));
     alice.assert_clean("the progress page").await;
     alice.screenshots("progress").await;
-    let bob = Browser::open(&driver).await;
+    let bob = browser_for(&s, &driver).await;
     bob.sign_up(&ui, "bob@example.org").await;
     bob.goto(&ide).await;
     let refused = bob.text("main h1").await;
@@ -93,14 +111,14 @@ async fn the_whole_flow_in_a_real_browser() {
     alice.start_and_open_ide(&ui, None).await;
     alice.wait_for(".explorer-viewlet .monaco-list-row[aria-label*='proof.txt']", Duration::from_secs(30)).await;
     let again = alice.url().await;
-    let slug2 = again.trim_start_matches("http://s-").split('.').next().expect("slug").to_owned();
+    let slug2 = again.trim_start_matches(&session_prefix).split('.').next().expect("slug").to_owned();
     assert_ne!(slug2, slug, "a new session");
     let (ok, out, _) = common::docker_exec(&format!("mf-session-{slug2}"), "cat /workspace/proof.txt");
     assert!(ok && out.trim() == "written-in-the-browser", "{out}");
 
     // A browser that is not signed in goes to the login page and, signed
     // in, back to the session it asked for.
-    let fresh = Browser::open(&driver).await;
+    let fresh = browser_for(&s, &driver).await;
     fresh.goto(&again).await;
     fresh.wait_for("[data-testid=login-form]", Duration::from_secs(10)).await;
     assert!(fresh.url().await.starts_with(&format!("{ui}/login?next=")), "{}", fresh.url().await);
@@ -109,7 +127,7 @@ async fn the_whole_flow_in_a_real_browser() {
     fresh.fill("#password", "browser passphrase").await;
     fresh.click("[data-testid=login-submit]").await;
     fresh.wait_for(".monaco-workbench", Duration::from_secs(60)).await;
-    assert!(fresh.url().await.starts_with(&format!("http://s-{slug2}.")), "{}", fresh.url().await);
+    assert!(fresh.url().await.starts_with(&format!("{session_prefix}{slug2}.")), "{}", fresh.url().await);
     fresh.client.close().await.expect("close the browser");
 
     // The stop snapshot is listed.
@@ -126,7 +144,7 @@ async fn the_whole_flow_in_a_real_browser() {
 
     // An admin's view: the GPU board shows alice's session holding a GPU.
     s.admin("admin@example.org").await;
-    let admin = Browser::open(&driver).await;
+    let admin = browser_for(&s, &driver).await;
     admin.goto(&format!("{ui}/login")).await;
     admin.fill("#email", "admin@example.org").await;
     admin.fill("#password", "admin passphrase").await;
@@ -191,6 +209,16 @@ async fn a_hostile_session_opened_by_an_admin_changes_nothing() {
     hostile_session_opened_by_an_admin(s, &port).await;
 }
 
+/// The same over HTTPS (`[tls]`): `__Host-` cookies, which no sibling
+/// host can plant at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_a_hostile_session_opened_by_an_admin_changes_nothing() {
+    let image = env("MEDFORGE_TEST_HOSTILE_PACK_IMAGE");
+    let s = Server::start(Db::Sqlite, Options { image: Some(image), tls: true, ..Options::default() }).await;
+    let port = s.port().to_owned();
+    hostile_session_opened_by_an_admin(s, &port).await;
+}
+
 /// The same, with the UI and the session hosts behind Caddy and its route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_caddy_a_hostile_session_opened_by_an_admin_changes_nothing() {
@@ -202,7 +230,9 @@ async fn behind_caddy_a_hostile_session_opened_by_an_admin_changes_nothing() {
 /// The hostile page's attack, with the browser on `port` (the server's, or
 /// Caddy's in front of it) for the UI and the session hosts alike.
 async fn hostile_session_opened_by_an_admin(s: Server, port: &str) {
-    let ui = format!("http://{DOMAIN}:{port}");
+    let scheme = s.scheme();
+    let ui = format!("{scheme}://{DOMAIN}:{port}");
+    let (login_name, pass_name) = (s.login_cookie_name(), s.login_cookie_name().replace("session", "pass"));
     let (mallory, mallory_id) = s.signup("mallory@example.org").await;
     let (_, session) = s.start_session(&mallory).await;
     let slug = session["slug"].as_str().expect("slug").to_owned();
@@ -210,21 +240,21 @@ async fn hostile_session_opened_by_an_admin(s: Server, port: &str) {
     let admin_api = s.admin("admin@example.org").await;
 
     let driver = chromedriver().await;
-    let admin = Browser::open(&driver).await;
+    let admin = browser_for(&s, &driver).await;
     admin.goto(&format!("{ui}/login")).await;
     admin.fill("#email", "admin@example.org").await;
     admin.fill("#password", "admin passphrase").await;
     admin.click("[data-testid=login-submit]").await;
     admin.wait_for("[data-testid=nav-admin]", Duration::from_secs(10)).await;
     let login_token =
-        admin.client.get_named_cookie("medforge_session").await.expect("the admin's login cookie").value().to_owned();
+        admin.client.get_named_cookie(login_name).await.expect("the admin's login cookie").value().to_owned();
 
     // The admin opens mallory's link; the handshake lets them in.
-    let session_host = format!("http://s-{slug}.external.{DOMAIN}:{port}");
+    let session_host = format!("{scheme}://s-{slug}.external.{DOMAIN}:{port}");
     let link = format!("{session_host}/cgi-bin/page?owner={mallory_id}&ui={ui}");
     admin.goto(&link).await;
     admin.wait_for("h1", Duration::from_secs(15)).await;
-    assert!(admin.url().await.starts_with(&format!("http://s-{slug}.")), "{}", admin.url().await);
+    assert!(admin.url().await.starts_with(&format!("{scheme}://s-{slug}.")), "{}", admin.url().await);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (reports, cookies) = loop {
         let (reports, cookies) = hostile_log(&container);
@@ -234,7 +264,7 @@ async fn hostile_session_opened_by_an_admin(s: Server, port: &str) {
         assert!(Instant::now() < deadline, "the attack never finished: {reports:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let pass = admin.client.get_named_cookie("medforge_pass").await.map(|c| c.value().to_owned()).unwrap_or_default();
+    let pass = admin.client.get_named_cookie(&pass_name).await.map(|c| c.value().to_owned()).unwrap_or_default();
     let report = |what: &str| {
         reports
             .iter()
@@ -285,7 +315,7 @@ async fn hostile_session_opened_by_an_admin(s: Server, port: &str) {
     admin.goto(&format!("{ui}/admin")).await;
     admin.wait_for("[data-testid=nav-admin]", Duration::from_secs(10)).await;
     assert_eq!(admin.text("[data-testid=signed-in-as]").await, "admin@example.org");
-    let still = admin.client.get_named_cookie("medforge_session").await.expect("login cookie").value().to_owned();
+    let still = admin.client.get_named_cookie(login_name).await.expect("login cookie").value().to_owned();
     assert_eq!(still, login_token, "the same login");
     admin.client.close().await.expect("close the browser");
     drop(driver);

@@ -339,3 +339,64 @@ fn doctor_checks_the_isolation_rules() {
     assert!(removed.status.success(), "{}", text(&removed.stderr));
     common::remove_own_networks("docker", &run);
 }
+
+/// With `[tls]`, doctor loads the pair and checks that its certificate
+/// covers the UI's host and both session zones; `serve` will not start on
+/// a pair that does not load, and says which file in one line.
+#[test]
+fn doctor_checks_the_tls_pair_and_its_names_and_serve_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = own_config(dir.path());
+    let (cert, key) = (dir.path().join("fullchain.pem"), dir.path().join("privkey.pem"));
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let env = [
+        ("MEDFORGE_TLS__CERT_FILE", cert_s.as_str()),
+        ("MEDFORGE_TLS__KEY_FILE", key_s.as_str()),
+        ("MEDFORGE_RUNTIME__GPU_MODE", "none"),
+    ];
+    let tls_finding = || {
+        let out = medforge(dir.path(), &["doctor"], &env);
+        let report = text(&out.stdout);
+        (finding(&report, "cookies/TLS").to_owned(), fix_of(&report, "cookies/TLS").to_owned(), report)
+    };
+    let ca = common::tls::TestCa::new();
+    ca.deployment_leaf().install(&cert, &key);
+    let out = medforge(dir.path(), &["doctor"], &env);
+    let report = text(&out.stdout);
+    let line = finding(&report, "cookies/TLS");
+    assert!(line.starts_with("ok ") && line.contains("HTTPS by the built-in router"), "{report}");
+
+    // A certificate without the internal zone.
+    let domain = common::DOMAIN;
+    ca.leaf(&[domain.to_owned(), format!("*.external.{domain}")]).install(&cert, &key);
+    let (line, fix, report) = tls_finding();
+    assert!(line.starts_with("FAIL") && line.contains(&format!("s-probe.internal.{domain}")), "{report}");
+    assert!(fix.contains(&format!("*.internal.{domain}")), "{report}");
+
+    // A key that is not a key.
+    std::fs::write(&key, "not a key").expect("key");
+    let (line, _, report) = tls_finding();
+    assert!(line.starts_with("FAIL") && line.contains("privkey.pem"), "{report}");
+    let mut serve = Command::new(common::binary());
+    serve.current_dir(dir.path()).arg("serve").stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        serve.env(k, v);
+    }
+    let mut child = serve.spawn().expect("serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started on a key that does not load");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(!status.success());
+    assert!(err.trim().lines().count() == 1 && err.contains("privkey.pem"), "{err}");
+    common::remove_own_networks("docker", &run);
+}

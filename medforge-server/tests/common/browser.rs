@@ -58,20 +58,41 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// Whether `url` is on a session host (over HTTP or HTTPS).
+pub fn on_session_host(url: &str) -> bool {
+    url.starts_with("http://s-") || url.starts_with("https://s-")
+}
+
 impl Browser {
     pub async fn open(driver: &Driver) -> Self {
+        Self::open_trusting(driver, None).await
+    }
+
+    /// A browser that also trusts the certificate whose key has this
+    /// base64 SHA-256 SPKI hash (a test CA's leaf; Chromium honours the
+    /// list with a profile directory of its own, which every one has).
+    pub async fn open_trusting(driver: &Driver, spki_sha256: Option<&str>) -> Self {
         let profile = tempfile::tempdir().expect("profile");
+        let mut args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            "--window-size=1280,800".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if let Some(hash) = spki_sha256 {
+            args.push(format!("--ignore-certificate-errors-spki-list={hash}"));
+        }
         let caps = json!({
             "browserName": "chrome",
             "goog:loggingPrefs": { "browser": "ALL" },
-            "goog:chromeOptions": {
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }
+            "goog:chromeOptions": { "args": args }
         });
         let Value::Object(caps) = caps else { unreachable!() };
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -165,14 +186,16 @@ impl Browser {
         // some of them as it unloads after we have left it.
         // An error page's own status (a 403 on purpose) is logged too; its
         // resources' failures are not excused.
-        let ours = format!("http://{DOMAIN}:");
+        let ours = [format!("http://{DOMAIN}:"), format!("https://{DOMAIN}:")];
         let itself = format!("{} - Failed to load resource", self.url().await);
         let errors: Vec<Value> = self
             .console()
             .await
             .into_iter()
             .filter(|m| m["level"] == "SEVERE")
-            .filter(|m| m["message"].as_str().is_some_and(|t| t.starts_with(&ours) && !t.starts_with(&itself)))
+            .filter(|m| {
+                m["message"].as_str().is_some_and(|t| ours.iter().any(|o| t.starts_with(o)) && !t.starts_with(&itself))
+            })
             .collect();
         assert!(errors.is_empty(), "console errors on {what}: {errors:#?}");
         self.load_axe().await;
@@ -253,7 +276,7 @@ impl Browser {
             self.screenshot(&format!("{name}-laptop.png")).await;
         }
         let deadline = Instant::now() + Duration::from_secs(90);
-        while !self.url().await.starts_with("http://s-") {
+        while !on_session_host(&self.url().await) {
             assert!(Instant::now() < deadline, "the progress page never opened the IDE: {}", self.url().await);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
