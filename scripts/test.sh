@@ -31,6 +31,7 @@ ensure_packages cc gcc pkg-config pkg-config nft nftables iptables-restore iptab
   python3 python3 curl curl git git
 ensure_mariadb
 ensure_docker
+ensure_bridge_netfilter
 ensure_test_pack
 clean_docker_test_leftovers
 ensure_podman

@@ -21,6 +21,25 @@
 //! | input | in `b`, tcp dport in the allowed host ports | accept | what an operator opened on purpose |
 //! | input | in `b` | drop | no host service: API, database, Docker TCP |
 //!
+//! Two sessions on one network talk across the bridge, below IP: the
+//! kernel shows such frames to the IP-layer hooks above only while
+//! `br_netfilter` is loaded and `net.bridge.bridge-nf-call-iptables` is 1,
+//! which nothing guarantees (docs/decisions.md). So the same isolation is
+//! stated once more for the bridge itself, [`bridge_rules`], per subnet
+//! `s` of the network:
+//!
+//! | match | verdict | why |
+//! | --- | --- | --- |
+//! | from a proxy address `p` in `s` to `s`, tcp dport 8080 | accept | the proxy reaches code-server |
+//! | from `s` to `p`, tcp sport 8080 | accept | code-server's answers (stateless: not every kernel tracks bridged connections) |
+//! | from `s` to `s` | drop | no session reaches another on its own network |
+//!
+//! The nftables backend puts these in a `bridge` table, seen whatever the
+//! sysctl says; the iptables backend cannot, and instead turns the sysctl
+//! on when it applies and reports it in [`FirewallReport::unmet`] when it
+//! is off. Sessions have no IPv6 at all ([`crate::network::session_sysctls`]),
+//! and a network with IPv6 on is refused.
+//!
 //! The host itself (the built-in proxy, `medforge serve`) reaches sessions
 //! through its output path, which none of this touches; outbound internet
 //! from external sessions is forwarded out of another interface and stays
@@ -63,6 +82,13 @@ impl IsolationPolicy {
                     n.name
                 )));
             }
+            if n.ipv6 {
+                return Err(FirewallError::Invalid(format!(
+                    "network {} has IPv6 on: the isolation rules are IPv4's and sessions run without IPv6; \
+                     remove the network (MedForge makes it again without IPv6)",
+                    n.name
+                )));
+            }
         }
         Ok(())
     }
@@ -75,6 +101,8 @@ pub enum Hook {
     Forward,
     /// Traffic to the host itself.
     Input,
+    /// Frames forwarded across a bridge, between two of its ports.
+    Bridge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -85,8 +113,11 @@ pub enum Match {
     /// Conntrack state established or related.
     Established,
     SourceAddr(Ipv4Addr),
+    SourceNet(Ipv4Cidr),
+    DestAddr(Ipv4Addr),
     DestNet(Ipv4Cidr),
     TcpDestPort(u16),
+    TcpSourcePort(u16),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -135,6 +166,38 @@ pub fn isolation_rules(policy: &IsolationPolicy) -> Vec<Rule> {
     rules
 }
 
+/// The same isolation on the bridges themselves (the module's second
+/// table): rules of [`Hook::Bridge`], in order.
+pub fn bridge_rules(policy: &IsolationPolicy) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for n in &policy.networks {
+        let b = &n.bridge;
+        for s in &n.subnets {
+            for p in policy.proxy_addrs.iter().filter(|p| s.contains(**p)) {
+                rules.push(Rule {
+                    hook: Hook::Bridge,
+                    id: format!("{b}-{s}-bridge-proxy-{p}"),
+                    matches: vec![Match::SourceAddr(*p), Match::DestNet(*s), Match::TcpDestPort(SESSION_PORT)],
+                    verdict: Verdict::Accept,
+                });
+                rules.push(Rule {
+                    hook: Hook::Bridge,
+                    id: format!("{b}-{s}-bridge-proxy-{p}-answers"),
+                    matches: vec![Match::SourceNet(*s), Match::DestAddr(*p), Match::TcpSourcePort(SESSION_PORT)],
+                    verdict: Verdict::Accept,
+                });
+            }
+            rules.push(Rule {
+                hook: Hook::Bridge,
+                id: format!("{b}-{s}-bridge-peers"),
+                matches: vec![Match::SourceNet(*s), Match::DestNet(*s)],
+                verdict: Verdict::Drop,
+            });
+        }
+    }
+    rules
+}
+
 /// What `check` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FirewallReport {
@@ -144,11 +207,15 @@ pub struct FirewallReport {
     /// have (left by an older policy, or added by hand), as the backend
     /// prints them.
     pub foreign: Vec<String>,
+    /// What the host must be for the rules to hold and is not, in words
+    /// (a sysctl off, a network with IPv6): `apply` puts right what it
+    /// can, and says what it cannot.
+    pub unmet: Vec<String>,
 }
 
 impl FirewallReport {
     pub fn is_ok(&self) -> bool {
-        self.missing.is_empty() && self.foreign.is_empty()
+        self.missing.is_empty() && self.foreign.is_empty() && self.unmet.is_empty()
     }
 }
 
@@ -210,7 +277,45 @@ mod tests {
             bridge: bridge.into(),
             subnets: vec!["172.30.0.0/16".parse().expect("cidr")],
             internal: false,
+            ipv6: false,
         }
+    }
+
+    #[test]
+    fn a_cidr_contains_its_addresses_only() {
+        let c: Ipv4Cidr = "172.30.0.0/16".parse().expect("cidr");
+        assert!(c.contains(Ipv4Addr::new(172, 30, 9, 2)));
+        assert!(!c.contains(Ipv4Addr::new(172, 31, 0, 2)));
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().expect("cidr");
+        assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+        let one: Ipv4Cidr = "10.0.0.1/32".parse().expect("cidr");
+        assert!(one.contains(Ipv4Addr::new(10, 0, 0, 1)) && !one.contains(Ipv4Addr::new(10, 0, 0, 2)));
+    }
+
+    #[test]
+    fn the_bridge_rules_let_the_proxy_in_and_nothing_else_across() {
+        let mut other = network("br-bbb");
+        other.subnets = vec!["172.31.0.0/16".parse().expect("cidr")];
+        let policy = IsolationPolicy {
+            networks: vec![network("br-aaa"), other],
+            proxy_addrs: vec![Ipv4Addr::new(172, 30, 0, 2)],
+            allowed_host_ports: vec![],
+        };
+        let rules = bridge_rules(&policy);
+        let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+        // The proxy is on the first network only; each network's peers are cut.
+        assert_eq!(
+            ids,
+            [
+                "br-aaa-172.30.0.0/16-bridge-proxy-172.30.0.2",
+                "br-aaa-172.30.0.0/16-bridge-proxy-172.30.0.2-answers",
+                "br-aaa-172.30.0.0/16-bridge-peers",
+                "br-bbb-172.31.0.0/16-bridge-peers",
+            ]
+        );
+        assert!(rules.iter().all(|r| r.hook == Hook::Bridge));
+        assert_eq!(rules[2].verdict, Verdict::Drop);
+        assert_eq!(rules[1].matches[2], Match::TcpSourcePort(SESSION_PORT));
     }
 
     #[test]

@@ -28,6 +28,14 @@ impl FromStr for Ipv4Cidr {
     }
 }
 
+impl Ipv4Cidr {
+    /// Whether `ip` is in this network.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) };
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+}
+
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
@@ -43,4 +51,24 @@ pub struct NetworkInfo {
     pub bridge: String,
     pub subnets: Vec<Ipv4Cidr>,
     pub internal: bool,
+    /// Whether the network gives containers IPv6 addresses. MedForge's
+    /// never do (sessions run with IPv6 off, [`session_sysctls`]); the
+    /// firewall refuses one that does, as its rules are IPv4's.
+    pub ipv6: bool,
+}
+
+/// The kernel settings every session container gets: IPv6 off in its
+/// network namespace, so a session has no IPv6 address, not even a
+/// link-local one, and can neither reach nor be reached over IPv6 (the
+/// isolation rules are IPv4's, and a link-local address needs no router).
+/// Empty on a host without IPv6 (`/proc/sys/net/ipv6` absent), where the
+/// engine could not set them and there is nothing to turn off.
+pub fn session_sysctls() -> Vec<(String, String)> {
+    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        return Vec::new();
+    }
+    ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"]
+        .into_iter()
+        .map(|k| (k.to_owned(), "1".to_owned()))
+        .collect()
 }

@@ -2,14 +2,15 @@
 //! `DOCKER-USER` (forwarded traffic) and from `INPUT` (traffic to the
 //! host), as the original deployment did. Written with one
 //! `iptables-restore --noflush`, so a policy goes in whole or not at all,
-//! and Docker's own rules are never rewritten.
+//! and Docker's own rules are never rewritten. Its rules are IP-layer
+//! ones: it turns bridge netfilter on first (`crate::bridge_netfilter`).
 
 use async_trait::async_trait;
 use medforge_core::firewall::{
     Firewall, FirewallError, FirewallReport, Hook, IsolationPolicy, Match, Rule, Verdict, isolation_rules,
 };
 
-use crate::{comment, run};
+use crate::{BridgeNetfilter, comment, run};
 
 pub const FORWARD_CHAIN: &str = "MEDFORGE-FORWARD";
 pub const INPUT_CHAIN: &str = "MEDFORGE-INPUT";
@@ -22,11 +23,12 @@ pub const DOCKER_USER: &str = "DOCKER-USER";
 pub struct Iptables {
     restore: String,
     save: String,
+    bridge_netfilter: BridgeNetfilter,
 }
 
 impl Default for Iptables {
     fn default() -> Self {
-        Self { restore: "iptables-restore".into(), save: "iptables-save".into() }
+        Self { restore: "iptables-restore".into(), save: "iptables-save".into(), bridge_netfilter: Default::default() }
     }
 }
 
@@ -34,6 +36,9 @@ fn chain(hook: Hook) -> &'static str {
     match hook {
         Hook::Forward => FORWARD_CHAIN,
         Hook::Input => INPUT_CHAIN,
+        // Never asked: `isolation_rules` has no bridge rules, and this
+        // backend writes none (bridge netfilter takes their place).
+        Hook::Bridge => FORWARD_CHAIN,
     }
 }
 
@@ -47,8 +52,11 @@ pub fn rule_line(rule: &Rule) -> String {
             Match::OutInterface(i) => line.push_str(&format!(" -o {i}")),
             Match::Established => line.push_str(" -m conntrack --ctstate RELATED,ESTABLISHED"),
             Match::SourceAddr(a) => line.push_str(&format!(" -s {a}/32")),
+            Match::DestAddr(a) => line.push_str(&format!(" -d {a}/32")),
+            Match::SourceNet(n) => line.push_str(&format!(" -s {n}")),
             Match::DestNet(n) => line.push_str(&format!(" -d {n}")),
             Match::TcpDestPort(p) => line.push_str(&format!(" -p tcp -m tcp --dport {p}")),
+            Match::TcpSourcePort(p) => line.push_str(&format!(" -p tcp -m tcp --sport {p}")),
         }
     }
     line.push_str(&format!(" -m comment --comment {}", comment(&rule.id)));
@@ -174,6 +182,12 @@ pub fn compare(saved: &Saved, rules: &[Rule]) -> FirewallReport {
 }
 
 impl Iptables {
+    /// Whether this host lets us read (and so, as the same user, write)
+    /// the filter table: `iptables-save -t filter` works.
+    pub async fn usable(&self) -> Result<(), FirewallError> {
+        self.saved().await.map(drop)
+    }
+
     async fn saved(&self) -> Result<Saved, FirewallError> {
         Ok(parse_save(&run(&self.save, &["-t", "filter"], None).await?))
     }
@@ -189,6 +203,7 @@ impl Firewall for Iptables {
                 "the {DOCKER_USER} chain does not exist: start dockerd (with its iptables rules) first"
             )));
         }
+        self.bridge_netfilter.enforce().await?;
         let rules = isolation_rules(policy);
         run(&self.restore, &["--noflush"], Some(apply_script(&rules, saved.jumps).as_bytes())).await?;
         tracing::info!(rules = rules.len(), "iptables isolation applied");
@@ -196,7 +211,10 @@ impl Firewall for Iptables {
     }
 
     async fn check(&self, policy: &IsolationPolicy) -> Result<FirewallReport, FirewallError> {
-        Ok(compare(&self.saved().await?, &isolation_rules(policy)))
+        let mut report = compare(&self.saved().await?, &isolation_rules(policy));
+        report.unmet = crate::unmet_by_networks(policy);
+        report.unmet.extend(self.bridge_netfilter.unmet());
+        Ok(report)
     }
 
     async fn remove(&self) -> Result<(), FirewallError> {
@@ -225,6 +243,7 @@ mod tests {
                 bridge: "br-0123456789ab".into(),
                 subnets: vec![],
                 internal: false,
+                ipv6: false,
             }],
             proxy_addrs: vec![Ipv4Addr::new(172, 30, 0, 2)],
             allowed_host_ports: vec![9000],

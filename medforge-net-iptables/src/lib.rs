@@ -1,30 +1,47 @@
 //! MedForge's [`Firewall`]s: session isolation enforced by the host's
 //! packet filter, with two backends chosen by config.
 //!
-//! - [`Nftables`] (the default): a table of MedForge's own, `inet medforge`,
-//!   with a `forward` and an `input` chain at priority -1 (before Docker's
-//!   filter rules), driven through `nft -j`. Applying is one transaction
-//!   (add table, flush it, add chains and rules), so it is atomic and
-//!   idempotent; removing is `delete table`, which touches nothing else.
+//! - [`Nftables`] (what `firewall.kind = "auto"` picks where `nft` works):
+//!   tables of MedForge's own, `inet medforge` with a `forward` and an
+//!   `input` chain and `bridge medforge` with a `forward` chain, at
+//!   priority -1 (before Docker's filter rules), driven through `nft -j`.
+//!   Applying is one transaction (add the tables, flush them, add chains
+//!   and rules), so it is atomic and idempotent; removing is `delete
+//!   table`, which touches nothing else.
 //! - [`Iptables`]: chains `MEDFORGE-FORWARD` and `MEDFORGE-INPUT`, jumped to
 //!   from Docker's `DOCKER-USER` chain and from `INPUT`, as the original
-//!   deployment did; applied with one `iptables-restore --noflush`.
+//!   deployment did; applied with one `iptables-restore --noflush`. It has
+//!   no bridge table, so it turns bridge netfilter on ([`BridgeNetfilter`])
+//!   and reports it when it is off.
 //!
 //! Both translate the rules of [`medforge_core::firewall::isolation_rules`]
 //! by pure functions (unit tested below) and tag every rule with a comment
 //! `medforge:<rule id>`, which is how `check` tells missing rules from
 //! foreign ones.
 
+pub mod bridge_netfilter;
 pub mod iptables;
 pub mod nftables;
 
+pub use crate::bridge_netfilter::BridgeNetfilter;
 pub use crate::iptables::Iptables;
 pub use crate::nftables::Nftables;
 
 use std::time::Duration;
 
-use medforge_core::firewall::FirewallError;
+use medforge_core::firewall::{FirewallError, IsolationPolicy};
 use medforge_core::process;
+
+/// What the policy's networks are that the rules cannot cover, in words
+/// (`FirewallReport::unmet`): a network with IPv6 on.
+pub fn unmet_by_networks(policy: &IsolationPolicy) -> Vec<String> {
+    policy
+        .networks
+        .iter()
+        .filter(|n| n.ipv6)
+        .map(|n| format!("network {} has IPv6 on (the rules are IPv4's; sessions run without IPv6)", n.name))
+        .collect()
+}
 
 /// The comment every rule carries.
 pub fn comment(rule_id: &str) -> String {

@@ -1,15 +1,22 @@
-//! The nftables backend: `table inet medforge`, through `nft -j`.
+//! The nftables backend, through `nft -j`: `table inet medforge` (the IP
+//! layer: forwarded and host-bound traffic) and `table bridge medforge`
+//! (frames across a sessions bridge, seen whether or not bridge netfilter
+//! hands them to the IP layer: docs/decisions.md). One transaction writes
+//! both.
 
 use async_trait::async_trait;
 use medforge_core::firewall::{
-    Firewall, FirewallError, FirewallReport, Hook, IsolationPolicy, Match, Rule, Verdict, isolation_rules,
+    Firewall, FirewallError, FirewallReport, Hook, IsolationPolicy, Match, Rule, Verdict, bridge_rules, isolation_rules,
 };
 use serde_json::{Value, json};
 
 use crate::{comment, run};
 
-/// The table's name (family `inet`).
+/// The tables' name (families `inet` and `bridge`).
 pub const TABLE: &str = "medforge";
+
+/// Both families' tables hold our rules.
+const FAMILIES: [&str; 2] = ["inet", "bridge"];
 
 /// nftables, driven through `nft -j` (the `nft` binary on `PATH`).
 #[derive(Debug, Clone)]
@@ -35,11 +42,20 @@ impl Nftables {
     }
 }
 
-fn chain_name(hook: Hook) -> &'static str {
+/// Where a hook's rules go: (family, chain).
+fn place(hook: Hook) -> (&'static str, &'static str) {
     match hook {
-        Hook::Forward => "forward",
-        Hook::Input => "input",
+        Hook::Forward => ("inet", "forward"),
+        Hook::Input => ("inet", "input"),
+        Hook::Bridge => ("bridge", "forward"),
     }
+}
+
+/// Every rule the policy wants, both tables.
+fn all_rules(policy: &IsolationPolicy) -> Vec<Rule> {
+    let mut rules = isolation_rules(policy);
+    rules.extend(bridge_rules(policy));
+    rules
 }
 
 fn expression(m: &Match) -> Value {
@@ -50,13 +66,21 @@ fn expression(m: &Match) -> Value {
         Match::Established => json!({ "match": {
             "op": "in", "left": { "ct": { "key": "state" } }, "right": ["established", "related"]
         } }),
-        Match::SourceAddr(a) => is(json!({ "payload": { "protocol": "ip", "field": "saddr" } }), json!(a.to_string())),
-        Match::DestNet(n) => is(
-            json!({ "payload": { "protocol": "ip", "field": "daddr" } }),
-            json!({ "prefix": { "addr": n.addr.to_string(), "len": n.prefix } }),
-        ),
+        Match::SourceAddr(a) => is(ip("saddr"), json!(a.to_string())),
+        Match::DestAddr(a) => is(ip("daddr"), json!(a.to_string())),
+        Match::SourceNet(n) => is(ip("saddr"), prefix(n)),
+        Match::DestNet(n) => is(ip("daddr"), prefix(n)),
         Match::TcpDestPort(p) => is(json!({ "payload": { "protocol": "tcp", "field": "dport" } }), json!(p)),
+        Match::TcpSourcePort(p) => is(json!({ "payload": { "protocol": "tcp", "field": "sport" } }), json!(p)),
     }
+}
+
+fn ip(field: &str) -> Value {
+    json!({ "payload": { "protocol": "ip", "field": field } })
+}
+
+fn prefix(n: &medforge_core::firewall::Ipv4Cidr) -> Value {
+    json!({ "prefix": { "addr": n.addr.to_string(), "len": n.prefix } })
 }
 
 /// One rule as `nft -j` takes it.
@@ -66,28 +90,33 @@ pub fn rule_json(table: &str, rule: &Rule) -> Value {
         Verdict::Accept => json!({ "accept": null }),
         Verdict::Drop => json!({ "drop": null }),
     });
+    let (family, chain) = place(rule.hook);
     json!({ "rule": {
-        "family": "inet", "table": table, "chain": chain_name(rule.hook), "expr": expr, "comment": comment(&rule.id)
+        "family": family, "table": table, "chain": chain, "expr": expr, "comment": comment(&rule.id)
     } })
 }
 
-/// The whole policy as one `nft -j -f -` transaction: the table made if
-/// missing and emptied, both chains, every rule. Atomic, and idempotent.
+/// The whole policy as one `nft -j -f -` transaction: both tables made if
+/// missing and emptied, their chains, every rule. Atomic, and idempotent.
 pub fn apply_batch(table: &str, rules: &[Rule]) -> Value {
-    let t = json!({ "family": "inet", "name": table });
-    let mut cmds = vec![json!({ "add": { "table": t } }), json!({ "flush": { "table": t } })];
-    for (name, hook) in [("forward", "forward"), ("input", "input")] {
+    let mut cmds = Vec::new();
+    for family in FAMILIES {
+        let t = json!({ "family": family, "name": table });
+        cmds.push(json!({ "add": { "table": t } }));
+        cmds.push(json!({ "flush": { "table": t } }));
+    }
+    for (family, name) in [("inet", "forward"), ("inet", "input"), ("bridge", "forward")] {
         cmds.push(json!({ "add": { "chain": {
-            "family": "inet", "table": table, "name": name,
-            "type": "filter", "hook": hook, "prio": -1, "policy": "accept"
+            "family": family, "table": table, "name": name,
+            "type": "filter", "hook": name, "prio": -1, "policy": "accept"
         } } }));
     }
     cmds.extend(rules.iter().map(|r| json!({ "add": rule_json(table, r) })));
     json!({ "nftables": cmds })
 }
 
-/// What `nft -j list table` printed, as `(chain, comment or a rendering)`
-/// per rule, in order.
+/// What `nft -j list table` printed (of both tables), as `("family
+/// chain", comment, a rendering)` per rule, in order.
 pub fn listed_rules(listing: &Value) -> Vec<(String, Option<String>, String)> {
     listing["nftables"]
         .as_array()
@@ -96,11 +125,13 @@ pub fn listed_rules(listing: &Value) -> Vec<(String, Option<String>, String)> {
                 .iter()
                 .filter_map(|item| item.get("rule"))
                 .map(|r| {
-                    (
-                        r["chain"].as_str().unwrap_or_default().to_owned(),
-                        r["comment"].as_str().map(str::to_owned),
-                        format!("chain {} handle {}: {}", r["chain"].as_str().unwrap_or("?"), r["handle"], r["expr"]),
-                    )
+                    let at = format!(
+                        "{} {}",
+                        r["family"].as_str().unwrap_or("inet"),
+                        r["chain"].as_str().unwrap_or_default()
+                    );
+                    let shown = format!("{at} handle {}: {}", r["handle"], r["expr"]);
+                    (at, r["comment"].as_str().map(str::to_owned), shown)
                 })
                 .collect()
         })
@@ -110,14 +141,15 @@ pub fn listed_rules(listing: &Value) -> Vec<(String, Option<String>, String)> {
 /// Compares a listing with the rules wanted: pure, for unit tests.
 pub fn compare(listing: Option<&Value>, rules: &[Rule]) -> FirewallReport {
     let Some(listing) = listing else {
-        return FirewallReport { missing: rules.iter().map(|r| r.id.clone()).collect(), foreign: vec![] };
+        return FirewallReport { missing: rules.iter().map(|r| r.id.clone()).collect(), ..FirewallReport::default() };
     };
     let listed = listed_rules(listing);
     let mut report = FirewallReport::default();
-    for hook in [Hook::Forward, Hook::Input] {
-        let chain = chain_name(hook);
+    for hook in [Hook::Forward, Hook::Input, Hook::Bridge] {
+        let (family, chain) = place(hook);
+        let chain = format!("{family} {chain}");
         let want: Vec<String> = rules.iter().filter(|r| r.hook == hook).map(|r| comment(&r.id)).collect();
-        let have: Vec<&(String, Option<String>, String)> = listed.iter().filter(|(c, _, _)| c == chain).collect();
+        let have: Vec<&(String, Option<String>, String)> = listed.iter().filter(|(c, _, _)| *c == chain).collect();
         for w in &want {
             if !have.iter().any(|(_, c, _)| c.as_ref() == Some(w)) {
                 report.missing.push(w.trim_start_matches("medforge:").to_owned());
@@ -137,8 +169,9 @@ pub fn compare(listing: Option<&Value>, rules: &[Rule]) -> FirewallReport {
 }
 
 impl Nftables {
-    async fn listing(&self) -> Result<Option<Value>, FirewallError> {
-        match run(&self.nft, &["-j", "list", "table", "inet", &self.table], None).await {
+    /// One family's table as `nft -j` lists it; `None` when it is not there.
+    async fn table_listing(&self, family: &str) -> Result<Option<Value>, FirewallError> {
+        match run(&self.nft, &["-j", "list", "table", family, &self.table], None).await {
             Ok(out) => serde_json::from_str(&out)
                 .map(Some)
                 .map_err(|e| FirewallError::Invalid(format!("nft -j printed something that is not JSON: {e}"))),
@@ -146,13 +179,35 @@ impl Nftables {
             Err(e) => Err(e),
         }
     }
+
+    /// Whether this host lets us write our tables: `nft --check` of the
+    /// batch `apply` would send (both families, every chain), which the
+    /// kernel validates and throws away. Fails without the right to
+    /// change the ruleset, and on a kernel without nftables' bridge family.
+    pub async fn usable(&self) -> Result<(), FirewallError> {
+        let batch = apply_batch(&self.table, &[]).to_string();
+        run(&self.nft, &["--check", "-j", "-f", "-"], Some(batch.as_bytes())).await.map(drop)
+    }
+
+    /// Both tables' items in one listing; `None` when neither is there.
+    async fn listing(&self) -> Result<Option<Value>, FirewallError> {
+        let mut items = Vec::new();
+        let mut any = false;
+        for family in FAMILIES {
+            if let Some(listing) = self.table_listing(family).await? {
+                any = true;
+                items.extend(listing["nftables"].as_array().cloned().unwrap_or_default());
+            }
+        }
+        Ok(any.then(|| json!({ "nftables": items })))
+    }
 }
 
 #[async_trait]
 impl Firewall for Nftables {
     async fn apply(&self, policy: &IsolationPolicy) -> Result<(), FirewallError> {
         policy.check_networks()?;
-        let rules = isolation_rules(policy);
+        let rules = all_rules(policy);
         let batch = apply_batch(&self.table, &rules).to_string();
         run(&self.nft, &["-j", "-f", "-"], Some(batch.as_bytes())).await?;
         tracing::info!(table = %self.table, rules = rules.len(), "nftables isolation applied");
@@ -160,13 +215,17 @@ impl Firewall for Nftables {
     }
 
     async fn check(&self, policy: &IsolationPolicy) -> Result<FirewallReport, FirewallError> {
-        Ok(compare(self.listing().await?.as_ref(), &isolation_rules(policy)))
+        let mut report = compare(self.listing().await?.as_ref(), &all_rules(policy));
+        report.unmet = crate::unmet_by_networks(policy);
+        Ok(report)
     }
 
     async fn remove(&self) -> Result<(), FirewallError> {
-        if self.listing().await?.is_some() {
-            run(&self.nft, &["delete", "table", "inet", &self.table], None).await?;
-            tracing::info!(table = %self.table, "nftables isolation removed");
+        for family in FAMILIES {
+            if self.table_listing(family).await?.is_some() {
+                run(&self.nft, &["delete", "table", family, &self.table], None).await?;
+                tracing::info!(table = %self.table, family, "nftables isolation removed");
+            }
         }
         Ok(())
     }
@@ -188,6 +247,7 @@ mod tests {
                 bridge: "br-0123456789ab".into(),
                 subnets: vec!["172.30.0.0/16".parse().expect("cidr")],
                 internal: false,
+                ipv6: false,
             }],
             proxy_addrs: vec![Ipv4Addr::new(172, 30, 0, 2)],
             allowed_host_ports: vec![],
@@ -195,18 +255,25 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_is_one_transaction_that_empties_and_refills_our_table() {
-        let rules = isolation_rules(&policy());
+    fn the_batch_is_one_transaction_that_empties_and_refills_our_tables() {
+        let rules = all_rules(&policy());
         let batch = apply_batch("medforge", &rules);
         let cmds = batch["nftables"].as_array().expect("array");
         assert_eq!(cmds[0], json!({"add": {"table": {"family": "inet", "name": "medforge"}}}));
         assert_eq!(cmds[1], json!({"flush": {"table": {"family": "inet", "name": "medforge"}}}));
-        assert_eq!(cmds[2]["add"]["chain"]["hook"], "forward");
-        assert_eq!(cmds[2]["add"]["chain"]["prio"], -1);
-        assert_eq!(cmds[3]["add"]["chain"]["hook"], "input");
-        assert_eq!(cmds.len(), 4 + rules.len());
+        assert_eq!(cmds[2], json!({"add": {"table": {"family": "bridge", "name": "medforge"}}}));
+        assert_eq!(cmds[3], json!({"flush": {"table": {"family": "bridge", "name": "medforge"}}}));
+        assert_eq!(cmds[4]["add"]["chain"]["hook"], "forward");
+        assert_eq!(cmds[4]["add"]["chain"]["prio"], -1);
+        assert_eq!(cmds[5]["add"]["chain"]["hook"], "input");
         assert_eq!(
-            cmds[5]["add"],
+            (&cmds[6]["add"]["chain"]["family"], &cmds[6]["add"]["chain"]["hook"]),
+            (&json!("bridge"), &json!("forward"))
+        );
+        const HEAD: usize = 7;
+        assert_eq!(cmds.len(), HEAD + rules.len());
+        assert_eq!(
+            cmds[HEAD + 1]["add"],
             json!({"rule": {"family": "inet", "table": "medforge", "chain": "forward", "comment": "medforge:br-0123456789ab-proxy-172.30.0.2", "expr": [
                 {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "br-0123456789ab"}},
                 {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "172.30.0.2"}},
@@ -214,10 +281,19 @@ mod tests {
                 {"accept": null}
             ]}})
         );
-        assert_eq!(cmds[4]["add"]["rule"]["expr"][1]["match"]["right"], json!(["established", "related"]));
+        assert_eq!(cmds[HEAD]["add"]["rule"]["expr"][1]["match"]["right"], json!(["established", "related"]));
         assert_eq!(
-            cmds[7]["add"]["rule"]["expr"][1]["match"]["right"],
+            cmds[HEAD + 3]["add"]["rule"]["expr"][1]["match"]["right"],
             json!({"prefix": {"addr": "169.254.0.0", "len": 16}})
+        );
+        // The bridge table's last rule: nothing between two of the subnet's addresses.
+        assert_eq!(
+            cmds.last().expect("a rule")["add"],
+            json!({"rule": {"family": "bridge", "table": "medforge", "chain": "forward", "comment": "medforge:br-0123456789ab-172.30.0.0/16-bridge-peers", "expr": [
+                {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "172.30.0.0", "len": 16}}}},
+                {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "172.30.0.0", "len": 16}}}},
+                {"drop": null}
+            ]}})
         );
     }
 
@@ -252,6 +328,6 @@ mod tests {
 
         let mut swapped = all.clone();
         swapped.swap(0, 2);
-        assert_eq!(compare(Some(&listed(&swapped)), &rules).foreign, ["chain forward: rules out of order"]);
+        assert_eq!(compare(Some(&listed(&swapped)), &rules).foreign, ["chain inet forward: rules out of order"]);
     }
 }

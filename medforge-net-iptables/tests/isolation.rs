@@ -3,12 +3,19 @@
 //! Every path is tried before the rules (so the test can fail), with them,
 //! and after `remove`. The two backends take turns: each compares the whole
 //! host ruleset before and after.
+//!
+//! Both run on a host with bridge netfilter off
+//! (`net.bridge.bridge-nf-call-iptables = 0`, as on a fresh host with
+//! Docker 27 or newer), where two containers on one network talk past every
+//! IP-layer rule: nftables holds anyway (its bridge table), iptables turns
+//! the switch on when it applies and `check` fails while it is off.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use medforge_core::firewall::{Firewall, IsolationPolicy};
 use medforge_core::runtime::ContainerRuntime;
+use medforge_core::testing::bridge_netfilter;
 use medforge_core::testing::outside::OutsideHost;
 use medforge_core::testing::sh;
 use medforge_net_iptables::{Iptables, Nftables};
@@ -171,8 +178,18 @@ async fn assert_traffic(lab: &Lab, host_port: u16, isolated: bool) {
     assert!(!reaches(&lab.outside, &a(8080)), "another Docker network to session A:8080");
 }
 
-async fn isolation_holds(firewall: &dyn Firewall, saved: fn() -> String, subnet: u8) {
+/// Which way a backend deals with bridge netfilter being off.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BridgeNetfilter {
+    /// It holds without it, and leaves the switch alone.
+    NotNeeded,
+    /// It turns it on when it applies, and `check` fails while it is off.
+    TurnedOn,
+}
+
+async fn isolation_holds(firewall: &dyn Firewall, saved: fn() -> String, subnet: u8, bnf: BridgeNetfilter) {
     let _turn = TURN.lock().await;
+    let off = bridge_netfilter::Off::new();
     let runtime = DockerRuntime::connect(DEFAULT_SOCKET).await.expect("dockerd: scripts/test.sh starts it");
     let (lab, info) = Lab::start(&runtime, subnet).await;
     let (host_port, service) = host_service().await;
@@ -181,12 +198,24 @@ async fn isolation_holds(firewall: &dyn Firewall, saved: fn() -> String, subnet:
 
     assert_traffic(&lab, host_port, false).await;
     let before = saved();
-    assert!(!firewall.check(&policy).await.expect("check").missing.is_empty(), "nothing applied yet");
+    let report = firewall.check(&policy).await.expect("check");
+    assert!(!report.missing.is_empty(), "nothing applied yet");
+    assert_eq!(!report.unmet.is_empty(), bnf == BridgeNetfilter::TurnedOn, "{report:?}");
 
     firewall.apply(&policy).await.expect("apply");
     let applied = saved();
     assert!(firewall.check(&policy).await.expect("check").is_ok());
+    assert_eq!(bridge_netfilter::Off::is_off(), bnf == BridgeNetfilter::NotNeeded, "the switch after apply");
     assert_traffic(&lab, host_port, true).await;
+    if bnf == BridgeNetfilter::TurnedOn {
+        // Off again behind its back: `check` says so, in words.
+        off.again();
+        let report = firewall.check(&policy).await.expect("check");
+        assert!(!report.is_ok() && report.missing.is_empty(), "{report:?}");
+        assert!(report.unmet.iter().any(|u| u.contains("bridge-nf-call-iptables is 0")), "{report:?}");
+        firewall.apply(&policy).await.expect("apply turns it on again");
+        assert!(firewall.check(&policy).await.expect("check").is_ok());
+    }
 
     // Twice: one copy of each rule.
     firewall.apply(&policy).await.expect("apply again");
@@ -200,6 +229,7 @@ async fn isolation_holds(firewall: &dyn Firewall, saved: fn() -> String, subnet:
 
     service.abort();
     lab.stop();
+    drop(off);
 }
 
 fn iptables_save() -> String {
@@ -217,12 +247,12 @@ fn iptables_save() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nftables_isolates_sessions_and_removes_exactly_what_it_added() {
     let table = format!("medforge_test_{}", medforge_core::model::Slug::generate());
-    isolation_holds(&Nftables::with_table(table), ruleset, 78).await;
+    isolation_holds(&Nftables::with_table(table), ruleset, 78, BridgeNetfilter::NotNeeded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iptables_isolates_sessions_and_removes_exactly_what_it_added() {
-    isolation_holds(&Iptables::default(), iptables_save, 79).await;
+    isolation_holds(&Iptables::default(), iptables_save, 79, BridgeNetfilter::TurnedOn).await;
     // Docker's own rules were left alone: its chains are all still there.
     let saved = iptables_save();
     for chain in [":DOCKER-USER", ":DOCKER ", ":DOCKER-ISOLATION-STAGE-1"] {

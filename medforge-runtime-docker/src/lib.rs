@@ -76,6 +76,7 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             network_mode: Some(spec.network.name.clone()),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
+            sysctls: Some(medforge_core::network::session_sysctls().into_iter().collect()),
             privileged: Some(false),
             restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
             memory: limits.memory_bytes.map(to_i64),
@@ -181,6 +182,8 @@ impl DockerRuntime {
             name: name.to_owned(),
             driver: Some("bridge".into()),
             internal: Some(internal),
+            // Sessions run without IPv6 (`session_sysctls`); the rules are IPv4's.
+            enable_ipv6: Some(false),
             labels: Some(HashMap::from([(LABEL_MANAGED.to_owned(), "true".to_owned())])),
             ..Default::default()
         };
@@ -219,7 +222,14 @@ impl DockerRuntime {
             .iter()
             .filter_map(|c| c.subnet.as_deref()?.parse().ok())
             .collect();
-        Ok(NetworkInfo { name: name.to_owned(), id, bridge, subnets, internal: n.internal.unwrap_or(false) })
+        Ok(NetworkInfo {
+            name: name.to_owned(),
+            id,
+            bridge,
+            subnets,
+            internal: n.internal.unwrap_or(false),
+            ipv6: n.enable_ipv6.unwrap_or(false),
+        })
     }
 
     async fn create_and_start_inner(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
@@ -413,6 +423,10 @@ mod tests {
         assert_eq!(body.labels.as_ref().and_then(|l| l.get(LABEL_MANAGED)).map(String::as_str), Some("true"));
         let host = body.host_config.expect("host config");
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            let sysctls = host.sysctls.as_ref().expect("sysctls");
+            assert_eq!(sysctls.get("net.ipv6.conf.all.disable_ipv6").map(String::as_str), Some("1"), "no IPv6");
+        }
         assert!(host.cap_add.is_none());
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges:true".to_owned()]));
         assert_eq!(host.privileged, Some(false));

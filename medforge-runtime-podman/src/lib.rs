@@ -106,6 +106,7 @@ pub fn create_body(spec: &ContainerSpec, stop_timeout: Duration) -> Value {
         "env": spec.env,
         "labels": spec.labels,
         "cap_drop": ["ALL"],
+        "sysctl": medforge_core::network::session_sysctls().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "no_new_privileges": true,
         "privileged": false,
         "restart_policy": "no",
@@ -203,6 +204,8 @@ impl PodmanRuntime {
             "name": name,
             "driver": "bridge",
             "internal": internal,
+            // Sessions run without IPv6 (`session_sysctls`); the rules are IPv4's.
+            "ipv6_enabled": false,
             "labels": { LABEL_MANAGED: "true" },
         });
         let (status, body) =
@@ -233,6 +236,7 @@ impl PodmanRuntime {
             bridge: n["network_interface"].as_str().unwrap_or_default().to_owned(),
             subnets,
             internal: n["internal"].as_bool().unwrap_or(false),
+            ipv6: n["ipv6_enabled"].as_bool().unwrap_or(false),
         })
     }
 
@@ -450,6 +454,9 @@ mod tests {
         assert_eq!(body["env"], json!({ "MEDFORGE_GPU_ID": "3" }));
         assert_eq!(body["labels"][LABEL_MANAGED], "true");
         assert_eq!(body["cap_drop"], json!(["ALL"]));
+        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            assert_eq!(body["sysctl"]["net.ipv6.conf.all.disable_ipv6"], "1", "sessions run without IPv6");
+        }
         assert!(body.get("cap_add").is_none());
         // The key Podman reads (the podman-api crate misspells it).
         assert_eq!(body["no_new_privileges"], true);

@@ -175,6 +175,11 @@ async fn check_pack_image(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn firewall_command(config: &Config, command: FirewallCommand) -> anyhow::Result<()> {
+    let mut config = config.clone();
+    if let Some(choice) = stack::resolve_firewall(&mut config).await {
+        eprintln!("medforge: firewall.kind = \"auto\": {:?} ({})", choice.kind, choice.why);
+    }
+    let config = &config;
     if config.firewall.kind == FirewallKind::None {
         bail!("firewall.kind is \"none\": set it to \"nftables\" or \"iptables\" first");
     }
@@ -196,15 +201,19 @@ async fn firewall_command(config: &Config, command: FirewallCommand) -> anyhow::
     for rule in &report.foreign {
         println!("foreign {rule}");
     }
+    for why in &report.unmet {
+        println!("unmet {why}");
+    }
     let bridges: Vec<&str> = policy.networks.iter().map(|n| n.bridge.as_str()).collect();
     if report.is_ok() {
         eprintln!("medforge: isolation rules in place for {}", bridges.join(", "));
         Ok(())
     } else {
         Err(anyhow!(
-            "isolation rules not as configured ({} missing, {} foreign): run `medforge firewall apply`",
+            "isolation rules not as configured ({} missing, {} foreign, {} unmet): run `medforge firewall apply`",
             report.missing.len(),
-            report.foreign.len()
+            report.foreign.len(),
+            report.unmet.len()
         ))
     }
 }

@@ -102,10 +102,48 @@ pub async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn Storage>> {
     })
 }
 
-/// The configured firewall.
+/// How `firewall.kind = "auto"` was made concrete, for doctor and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallChoice {
+    pub kind: FirewallKind,
+    /// What was found, in words.
+    pub why: String,
+}
+
+/// Makes `firewall.kind = "auto"` concrete in `config`: nftables where
+/// `nft` may write our tables here, iptables where only `iptables-save`
+/// works, else none. `None` when the config named a kind itself.
+pub async fn resolve_firewall(config: &mut Config) -> Option<FirewallChoice> {
+    if config.firewall.kind != FirewallKind::Auto {
+        return None;
+    }
+    let nft = Nftables::with_table(config.firewall.nft_table.clone()).usable().await;
+    let choice = match nft {
+        Ok(()) => FirewallChoice { kind: FirewallKind::Nftables, why: "nft may change the ruleset".into() },
+        Err(nft) => match Iptables::default().usable().await {
+            Ok(()) => FirewallChoice {
+                kind: FirewallKind::Iptables,
+                why: format!("iptables works; nft does not ({})", one_line(&anyhow::Error::new(nft))),
+            },
+            Err(ipt) => FirewallChoice {
+                kind: FirewallKind::None,
+                why: format!(
+                    "neither nft ({}) nor iptables ({}) may change the ruleset",
+                    one_line(&anyhow::Error::new(nft)),
+                    one_line(&anyhow::Error::new(ipt))
+                ),
+            },
+        },
+    };
+    config.firewall.kind = choice.kind;
+    Some(choice)
+}
+
+/// The configured firewall (`firewall.kind` made concrete first:
+/// [`resolve_firewall`]; "auto" left as it is means none).
 pub fn firewall(config: &Config) -> Arc<dyn Firewall> {
     match config.firewall.kind {
-        FirewallKind::None => Arc::new(NoFirewall),
+        FirewallKind::None | FirewallKind::Auto => Arc::new(NoFirewall),
         FirewallKind::Nftables => Arc::new(Nftables::with_table(config.firewall.nft_table.clone())),
         FirewallKind::Iptables => Arc::new(Iptables::default()),
     }
@@ -177,9 +215,17 @@ pub async fn gpu_mode(config: &Config) -> anyhow::Result<GpuMode> {
 
 /// Everything `serve` runs on.
 pub async fn build(
-    config: Config,
+    mut config: Config,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<Arc<AppState>> {
+    if let Some(choice) = resolve_firewall(&mut config).await {
+        let local = config.base_domain == "localhost" || config.base_domain.ends_with(".localhost");
+        if choice.kind == FirewallKind::None && !local {
+            tracing::warn!(why = %choice.why, "firewall.kind = \"auto\" found no firewall: sessions are not isolated");
+        } else {
+            tracing::info!(kind = ?choice.kind, why = %choice.why, "firewall.kind = \"auto\"");
+        }
+    }
     let store = open_store(&config).await?;
     let gpu_ids = config.gpus.ids.resolve()?;
     let report = store

@@ -30,6 +30,8 @@ impl InProcess {
         config.gpus.ids = medforge_server::config::GpuIds::List(vec![0]);
         // These tests make their users by signing up.
         config.auth.signup = medforge_server::config::SignupPolicy::Open;
+        // Nor is isolation (tests/firewall.rs): no rules on this host.
+        config.firewall.kind = medforge_server::config::FirewallKind::None;
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
         let state =
             stack::build(config, handle).await.expect("the stack (is dockerd running? scripts/test.sh starts it)");

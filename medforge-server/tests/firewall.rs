@@ -102,7 +102,9 @@ async fn serve_applies_nftables_rules_and_puts_them_back() {
     assert!(!reaches(&b, &a), "isolation is back");
 
     s.stop().await;
-    sh("nft", &["delete", "table", "inet", &table]).expect("clean up");
+    for family in ["inet", "bridge"] {
+        sh("nft", &["delete", "table", family, &table]).expect("clean up");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +147,8 @@ async fn healthz_is_degraded_while_iptables_rules_are_missing() {
 fn firewall_commands_need_a_firewall_configured() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("medforge.toml");
-    std::fs::write(&config, format!("data_dir = \"{}\"\n", dir.path().display())).expect("config");
+    std::fs::write(&config, format!("data_dir = \"{}\"\n[firewall]\nkind = \"none\"\n", dir.path().display()))
+        .expect("config");
     let out = Command::new(common::binary())
         .args(["--config", config.to_str().expect("path"), "firewall", "apply"])
         .output()
@@ -234,4 +237,160 @@ async fn isolation_survives_a_dockerd_restart_and_recreated_networks() {
     let (ok, _, err) = cli(&s, &["firewall", "remove"]);
     assert!(ok, "{err}");
     s.stop().await;
+}
+
+/// The iptables backend's rules are IP-layer ones: with bridge netfilter
+/// off (a fresh host with Docker 27 or newer) two sessions on one network
+/// would pass them. `firewall check` and doctor fail then, `/healthz` is
+/// degraded, and the next session start turns it on before it starts (as
+/// the keeper would at its next check); the sessions are isolated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_bridge_netfilter_off_iptables_fails_its_checks_until_it_is_on_again() {
+    let _turn = TURN.lock().await;
+    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval_secs = 3600\n".to_owned();
+    let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
+    let off = medforge_core::testing::bridge_netfilter::Off::new();
+
+    let (ok, out, _) = cli(&s, &["firewall", "check"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("unmet net.bridge.bridge-nf-call-iptables is 0"), "{out}");
+    let (ok, report, _) = cli(&s, &["doctor"]);
+    assert!(!ok, "{report}");
+    let line = report.lines().find(|l| l.get(6..).is_some_and(|r| r.starts_with("firewall"))).expect("firewall line");
+    assert!(line.starts_with("FAIL") && line.contains("bridge-nf-call-iptables is 0"), "{report}");
+    assert_eq!(health(&s).await.0, 503);
+
+    let a = container_of(&running_session(&s, "bnf-a@example.org").await);
+    assert!(!medforge_core::testing::bridge_netfilter::Off::is_off(), "the start turned it on");
+    let b = container_of(&running_session(&s, "bnf-b@example.org").await);
+    assert!(reaches(&a, &a), "the probe itself works");
+    assert!(!reaches(&b, &a), "session B reached session A");
+    assert_eq!(health(&s).await.0, 200);
+    let (ok, _, err) = cli(&s, &["firewall", "remove"]);
+    assert!(ok, "{err}");
+    drop(off);
+    s.stop().await;
+}
+
+/// What the server cannot put right itself, it does not start sessions
+/// past: here a sessions network someone made again with IPv6 on (the
+/// rules are IPv4's). Sessions start again once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_starts_while_the_isolation_cannot_be_put_back() {
+    let _turn = TURN.lock().await;
+    let table = format!("mftest_{}", medforge_core::model::Slug::generate());
+    let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval_secs = 3600\n");
+    let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
+    let ext = format!("mftest-{}-ext", s.run);
+    sh("docker", &["network", "rm", &ext]).expect("remove the sessions network");
+    let v6 = format!("fd42:{:x}::/64", std::process::id() & 0xffff);
+    sh("docker", &["network", "create", "--ipv6", "--subnet", &v6, "--label", "medforge.managed=true", &ext])
+        .expect("a sessions network with IPv6");
+
+    let (cookie, _) = s.signup("v6@example.org").await;
+    let (st, headers, body) = s.post("/api/v2/external/sessions", Some(&cookie), None).await;
+    common::assert_problem(st, &headers, &body, 503, "/api/v2/external/sessions");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("isolation")), "{body}");
+    let (ok, out, _) = cli(&s, &["firewall", "check"]);
+    assert!(!ok && out.contains(&format!("unmet network {ext} has IPv6 on")), "{out}");
+
+    sh("docker", &["network", "rm", &ext]).expect("the admin removes it");
+    let (_, session) = s.start_session(&cookie).await;
+    assert_eq!(session["status"], "running");
+    let (_, _, info) = s.get("/healthz", None).await;
+    assert_eq!(info["data"]["checks"]["firewall"], true, "{info}");
+    s.stop().await;
+    for family in ["inet", "bridge"] {
+        sh("nft", &["delete", "table", family, &table]).expect("clean up");
+    }
+}
+
+/// Whether `container` has an IPv6 address on eth0 (link-local included).
+fn has_ipv6(container: &str) -> bool {
+    let (_, out, _) = docker_exec(container, "cat /proc/net/if_inet6");
+    out.lines().any(|l| l.trim_end().ends_with("eth0"))
+}
+
+/// Does `from` get the host service's answer at `[addr%eth0]:port`?
+fn reaches_v6(from: &str, addr: &str, port: u16) -> bool {
+    let (ok, out, _) = docker_exec(from, &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {addr}%eth0 {port}"));
+    ok && out.contains(" 200 OK")
+}
+
+/// Sessions have no IPv6 at all, not even a link-local address, on either
+/// backend: they can reach neither the host nor each other over it. A
+/// container on the same network with IPv6 turned on shows the path the
+/// rules alone would leave: the host's link-local address answers it
+/// through the iptables backend (IPv4 rules only); nftables' `inet` table
+/// drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_have_no_ipv6_on_either_backend() {
+    let _turn = TURN.lock().await;
+    let listener = tokio::net::TcpListener::bind("[::]:0").await.expect("a host service on every address");
+    let port = listener.local_addr().expect("addr").port();
+    let service = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut c, _)) = listener.accept().await {
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        }
+    });
+    for kind in ["nftables", "iptables"] {
+        let table = format!("mftest_{}", medforge_core::model::Slug::generate());
+        let extra = format!("[firewall]\nkind = \"{kind}\"\nnft_table = \"{table}\"\ncheck_interval_secs = 3600\n");
+        let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
+        let a = container_of(&running_session(&s, "v6-a@example.org").await);
+        let b = container_of(&running_session(&s, "v6-b@example.org").await);
+        let (_, off, _) = docker_exec(&a, "cat /proc/sys/net/ipv6/conf/all/disable_ipv6");
+        assert_eq!(off.trim(), "1", "{kind}: IPv6 is off in a session");
+        assert!(!has_ipv6(&a) && !has_ipv6(&b), "{kind}: a session has an IPv6 address");
+
+        let ext = format!("mftest-{}-ext", s.run);
+        let bridge = format!("br-{}", &sh("docker", &["network", "inspect", "-f", "{{.Id}}", &ext]).expect("id")[..12]);
+        let shown = sh("ip", &["-6", "addr", "show", "dev", &bridge]).expect("the bridge's addresses");
+        let host_ll = shown
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .expect("the host's link-local address on the bridge")
+            .to_owned();
+        assert!(!reaches_v6(&a, &host_ll, port), "{kind}: a session reached the host over IPv6");
+
+        let control = format!("mftest-{}-v6", s.run);
+        let image = common::test_env("MEDFORGE_TEST_PACK_IMAGE");
+        sh(
+            "docker",
+            &[
+                "run",
+                "-d",
+                "--name",
+                &control,
+                "--network",
+                &ext,
+                "--sysctl",
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "--sysctl",
+                "net.ipv6.conf.eth0.disable_ipv6=0",
+                "--label",
+                &format!("medforge.test_run={}", s.run),
+                &image,
+            ],
+        )
+        .expect("a container with IPv6");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !has_ipv6(&control) {
+            assert!(Instant::now() < deadline, "the control container never got a link-local address");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            reaches_v6(&control, &host_ll, port),
+            kind == "iptables",
+            "{kind}: a container with IPv6 and the host's link-local address"
+        );
+        let _ = sh("docker", &["rm", "-f", &control]);
+        let (ok, _, err) = cli(&s, &["firewall", "remove"]);
+        assert!(ok, "{err}");
+        s.stop().await;
+    }
+    service.abort();
 }

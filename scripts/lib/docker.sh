@@ -244,3 +244,15 @@ HTML
   docker build -q -t "${TEST_PACK_IMAGE%:*}:hostile" "$ctx" >/dev/null \
     || die "could not build ${TEST_PACK_IMAGE%:*}:hostile"
 }
+
+# The isolation tests turn bridge netfilter off and on
+# (medforge_core::testing::bridge_netfilter): its module must be there.
+# Docker 27 and newer load it only when they need it; the iptables backend
+# loads it itself, but a test that turns the switch off needs it first.
+ensure_bridge_netfilter() {
+  if [ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+    command -v modprobe >/dev/null || ensure_packages modprobe kmod
+    modprobe br_netfilter || die "br_netfilter cannot be loaded: the isolation tests need it"
+  fi
+  [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || die "no bridge netfilter after modprobe br_netfilter"
+}

@@ -19,7 +19,8 @@
 # pack itself, so that a fresh CI machine takes that path.
 #
 # Harmless to the machine: it stops only the server it started, and removes
-# only the containers that server made and the networks it created.
+# only the containers that server made, the networks it created and the
+# isolation tables it wrote (`firewall.kind = "auto"` picks nftables here).
 # Needs cargo, Chromium and ChromeDriver (installed here when missing),
 # and root, as run.sh does; takes minutes on a fresh machine.
 set -euo pipefail
@@ -86,6 +87,9 @@ look_at_the_engine() {
   fi
 }
 look_at_the_engine
+# MedForge's nftables tables before the server started: it leaves its rules
+# in place when it stops (the sessions stay isolated); only those it wrote go.
+tables_before=$(nft list tables 2>/dev/null || true)
 
 cleanup() {
   local net deployment
@@ -99,6 +103,11 @@ cleanup() {
       printf '%s\n' "$networks_before" | grep -qx "$net" || docker network rm "$net" >/dev/null 2>&1 || true
     done
   fi
+  for family in inet bridge; do
+    if ! printf '%s\n' "$tables_before" | grep -qx "table $family medforge"; then
+      nft delete table "$family" medforge >/dev/null 2>&1 || true
+    fi
+  done
   # The cargo target stays for the next run; the clone stays for a look
   # at what failed (its run.log, its medforge-data) until then.
   if [ -d "$clone/target" ]; then rm -rf "$cargo_cache" && mv "$clone/target" "$cargo_cache"; fi

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod bench;
+pub mod bridge_netfilter;
 pub mod engine;
 pub mod lifecycle;
 pub mod outside;

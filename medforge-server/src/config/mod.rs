@@ -229,6 +229,11 @@ pub struct FirewallConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FirewallKind {
+    /// The default: nftables where `nft` may change the ruleset here,
+    /// iptables where only it works, else none (with doctor's FAIL off
+    /// `*.localhost`). Made concrete when a command starts
+    /// (`stack::resolve_firewall`).
+    Auto,
     None,
     Nftables,
     Iptables,
@@ -417,7 +422,7 @@ impl Default for StorageConfig {
 impl Default for FirewallConfig {
     fn default() -> Self {
         Self {
-            kind: FirewallKind::None,
+            kind: FirewallKind::Auto,
             proxy_addrs: Vec::new(),
             allowed_host_ports: Vec::new(),
             check_interval_secs: 10,

@@ -40,7 +40,7 @@ fn defaults_run_on_one_machine() {
     assert_eq!(c.secret_file(), cwd.join("medforge-data/secret"));
     assert_eq!(c.gpus.ids, GpuIds::Auto(AutoKeyword::Detect));
     assert_eq!(c.storage.kind, StorageKind::Dir);
-    assert_eq!(c.firewall.kind, FirewallKind::None);
+    assert_eq!(c.firewall.kind, FirewallKind::Auto);
     assert_eq!(c.runtime.gpu_mode, GpuModeSetting::Auto);
 }
 

@@ -48,14 +48,28 @@ pub(super) async fn storage(config: &Config) -> Finding {
     }
 }
 
-pub(super) async fn firewall(config: &Config) -> Finding {
+pub(super) async fn firewall(config: &Config, auto: Option<&stack::FirewallChoice>) -> Finding {
     const AREA: &str = "firewall";
+    let local = config.base_domain == "localhost" || config.base_domain.ends_with(".localhost");
+    let how = match auto {
+        Some(choice) => format!("firewall.kind = \"auto\" chose {:?}: {}", choice.kind, choice.why),
+        None => format!("firewall.kind = {:?}", config.firewall.kind),
+    };
     if config.firewall.kind == FirewallKind::None {
-        return Finding::warn(
-            AREA,
-            "firewall.kind = \"none\": sessions can reach each other and the host's services",
-            "set firewall.kind = \"nftables\" (or \"iptables\"); `medforge serve` applies the rules and keeps them",
-        );
+        let detail = format!("{how}; sessions can reach each other and the host's services");
+        let fix = match auto {
+            Some(_) => "run MedForge as root on a host with nftables (`apt-get install nftables`) or iptables",
+            None => {
+                "set firewall.kind = \"auto\" (or \"nftables\", \"iptables\"); `medforge serve` applies the rules and keeps them"
+            }
+        };
+        // Off this machine, "auto" finding nothing is a failure: the
+        // admin did not choose to go without isolation.
+        return if auto.is_some() && !local {
+            Finding::fail(AREA, detail, fix)
+        } else {
+            Finding::warn(AREA, detail, fix)
+        };
     }
     let runtime = match stack::connect_runtime(config).await {
         Ok(runtime) => runtime,
@@ -66,15 +80,27 @@ pub(super) async fn firewall(config: &Config) -> Finding {
         Err(e) => return Finding::fail(AREA, e.to_string(), "see the runtime finding"),
     };
     let bridges: Vec<&str> = policy.networks.iter().map(|n| n.bridge.as_str()).collect();
+    let bridges = bridges.join(", ");
+    let wanted = medforge_core::firewall::isolation_rules(&policy).len();
     match stack::firewall(config).check(&policy).await {
-        Ok(report) if report.is_ok() => {
-            Finding::ok(AREA, format!("{:?} isolation rules in place for {}", config.firewall.kind, bridges.join(", ")))
-        }
+        Ok(report) if report.is_ok() => Finding::ok(AREA, format!("{how}; isolation rules in place for {bridges}")),
+        Ok(report) if !report.unmet.is_empty() => Finding::fail(
+            AREA,
+            format!("{how}; the rules cannot hold: {}", report.unmet.join("; ")),
+            "`medforge firewall apply` turns bridge netfilter on (serve does at start); a network with IPv6: \
+             `docker network rm` it, MedForge makes it again without",
+        ),
+        // Nothing of ours yet: what a host looks like before the first
+        // `serve`, which applies them.
+        Ok(report) if report.foreign.is_empty() && report.missing.len() >= wanted => Finding::warn(
+            AREA,
+            format!("{how}; no isolation rules on {bridges} yet"),
+            "`medforge serve` applies them at start (or `medforge firewall apply` now)",
+        ),
         Ok(report) => Finding::fail(
             AREA,
             format!(
-                "isolation rules not as configured on {}: {} missing, {} foreign",
-                bridges.join(", "),
+                "{how}; isolation rules not as configured on {bridges}: {} missing, {} foreign",
                 report.missing.len(),
                 report.foreign.len()
             ),
@@ -82,7 +108,7 @@ pub(super) async fn firewall(config: &Config) -> Finding {
         ),
         Err(e) => Finding::fail(
             AREA,
-            e.to_string(),
+            format!("{how}; {e}"),
             "run as root with nftables (or iptables) installed: `apt-get install nftables`",
         ),
     }

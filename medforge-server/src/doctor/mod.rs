@@ -28,6 +28,10 @@ pub struct Options {
 
 /// Every check, in the order an admin would fix things.
 pub async fn examine(config: &Config, options: &Options) -> Vec<Finding> {
+    // As `serve` will: "auto" made concrete, and said how.
+    let mut config = config.clone();
+    let choice = crate::stack::resolve_firewall(&mut config).await;
+    let config = &config;
     let mut findings = vec![database(config).await];
     let runtime = runtime(config).await;
     let engine = (runtime.outcome == Outcome::Ok).then(|| runtime.detail.clone());
@@ -52,7 +56,7 @@ pub async fn examine(config: &Config, options: &Options) -> Vec<Finding> {
     findings.push(if engine.is_none() && config.firewall.kind != FirewallKind::None {
         Finding::skip("firewall", "the container runtime is unreachable")
     } else {
-        firewall(config).await
+        firewall(config, choice.as_ref()).await
     });
     findings.push(domain(config).await);
     findings.push(cookies(config));

@@ -165,6 +165,11 @@ impl From<&Error> for Problem {
             Error::StorageUnavailable => {
                 Self::http(StatusCode::SERVICE_UNAVAILABLE, "Workspace storage is unavailable; try again later.")
             }
+            Error::IsolationDown => Self::http(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sessions cannot start now: their isolation from each other is not in place and could not be \
+                 put back. An admin runs `medforge firewall check`, which says why.",
+            ),
             Error::Internal(_) => Self::http(StatusCode::INTERNAL_SERVER_ERROR, "An internal error occurred."),
         }
     }

@@ -45,6 +45,10 @@ pub enum Error {
     /// Workspace storage (ZFS, the directory) did not answer.
     #[error("workspace storage unavailable")]
     StorageUnavailable,
+    /// The isolation rules are not in place (a flush by hand, bridge
+    /// netfilter turned off): no session starts until they are again.
+    #[error("session isolation is not in place")]
+    IsolationDown,
     /// Ours, not the caller's. The cause is logged where it is made
     /// ([`Error::internal`]) and never shown to a client.
     #[error("internal error: {0}")]

@@ -46,15 +46,43 @@ pub async fn in_place(state: &AppState) -> bool {
     }
 }
 
+/// One apply at a time: the keeper and session starts may all find the
+/// rules gone at once.
+static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Puts back whatever rule is missing (a dockerd restart, a flush by
-/// hand); `Ok(false)` when all was in place.
+/// hand, bridge netfilter turned off); `Ok(false)` when all was in place.
 pub async fn repair(state: &AppState) -> Result<bool, IsolationError> {
     let policy = policy(&state.config, state.runtime.as_ref()).await?;
     let report = state.firewall.check(&policy).await?;
     if report.is_ok() {
         return Ok(false);
     }
-    tracing::warn!(missing = ?report.missing, foreign = report.foreign.len(), "isolation rules changed: applying again");
+    let _one = APPLYING.lock().await;
+    tracing::warn!(
+        missing = ?report.missing,
+        foreign = report.foreign.len(),
+        unmet = ?report.unmet,
+        "isolation rules changed: applying again"
+    );
     state.firewall.apply(&policy).await?;
     Ok(true)
+}
+
+/// Whether a session may start: the rules are in place, or were put back
+/// just now (as the keeper would at its next check). `false` when they
+/// cannot be (a network with IPv6 on, no right to change the ruleset):
+/// then no session starts until an admin puts it right.
+pub async fn ensure(state: &AppState) -> bool {
+    if state.config.firewall.kind == FirewallKind::None {
+        return true;
+    }
+    match repair(state).await {
+        Ok(false) => true,
+        Ok(true) => in_place(state).await,
+        Err(e) => {
+            tracing::error!(error = %e, "the isolation rules are not in place and cannot be put back");
+            false
+        }
+    }
 }

@@ -30,6 +30,12 @@ pub async fn start(
     if !user.may_use(exposure) {
         return Err(Error::Forbidden(Denied::NotEntitled));
     }
+    // A session started while the rules are down could reach the others
+    // (and they it) until they are back: they are put back first, and
+    // none starts while they cannot be.
+    if !super::isolation::ensure(state).await {
+        return Err(Error::IsolationDown);
+    }
     let request = AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
     let session = state.lifecycle.allocate(request).await.map_err(|e| match e {
         LifecycleError::Allocation(a) => Error::from(a),

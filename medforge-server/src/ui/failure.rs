@@ -97,11 +97,13 @@ pub enum StartRefusal {
     NotEntitled,
     Busy,
     Pack,
+    Isolation,
     Failed,
 }
 
 impl StartRefusal {
-    const ALL: [Self; 6] = [Self::NoGpus, Self::Limit, Self::NotEntitled, Self::Busy, Self::Pack, Self::Failed];
+    const ALL: [Self; 7] =
+        [Self::NoGpus, Self::Limit, Self::NotEntitled, Self::Busy, Self::Pack, Self::Isolation, Self::Failed];
 
     pub fn of(e: &Error) -> Self {
         match e {
@@ -114,6 +116,7 @@ impl StartRefusal {
                 | AllocationError::PackDeprecated
                 | AllocationError::PackExposureMismatch { .. },
             ) => Self::Pack,
+            Error::IsolationDown => Self::Isolation,
             _ => Self::Failed,
         }
     }
@@ -126,6 +129,7 @@ impl StartRefusal {
             Self::NotEntitled => "not_entitled",
             Self::Busy => "busy",
             Self::Pack => "pack",
+            Self::Isolation => "isolation",
             Self::Failed => "failed",
         }
     }
@@ -148,6 +152,9 @@ impl StartRefusal {
             Self::NotEntitled => "Internal sessions need the internal entitlement; ask an admin.".to_owned(),
             Self::Busy => "Many sessions are starting at once; try again in a moment.".to_owned(),
             Self::Pack => "The default pack is not available; ask an admin.".to_owned(),
+            Self::Isolation => "Sessions cannot start right now: their isolation from each other is not in place. \
+                 Tell an admin (`medforge firewall check` says why)."
+                .to_owned(),
             Self::Failed => {
                 "The session could not be started. Try again; if it keeps failing, tell an admin.".to_owned()
             }

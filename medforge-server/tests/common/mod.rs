@@ -184,6 +184,11 @@ pub struct Options {
     /// servers given the same one look alike to the engine, as two default
     /// deployments do.
     pub run: Option<String>,
+    /// `firewall.kind`, unless `extra_config` has a `[firewall]` section:
+    /// `none` by default, as most tests are not about isolation and the
+    /// product's `auto` would write this host's ruleset (tests/firewall.rs
+    /// is about it, with tables of its own).
+    pub firewall: &'static str,
     /// `[tls]` with a test CA's wildcard certificate (checked for renewal
     /// every second) and a redirect listener; the server's client then
     /// asks every host by name over HTTPS.
@@ -206,6 +211,7 @@ impl Default for Options {
             sessions_domain: None,
             signup: Some("open"),
             run: None,
+            firewall: "none",
             tls: false,
         }
     }
@@ -269,7 +275,7 @@ ids = {gpus}
 auth_per_minute = {per_minute}
 trusted_proxies = {trusted_proxies}
 
-{signup}{tls_section}{extra}
+{signup}{firewall}{tls_section}{extra}
 "#,
             data = dir.path().display(),
             own = own_runtime_keys(&run),
@@ -278,6 +284,11 @@ trusted_proxies = {trusted_proxies}
             per_minute = options.auth_per_minute,
             trusted_proxies = options.trusted_proxies,
             extra = options.extra_config,
+            firewall = if options.extra_config.contains("[firewall]") {
+                String::new()
+            } else {
+                format!("[firewall]\nkind = \"{}\"\n\n", options.firewall)
+            },
             signup = options.signup.map(|s| format!("[auth]\nsignup = \"{s}\"\n\n")).unwrap_or_default(),
             listen = options.listen,
             sessions_domain =
