@@ -121,6 +121,8 @@ fn gpu_list_disable_and_enable() {
         .env("MEDFORGE_LISTEN", "127.0.0.1:0")
         .env("MEDFORGE_METRICS_LISTEN", "127.0.0.1:0")
         .env("MEDFORGE_RUNTIME__GPU_MODE", "none")
+        // Not about isolation: "auto" would write this host's ruleset.
+        .env("MEDFORGE_FIREWALL__KIND", "none")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("serve");
@@ -285,6 +287,8 @@ fn doctor_reports_each_check_and_fails_once_something_required_is_gone() {
 #[test]
 fn doctor_requires_caddy_2_11_in_caddy_mode() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Networks of its own: the firewall check ("auto") makes them.
+    let run = own_config(dir.path());
     let caddy = std::env::var("MEDFORGE_TEST_CADDY").expect("MEDFORGE_TEST_CADDY: run scripts/test.sh");
     // Debian's 2.6.2 as it answers `caddy version` (installing the package
     // would start a Caddy on port 80).
@@ -310,6 +314,7 @@ fn doctor_requires_caddy_2_11_in_caddy_mode() {
     let out = medforge(dir.path(), &["doctor", "--caddy", "/nonexistent/caddy"], &env);
     assert!(!out.status.success());
     assert!(finding(&text(&out.stdout), "caddy").starts_with("FAIL"));
+    common::remove_own_networks("docker", &run);
 }
 
 /// Doctor compares the isolation rules with the config: none yet (a

@@ -305,10 +305,15 @@ async fn no_session_starts_while_the_isolation_cannot_be_put_back() {
     }
 }
 
-/// Whether `container` has an IPv6 address on eth0 (link-local included).
+/// Whether `container` has an IPv6 address on eth0 (link-local included)
+/// that it may send from: not tentative (flag 0x40), i.e. past duplicate
+/// address detection.
 fn has_ipv6(container: &str) -> bool {
     let (_, out, _) = docker_exec(container, "cat /proc/net/if_inet6");
-    out.lines().any(|l| l.trim_end().ends_with("eth0"))
+    out.lines()
+        .map(str::split_whitespace)
+        .map(Iterator::collect::<Vec<_>>)
+        .any(|f| f.len() == 6 && f[5] == "eth0" && u32::from_str_radix(f[4], 16).is_ok_and(|flags| flags & 0x40 == 0))
 }
 
 /// Does `from` get the host service's answer at `[addr%eth0]:port`?
@@ -318,11 +323,12 @@ fn reaches_v6(from: &str, addr: &str, port: u16) -> bool {
 }
 
 /// Sessions have no IPv6 at all, not even a link-local address, on either
-/// backend: they can reach neither the host nor each other over it. A
-/// container on the same network with IPv6 turned on shows the path the
-/// rules alone would leave: the host's link-local address answers it
-/// through the iptables backend (IPv4 rules only); nftables' `inet` table
-/// drops it.
+/// backend: they can reach neither the host nor each other over it, with
+/// the rules or without. A container on the same network with IPv6 turned
+/// on shows the path the rules alone would leave: the host's link-local
+/// address answers it through the iptables backend (IPv4 rules only);
+/// nftables' `inet` table drops it; with no rules it answers (the probe
+/// works).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_have_no_ipv6_on_either_backend() {
     let _turn = TURN.lock().await;
@@ -387,9 +393,11 @@ async fn sessions_have_no_ipv6_on_either_backend() {
             kind == "iptables",
             "{kind}: a container with IPv6 and the host's link-local address"
         );
-        let _ = sh("docker", &["rm", "-f", &control]);
         let (ok, _, err) = cli(&s, &["firewall", "remove"]);
         assert!(ok, "{err}");
+        assert!(reaches_v6(&control, &host_ll, port), "{kind}: with no rules the probe gets through");
+        assert!(!reaches_v6(&a, &host_ll, port), "{kind}: a session reached the host over IPv6 with no rules");
+        let _ = sh("docker", &["rm", "-f", &control]);
         s.stop().await;
     }
     service.abort();

@@ -254,12 +254,21 @@ pub async fn a_dying_container_is_reported_with_its_session(h: &RuntimeHarness) 
 
 /// The firewall matches on what `sessions_network` says: the bridge must be
 /// a real interface on the host, and a container's address must be in the
-/// subnet.
+/// subnet. The rules are IPv4's: the network has no IPv6, and a session
+/// container has none at all (`network::session_sysctls`), not even a
+/// link-local address.
 pub async fn sessions_networks_are_described_as_the_host_sees_them(h: &RuntimeHarness) {
     let (_, _, info) = start(h, Exposure::External).await;
     let ext = h.runtime.sessions_network(&h.config.external_network, false).await.expect("external network");
     assert_eq!(ext.name, h.config.external_network);
     assert!(!ext.internal);
+    assert!(!ext.ipv6, "a sessions network with IPv6");
+    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        let off = (h.exec)(&info.id, &["cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6"]).expect("exec");
+        assert_eq!(off.trim(), "1", "IPv6 is on in a session container");
+        let addresses = (h.exec)(&info.id, &["cat", "/proc/net/if_inet6"]).unwrap_or_default();
+        assert!(!addresses.contains("eth0"), "a session has an IPv6 address: {addresses}");
+    }
     assert!(
         std::path::Path::new("/sys/class/net").join(&ext.bridge).exists(),
         "bridge {} is not an interface on the host",
