@@ -82,15 +82,23 @@ impl IsolationPolicy {
                     n.name
                 )));
             }
-            if n.ipv6 {
-                return Err(FirewallError::Invalid(format!(
-                    "network {} has IPv6 on: the isolation rules are IPv4's and sessions run without IPv6; \
-                     remove the network (MedForge makes it again without IPv6)",
-                    n.name
-                )));
-            }
         }
-        Ok(())
+        match self.unmet().into_iter().next() {
+            Some(why) => {
+                Err(FirewallError::Invalid(format!("{why}: remove the network (MedForge makes it again without IPv6)")))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// What the networks are that the rules cannot cover, in words (for
+    /// [`FirewallReport::unmet`]): a network with IPv6 on.
+    pub fn unmet(&self) -> Vec<String> {
+        self.networks
+            .iter()
+            .filter(|n| n.ipv6)
+            .map(|n| format!("network {} has IPv6 on (the rules are IPv4's; sessions run without IPv6)", n.name))
+            .collect()
     }
 }
 

@@ -212,7 +212,7 @@ impl Firewall for Iptables {
 
     async fn check(&self, policy: &IsolationPolicy) -> Result<FirewallReport, FirewallError> {
         let mut report = compare(&self.saved().await?, &isolation_rules(policy));
-        report.unmet = crate::unmet_by_networks(policy);
+        report.unmet = policy.unmet();
         report.unmet.extend(self.bridge_netfilter.unmet());
         Ok(report)
     }

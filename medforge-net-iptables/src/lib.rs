@@ -29,19 +29,8 @@ pub use crate::nftables::Nftables;
 
 use std::time::Duration;
 
-use medforge_core::firewall::{FirewallError, IsolationPolicy};
+use medforge_core::firewall::FirewallError;
 use medforge_core::process;
-
-/// What the policy's networks are that the rules cannot cover, in words
-/// (`FirewallReport::unmet`): a network with IPv6 on.
-pub fn unmet_by_networks(policy: &IsolationPolicy) -> Vec<String> {
-    policy
-        .networks
-        .iter()
-        .filter(|n| n.ipv6)
-        .map(|n| format!("network {} has IPv6 on (the rules are IPv4's; sessions run without IPv6)", n.name))
-        .collect()
-}
 
 /// The comment every rule carries.
 pub fn comment(rule_id: &str) -> String {

@@ -216,7 +216,7 @@ impl Firewall for Nftables {
 
     async fn check(&self, policy: &IsolationPolicy) -> Result<FirewallReport, FirewallError> {
         let mut report = compare(self.listing().await?.as_ref(), &all_rules(policy));
-        report.unmet = crate::unmet_by_networks(policy);
+        report.unmet = policy.unmet();
         Ok(report)
     }
 

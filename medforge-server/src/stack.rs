@@ -219,8 +219,7 @@ pub async fn build(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<Arc<AppState>> {
     if let Some(choice) = resolve_firewall(&mut config).await {
-        let local = config.base_domain == "localhost" || config.base_domain.ends_with(".localhost");
-        if choice.kind == FirewallKind::None && !local {
+        if choice.kind == FirewallKind::None && !config.is_localhost() {
             tracing::warn!(why = %choice.why, "firewall.kind = \"auto\" found no firewall: sessions are not isolated");
         } else {
             tracing::info!(kind = ?choice.kind, why = %choice.why, "firewall.kind = \"auto\"");

@@ -398,16 +398,9 @@ fn doctor_checks_the_tls_pair_and_its_names_and_serve_refuses_a_bad_one() {
         serve.env(k, v);
     }
     let mut child = serve.spawn().expect("serve");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve started on a key that does not load");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let Some(status) = common::wait_exit(&mut child, std::time::Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("serve started on a key that does not load");
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");

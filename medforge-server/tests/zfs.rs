@@ -317,16 +317,9 @@ async fn serve_refuses_to_start_without_the_pool_or_the_root() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("serve");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("serve started without {root}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let Some(status) = common::wait_exit(&mut child, Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!("serve started without {root}");
         };
         let out = child.wait_with_output().expect("output");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -201,6 +201,12 @@ impl Config {
         if self.cookie_secure { "https" } else { "http" }
     }
 
+    /// Whether the UI is on `localhost` or a name under it: browsers reach
+    /// it on this machine only, whatever DNS says.
+    pub fn is_localhost(&self) -> bool {
+        self.base_domain == "localhost" || self.base_domain.ends_with(".localhost")
+    }
+
     /// Whether the built-in router serves HTTPS itself (`[tls]`).
     pub fn serves_tls(&self) -> bool {
         self.tls.cert_file.is_some() && self.tls.key_file.is_some()

@@ -50,7 +50,7 @@ pub(super) async fn storage(config: &Config) -> Finding {
 
 pub(super) async fn firewall(config: &Config, auto: Option<&stack::FirewallChoice>) -> Finding {
     const AREA: &str = "firewall";
-    let local = config.base_domain == "localhost" || config.base_domain.ends_with(".localhost");
+    let local = config.is_localhost();
     let how = match auto {
         Some(choice) => format!("firewall.kind = \"auto\" chose {:?}: {}", choice.kind, choice.why),
         None => format!("firewall.kind = {:?}", config.firewall.kind),
@@ -117,7 +117,7 @@ pub(super) async fn firewall(config: &Config, auto: Option<&stack::FirewallChoic
 pub(super) async fn domain(config: &Config) -> Finding {
     const AREA: &str = "domain";
     let base = &config.base_domain;
-    if base == "localhost" || base.ends_with(".localhost") {
+    if config.is_localhost() {
         return Finding::ok(
             AREA,
             format!("{base} and its subdomains: browsers resolve *.localhost to this machine themselves"),
@@ -154,7 +154,7 @@ pub(super) async fn domain(config: &Config) -> Finding {
 
 pub(super) fn cookies(config: &Config) -> Finding {
     const AREA: &str = "cookies/TLS";
-    let local = config.base_domain == "localhost" || config.base_domain.ends_with(".localhost");
+    let local = config.is_localhost();
     if let Some(files) = config.tls.files() {
         return builtin_tls(config, &files);
     }

@@ -137,6 +137,19 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
+/// Waits for `child` to exit by itself; its exit status, or `None` after
+/// `within`.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 /// A port nothing listens on now (for a listener a config names).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -326,6 +339,11 @@ trusted_proxies = {trusted_proxies}
         if self.tls.is_some() { "__Host-medforge_session" } else { "medforge_session" }
     }
 
+    /// A session host's pass cookie's name (`__Host-` prefixed over HTTPS).
+    pub fn pass_cookie_name(&self) -> &'static str {
+        if self.tls.is_some() { "__Host-medforge_pass" } else { "medforge_pass" }
+    }
+
     /// Kills the server (as a crash would) and starts it again on the same
     /// config and database, waiting until it listens (its port may change).
     pub fn restart(&mut self) {
@@ -476,14 +494,7 @@ trusted_proxies = {trusted_proxies}
 
     /// Waits for the server to exit by itself; its exit status.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + within;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        wait_exit(&mut self.child, within)
     }
 
     pub async fn stop(mut self) {
