@@ -31,6 +31,8 @@ pub mod process;
 pub mod runtime;
 pub mod storage;
 pub mod store;
+pub mod telemetry;
+pub mod usage;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -87,7 +87,7 @@ uuid_id!(
 /// The pack every session gets when the request names none; seeded on start.
 pub const DEFAULT_PACK_ID: PackId = PackId(Uuid::from_u128(0x100));
 
-/// A physical GPU, by its index on the host (`nvidia-smi` index).
+/// A physical GPU, by its index on the host (NVML's and `nvidia-smi`'s index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
@@ -455,6 +455,10 @@ pub struct GpuDevice {
     /// When the holding session was created.
     #[serde(with = "time::serde::rfc3339::option")]
     pub held_since: Option<OffsetDateTime>,
+    /// What the driver calls it, when it was discovered (`GPU-...`).
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub memory_total_bytes: Option<u64>,
 }
 
 /// A code-server session: one container, one GPU, one user.

@@ -146,6 +146,7 @@ async fn scenario(data_dir: &Path, subnet: Ipv4Cidr) -> Result<String, String> {
         default_pack_image: HTTP_SERVER_IMAGE.into(),
         default_pack_digest: None,
         gpu_ids: vec![GpuId(0), GpuId(1)],
+        gpu_details: Vec::new(),
     };
     store.seed(&seed).await.context("seeding")?;
     let storage = Arc::new(ProcessDirStorage::new(data_dir.join("workspaces")).context("the workspaces directory")?);

@@ -23,6 +23,9 @@ use crate::model::{
     SessionId, SessionStatus, Slug, User, UserId, UserSummary,
 };
 
+use crate::telemetry::GpuInfo;
+use crate::usage::{GpuUsageDay, UsageRecords};
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,9 @@ pub struct Seed {
     pub default_pack_image: String,
     pub default_pack_digest: Option<String>,
     pub gpu_ids: Vec<GpuId>,
+    /// What telemetry discovered (UUID, name, memory), recorded on the rows
+    /// of `gpu_ids` it describes; empty without telemetry.
+    pub gpu_details: Vec<GpuInfo>,
 }
 
 impl Default for Seed {
@@ -83,6 +89,7 @@ impl Default for Seed {
             default_pack_image: "medforge-pack-default:latest".into(),
             default_pack_digest: None,
             gpu_ids: (0..7).map(GpuId).collect(),
+            gpu_details: Vec::new(),
         }
     }
 }
@@ -346,6 +353,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `false` when there is no such GPU. Disabling does not stop a session
     /// that holds it; it only keeps the GPU out of later allocations.
     async fn set_gpu_enabled(&self, id: GpuId, enabled: bool) -> Result<bool, StoreError>;
+
+    /// Writes telemetry aggregates, each replacing the row of its session
+    /// and day (whole values, so a repeated write changes nothing).
+    async fn record_gpu_usage(&self, rows: &[GpuUsageDay]) -> Result<(), StoreError>;
+    /// A session's telemetry rows, oldest day first (to carry on after a restart).
+    async fn session_gpu_usage(&self, id: SessionId) -> Result<Vec<GpuUsageDay>, StoreError>;
+    /// The sessions that held a GPU at some time in `[from, to)` (one user's,
+    /// or everyone's), with the telemetry rows of their days in that range.
+    async fn usage_records(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        user: Option<UserId>,
+    ) -> Result<UsageRecords, StoreError>;
 
     // --- sessions ---
     /// In one transaction: lock the user, check entitlement, pack and limit,

@@ -32,6 +32,12 @@ impl Dialect for MySql {
     const INSERT_DEPLOYMENT_IF_MISSING: &'static str = "INSERT IGNORE INTO deployment (singleton, id) VALUES (1, ?)";
     const INSERT_PACK_IF_MISSING: &'static str = "INSERT IGNORE INTO packs \
          (id, name, exposure, image_ref, image_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+    // VALUES(col), not MySQL 8's row alias: MariaDB has only the former.
+    const UPSERT_GPU_USAGE: &'static str = "INSERT INTO session_gpu_usage \
+         (session_id, day_start, gpu_id, sampled_ms, busy_ms, utilization_ms, peak_memory_bytes) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+         gpu_id = VALUES(gpu_id), sampled_ms = VALUES(sampled_ms), busy_ms = VALUES(busy_ms), \
+         utilization_ms = VALUES(utilization_ms), peak_memory_bytes = VALUES(peak_memory_bytes)";
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR

@@ -30,6 +30,11 @@ impl Dialect for Sqlite {
     const INSERT_DEPLOYMENT_IF_MISSING: &'static str = "INSERT OR IGNORE INTO deployment (singleton, id) VALUES (1, ?)";
     const INSERT_PACK_IF_MISSING: &'static str = "INSERT OR IGNORE INTO packs \
          (id, name, exposure, image_ref, image_digest, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+    const UPSERT_GPU_USAGE: &'static str = "INSERT INTO session_gpu_usage \
+         (session_id, day_start, gpu_id, sampled_ms, busy_ms, utilization_ms, peak_memory_bytes) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, day_start) DO UPDATE SET \
+         gpu_id = excluded.gpu_id, sampled_ms = excluded.sampled_ms, busy_ms = excluded.busy_ms, \
+         utilization_ms = excluded.utilization_ms, peak_memory_bytes = excluded.peak_memory_bytes";
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR

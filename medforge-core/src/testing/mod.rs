@@ -18,6 +18,7 @@ pub mod outside;
 pub mod runtime;
 pub mod storage;
 pub mod store;
+pub mod telemetry;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -16,6 +16,8 @@ use crate::store::{
     AllocationError, AllocationRequest, DbFailure, NewInvite, NewLogin, NewUser, PageRequest, Seed, SessionFilter,
     Store, StoreError, Transition, UniqueKey, UserUpdate,
 };
+use crate::telemetry::GpuInfo;
+use crate::usage::{GpuUsageDay, Period, summarize};
 
 fn email(s: &str) -> Email {
     s.parse().expect("test email")
@@ -85,6 +87,7 @@ pub async fn seed_creates_default_pack_and_gpus(h: &StoreHarness) {
         default_pack_image: "registry.local/pack:2".into(),
         default_pack_digest: Some("sha256:abc".into()),
         gpu_ids: vec![GpuId(0), GpuId(1), GpuId(9)],
+        gpu_details: Vec::new(),
     };
     let report = h.store.seed(&smaller).await.expect("seed smaller");
     assert_eq!(report.gpus_added, vec![GpuId(9)]);
@@ -714,6 +717,157 @@ pub async fn gpu_board_shows_holders(h: &StoreHarness) {
     assert!(board.iter().filter(|g| g.id != s.gpu_id).all(|g| g.session_id.is_none()));
 }
 
+pub async fn seeding_records_what_telemetry_discovered(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let info = |index: u32| GpuInfo {
+        index,
+        uuid: format!("GPU-{index}-uuid"),
+        name: "NVIDIA H200".into(),
+        memory_total_bytes: 150_754_820_096,
+    };
+    // GPU 8 is discovered but not configured: no row for it.
+    store.seed(&Seed { gpu_details: vec![info(1), info(8)], ..Seed::default() }).await.expect("seed");
+    let gpus = store.list_gpus().await.expect("gpus");
+    assert_eq!(gpus.len(), 7);
+    let one = gpus.iter().find(|g| g.id == GpuId(1)).expect("gpu 1");
+    assert_eq!(one.uuid.as_deref(), Some("GPU-1-uuid"));
+    assert_eq!(one.name.as_deref(), Some("NVIDIA H200"));
+    assert_eq!(one.memory_total_bytes, Some(150_754_820_096));
+    assert!(gpus.iter().filter(|g| g.id != GpuId(1)).all(|g| g.uuid.is_none() && g.name.is_none()));
+}
+
+/// A session moved through its states at the given times (the fixed clock).
+async fn session_between(
+    store: &dyn Store,
+    user: &User,
+    start: time::OffsetDateTime,
+    end: Option<(time::OffsetDateTime, SessionStatus)>,
+) -> Session {
+    let s = store
+        .allocate_session(AllocationRequest {
+            user_id: user.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: start,
+        })
+        .await
+        .expect("allocate");
+    let t = |from, to, at| Transition::new(from, to, at);
+    assert!(
+        store.transition_session(s.id, t(SessionStatus::Starting, SessionStatus::Running, start)).await.expect("run")
+    );
+    match end {
+        Some((at, SessionStatus::Error)) => {
+            let died = t(SessionStatus::Running, SessionStatus::Error, at).error("container exited unexpectedly");
+            assert!(store.transition_session(s.id, died).await.expect("die"));
+        }
+        Some((at, _)) => {
+            assert!(
+                store
+                    .transition_session(s.id, t(SessionStatus::Running, SessionStatus::Stopping, at))
+                    .await
+                    .expect("stop")
+            );
+            assert!(
+                store
+                    .transition_session(s.id, t(SessionStatus::Stopping, SessionStatus::Stopped, at))
+                    .await
+                    .expect("end")
+            );
+        }
+        None => {}
+    }
+    store.session(s.id).await.expect("read").expect("session")
+}
+
+pub async fn gpu_usage_rows_replace_and_read_back(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "tel", 1).await;
+    let t0 = time::macros::datetime!(2026-11-03 23:00 UTC);
+    let s = session_between(store.as_ref(), &u, t0, None).await;
+    let day = |d: time::Date, sampled: u64| GpuUsageDay {
+        sampled_ms: sampled,
+        busy_ms: sampled / 2,
+        utilization_ms: sampled / 4,
+        peak_memory_bytes: 3 << 30,
+        ..GpuUsageDay::new(s.id, d, s.gpu_id)
+    };
+    let (d1, d2) = (time::macros::date!(2026 - 11 - 03), time::macros::date!(2026 - 11 - 04));
+    store.record_gpu_usage(&[day(d1, 60_000), day(d2, 5_000)]).await.expect("record");
+    // Whole values: the second write replaces the first, it does not add.
+    store.record_gpu_usage(&[day(d2, 10_000)]).await.expect("record again");
+    store.record_gpu_usage(&[]).await.expect("nothing");
+    assert_eq!(store.session_gpu_usage(s.id).await.expect("read"), vec![day(d1, 60_000), day(d2, 10_000)]);
+    let records =
+        store.usage_records(t0 + Duration::hours(1), t0 + Duration::days(2), Some(u.id)).await.expect("records");
+    assert_eq!(records.gpu_usage, vec![day(d2, 10_000)], "rows of the period's days only");
+    assert_eq!(records.sessions.len(), 1);
+    assert_eq!(records.sessions[0].email, u.email);
+}
+
+pub async fn usage_is_exact_to_the_second_with_a_fixed_clock(h: &StoreHarness) {
+    use time::macros::{date, datetime};
+    let store = seeded(h).await;
+    let a = user_with_limit(store.as_ref(), "ada", 2).await;
+    let b = user_with_limit(store.as_ref(), "bob", 1).await;
+    // Ada: 09:00:00 to 10:30:15 on the 2nd; 23:00 on the 2nd to 01:00:01 on
+    // the 3rd (crosses midnight); one that ended before the period (never
+    // counted). Bob: a session that died at 12:00:59 on the 3rd, and one
+    // still running since 23:59:30 on the 3rd.
+    session_between(
+        store.as_ref(),
+        &a,
+        datetime!(2026-11-02 09:00 UTC),
+        Some((datetime!(2026-11-02 10:30:15 UTC), SessionStatus::Stopped)),
+    )
+    .await;
+    session_between(
+        store.as_ref(),
+        &a,
+        datetime!(2026-11-02 23:00 UTC),
+        Some((datetime!(2026-11-03 01:00:01 UTC), SessionStatus::Stopped)),
+    )
+    .await;
+    session_between(
+        store.as_ref(),
+        &a,
+        datetime!(2026-10-30 08:00 UTC),
+        Some((datetime!(2026-10-30 09:00 UTC), SessionStatus::Stopped)),
+    )
+    .await;
+    session_between(
+        store.as_ref(),
+        &b,
+        datetime!(2026-11-03 11:00 UTC),
+        Some((datetime!(2026-11-03 12:00:59 UTC), SessionStatus::Error)),
+    )
+    .await;
+    let running = session_between(store.as_ref(), &b, datetime!(2026-11-03 23:59:30 UTC), None).await;
+    assert_eq!(running.status, SessionStatus::Running);
+
+    let period = Period::new(date!(2026 - 11 - 02), date!(2026 - 11 - 04)).expect("period");
+    let now = datetime!(2026-11-04 06:00 UTC);
+    let records = store.usage_records(period.start(), period.end(), None).await.expect("records");
+    assert_eq!(records.sessions.len(), 4, "the session before the period is left out");
+    let users = summarize(&records, period, now, false);
+    assert_eq!(users.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(), ["ada@example.org", "bob@example.org"]);
+    let (ada, bob) = (&users[0], &users[1]);
+    let secs = |d: &crate::usage::DayUsage| d.held_ms / 1000;
+    assert_eq!(ada.days.iter().map(secs).collect::<Vec<_>>(), [5415 + 3600, 3601]);
+    assert_eq!(ada.days.iter().map(|d| d.sessions).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(ada.held_ms, (5415 + 3600 + 3601) * 1000);
+    // Bob's running session counts up to the period's end, not to `now`.
+    assert_eq!(bob.days.iter().map(secs).collect::<Vec<_>>(), [0, 3659 + 30]);
+    assert_eq!(bob.busy_ms, None, "no telemetry: busy is unknown, not zero");
+    assert_eq!(bob.sessions.len(), 2);
+
+    // One user's report is that user's alone, and agrees with everyone's.
+    let own = store.usage_records(period.start(), period.end(), Some(a.id)).await.expect("own");
+    let own = summarize(&own, period, now, false);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0], *ada);
+}
+
 pub async fn runtime_details_are_recorded_only_while_active(h: &StoreHarness) {
     let store = seeded(h).await;
     let u = user_with_limit(store.as_ref(), "rt", 1).await;
@@ -855,6 +1009,9 @@ macro_rules! store_contract_tests {
             transitions_are_conditional_and_race_safe,
             sessions_list_with_filters_and_cursors,
             gpu_board_shows_holders,
+            seeding_records_what_telemetry_discovered,
+            gpu_usage_rows_replace_and_read_back,
+            usage_is_exact_to_the_second_with_a_fixed_clock,
             runtime_details_are_recorded_only_while_active,
             allocation_and_release_churn_leaves_nothing_held,
             events_are_kept_and_listed,

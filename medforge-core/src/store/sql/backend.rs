@@ -48,6 +48,10 @@ pub trait Dialect: Database + Send + Sync {
     const INSERT_DEPLOYMENT_IF_MISSING: &'static str;
     /// Inserts the default pack `(id, name, exposure, image_ref, image_digest, created_at)` unless it exists.
     const INSERT_PACK_IF_MISSING: &'static str;
+    /// Inserts a `session_gpu_usage` row `(session_id, day_start, gpu_id,
+    /// sampled_ms, busy_ms, utilization_ms, peak_memory_bytes)`, or replaces
+    /// the values of the one with the same session and day.
+    const UPSERT_GPU_USAGE: &'static str;
 
     fn migrator() -> &'static Migrator;
     /// Rows an `UPDATE` matched (sqlx has no trait for it).

@@ -64,6 +64,17 @@ impl Gpus<'p> {
                 report.gpus_disabled.push(gpu);
             }
         }
+        // What the driver says a GPU is, for the rows the config names.
+        for info in seed.gpu_details.iter().filter(|g| seed.gpu_ids.contains(&GpuId(g.index))) {
+            sqlx::query("UPDATE gpu_devices SET uuid = ?, name = ?, memory_total_bytes = ? WHERE id = ?")
+                .bind(info.uuid.clone())
+                .bind(info.name.clone())
+                .bind(i64::try_from(info.memory_total_bytes).unwrap_or(i64::MAX))
+                .bind(i64::from(info.index))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)?;
         Ok(report)
     }
@@ -88,7 +99,8 @@ impl Gpus<'p> {
 
     pub async fn list(&self) -> Result<Vec<GpuDevice>, StoreError> {
         let rows: Vec<GpuRow> = sqlx::query_as(
-            "SELECT g.id, g.enabled, s.id AS session_id, s.user_id, s.created_at AS held_since FROM gpu_devices g \
+            "SELECT g.id, g.enabled, g.uuid, g.name, g.memory_total_bytes, s.id AS session_id, s.user_id, \
+             s.created_at AS held_since FROM gpu_devices g \
              LEFT JOIN sessions s ON s.gpu_id = g.id AND s.gpu_active = 1 ORDER BY g.id",
         )
         .fetch_all(self.0)

@@ -16,6 +16,7 @@ mod invites;
 mod logins;
 mod rows;
 mod sessions;
+mod usage;
 mod users;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use crate::model::{
     DeploymentId, Email, GpuDevice, GpuId, Invite, InviteId, Login, LoginId, Pack, PackId, Session, SessionId,
     SessionStatus, Slug, User, UserId, UserSummary,
 };
+use crate::usage::{GpuUsageDay, UsageRecords};
 #[cfg(feature = "testing")]
 pub(crate) use backend::classify;
 pub(super) use backend::user_columns;
@@ -42,6 +44,7 @@ use gpus::Gpus;
 use invites::Invites;
 use logins::Logins;
 use sessions::Sessions;
+use usage::Usage;
 use users::Users;
 
 /// A [`Store`] on a sqlx pool. See [`super::SqliteStore`] and [`super::MySqlStore`].
@@ -168,6 +171,23 @@ impl Store for SqlStore {
 
     async fn set_gpu_enabled(&self, id: GpuId, enabled: bool) -> Result<bool, StoreError> {
         Gpus(&self.pool).set_enabled(id, enabled).await
+    }
+
+    async fn record_gpu_usage(&self, rows: &[GpuUsageDay]) -> Result<(), StoreError> {
+        Usage(&self.pool).record(rows).await
+    }
+
+    async fn session_gpu_usage(&self, id: SessionId) -> Result<Vec<GpuUsageDay>, StoreError> {
+        Usage(&self.pool).of_session(id).await
+    }
+
+    async fn usage_records(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        user: Option<UserId>,
+    ) -> Result<UsageRecords, StoreError> {
+        Usage(&self.pool).records(from, to, user).await
     }
 
     async fn allocate_session(&self, request: AllocationRequest) -> Result<Session, AllocationError> {

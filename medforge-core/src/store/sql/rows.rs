@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use crate::model::{self, GpuDevice, GpuId, Invite, Login, Pack, Session, User, UserSummary};
 use crate::store::{StoreError, StoredEvent};
+use crate::usage::{GpuUsageDay, UsageSession};
 
 pub(super) fn corrupt(table: &'static str, reason: impl fmt::Display) -> StoreError {
     StoreError::Corrupt { table, reason: reason.to_string() }
@@ -25,6 +26,10 @@ where
     T::Err: fmt::Display,
 {
     text.map(|t| parse(&t, table)).transpose()
+}
+
+pub(super) fn to_u64(v: i64, table: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| corrupt(table, format!("{v} out of range")))
 }
 
 pub(super) fn to_u32(v: i64, table: &'static str) -> Result<u32, StoreError> {
@@ -226,6 +231,9 @@ pub(super) struct GpuRow {
     session_id: Option<String>,
     user_id: Option<String>,
     held_since: Option<i64>,
+    uuid: Option<String>,
+    name: Option<String>,
+    memory_total_bytes: Option<i64>,
 }
 
 impl GpuRow {
@@ -236,6 +244,9 @@ impl GpuRow {
             session_id: parse_opt(self.session_id, "sessions")?,
             user_id: parse_opt(self.user_id, "sessions")?,
             held_since: self.held_since.map(model::from_unix_ms),
+            uuid: self.uuid,
+            name: self.name,
+            memory_total_bytes: self.memory_total_bytes.map(|b| to_u64(b, "gpu_devices")).transpose()?,
         })
     }
 }
@@ -264,5 +275,46 @@ impl EventRow {
             created_at: model::from_unix_ms(self.created_at),
             data: serde_json::from_str(&self.body).map_err(|e| corrupt(T, e))?,
         })
+    }
+}
+
+/// `session_gpu_usage`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct GpuUsageRow {
+    session_id: String,
+    day_start: i64,
+    gpu_id: i64,
+    sampled_ms: i64,
+    busy_ms: i64,
+    utilization_ms: i64,
+    peak_memory_bytes: i64,
+}
+
+impl GpuUsageRow {
+    pub(super) fn into_model(self) -> Result<GpuUsageDay, StoreError> {
+        const T: &str = "session_gpu_usage";
+        Ok(GpuUsageDay {
+            session_id: parse(&self.session_id, T)?,
+            day: crate::usage::utc_day(model::from_unix_ms(self.day_start)),
+            gpu_id: GpuId(to_u32(self.gpu_id, T)?),
+            sampled_ms: to_u64(self.sampled_ms, T)?,
+            busy_ms: to_u64(self.busy_ms, T)?,
+            utilization_ms: to_u64(self.utilization_ms, T)?,
+            peak_memory_bytes: to_u64(self.peak_memory_bytes, T)?,
+        })
+    }
+}
+
+/// A session with its owner's email (the usage report).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct UsageSessionRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    email: String,
+}
+
+impl UsageSessionRow {
+    pub(super) fn into_model(self) -> Result<UsageSession, StoreError> {
+        Ok(UsageSession { session: self.session.into_model()?, email: parse(&self.email, "users")? })
     }
 }
