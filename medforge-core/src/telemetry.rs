@@ -72,6 +72,11 @@ pub trait GpuTelemetry: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Why there are no readings, for a source that is not live.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+
     /// The host's GPUs, ordered by index.
     async fn discover(&self) -> Result<Vec<GpuInfo>, TelemetryError>;
 
@@ -101,6 +106,10 @@ impl GpuTelemetry for NoTelemetry {
 
     fn is_live(&self) -> bool {
         false
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        Some(self.reason.clone().unwrap_or_else(|| "no GPU telemetry".into()))
     }
 
     async fn discover(&self) -> Result<Vec<GpuInfo>, TelemetryError> {

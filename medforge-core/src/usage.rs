@@ -166,6 +166,21 @@ pub struct UserUsage {
     pub days: Vec<DayUsage>,
 }
 
+impl UserUsage {
+    /// A user without use in the period: every day at zero.
+    pub fn none(user_id: UserId, email: Email, period: Period, busy_measured: bool) -> Self {
+        let zero = busy_measured.then_some(0);
+        Self {
+            user_id,
+            email,
+            held_ms: 0,
+            busy_ms: zero,
+            sessions: Vec::new(),
+            days: period.days().map(|day| DayUsage { day, sessions: 0, held_ms: 0, busy_ms: zero }).collect(),
+        }
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.whole_milliseconds()).unwrap_or(0)
 }
@@ -189,17 +204,9 @@ pub fn summarize(records: &UsageRecords, period: Period, now: OffsetDateTime, bu
     let mut users: BTreeMap<(String, UserId), UserUsage> = BTreeMap::new();
     for UsageSession { session: s, email } in &records.sessions {
         let end = s.stopped_at.unwrap_or(now).max(s.created_at);
-        let user = users.entry((email.as_str().to_owned(), s.user_id)).or_insert_with(|| UserUsage {
-            user_id: s.user_id,
-            email: email.clone(),
-            held_ms: 0,
-            busy_ms: busy_measured.then_some(0),
-            sessions: Vec::new(),
-            days: period
-                .days()
-                .map(|day| DayUsage { day, sessions: 0, held_ms: 0, busy_ms: busy_measured.then_some(0) })
-                .collect(),
-        });
+        let user = users
+            .entry((email.as_str().to_owned(), s.user_id))
+            .or_insert_with(|| UserUsage::none(s.user_id, email.clone(), period, busy_measured));
         let mut session = SessionUsage {
             session_id: s.id,
             slug: s.slug.clone(),
@@ -228,8 +235,11 @@ pub fn summarize(records: &UsageRecords, period: Period, now: OffsetDateTime, bu
                 sampled += row.sampled_ms;
                 utilization += row.utilization_ms;
                 session.peak_memory_bytes = Some(session.peak_memory_bytes.unwrap_or(0).max(row.peak_memory_bytes));
+                // Samples stand for whole periods; a session is never busy
+                // for longer than it held the GPU that day.
+                let busy_ms = row.busy_ms.min(held);
                 for busy in [&mut day.busy_ms, &mut session.busy_ms] {
-                    *busy = busy.map(|b| b + row.busy_ms);
+                    *busy = busy.map(|b| b + busy_ms);
                 }
             }
         }

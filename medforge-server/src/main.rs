@@ -289,6 +289,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tasks::apply_isolation(&state).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let isolation = tokio::spawn(tasks::keep_isolation(state.clone(), stop_rx.clone()));
+    let sampler = tokio::spawn(tasks::sample_gpus(state.clone(), stop_rx.clone()));
     let watcher = {
         let mut stop = stop_rx.clone();
         tokio::spawn(state.lifecycle.clone().watch(async move {
@@ -362,6 +363,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = metrics.await;
     let _ = watcher.await;
     let _ = isolation.await;
+    let _ = sampler.await;
     Ok(())
 }
 

@@ -19,8 +19,12 @@ use medforge_runtime_docker::DockerRuntime;
 use medforge_runtime_podman::PodmanRuntime;
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
-use crate::config::{Config, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind};
+use medforge_core::telemetry::{GpuTelemetry, NoTelemetry};
+use medforge_telemetry_nvml::Nvml;
+
+use crate::config::{Config, Discovery, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind, TelemetrySource};
 use crate::service::AppState;
+use crate::service::gpu_monitor::GpuMonitor;
 use crate::service::gate_cache::GateCache;
 use crate::service::limiter::RateLimiter;
 use crate::service::passes::Passes;
@@ -197,6 +201,32 @@ pub async fn nvidia_support(config: &Config) -> anyhow::Result<Option<String>> {
 
 /// The GPU mode sessions run with: `auto` becomes `nvidia` or, on an
 /// engine without NVIDIA support, `none` with a warning.
+/// The telemetry source `telemetry.source` names: NVML, or none (with the
+/// reason, for doctor and the log). `nvml` without NVML is an error.
+pub fn open_telemetry(config: &Config) -> anyhow::Result<Arc<dyn GpuTelemetry>> {
+    let library = config.telemetry.nvml_library.as_deref();
+    Ok(match config.telemetry.source {
+        TelemetrySource::None => Arc::new(NoTelemetry::because("telemetry.source = \"none\"")),
+        TelemetrySource::Nvml => Arc::new(Nvml::open(library).context("telemetry.source = \"nvml\"")?),
+        TelemetrySource::Auto => match Nvml::open(library) {
+            Ok(nvml) => {
+                tracing::info!(library = %nvml.library().display(), "GPU telemetry from NVML");
+                Arc::new(nvml)
+            }
+            Err(e) => Arc::new(NoTelemetry::because(e.to_string())),
+        },
+    })
+}
+
+/// What the driver lists, or why nothing: the source's reason when it is
+/// not live.
+pub async fn discover_gpus(telemetry: &dyn GpuTelemetry) -> Discovery {
+    if !telemetry.is_live() {
+        return Err(telemetry.unavailable().unwrap_or_else(|| "no GPU telemetry".into()));
+    }
+    telemetry.discover().await.map_err(|e| e.to_string())
+}
+
 pub async fn gpu_mode(config: &Config) -> anyhow::Result<GpuMode> {
     if config.runtime.gpu_mode != GpuModeSetting::Auto {
         return Ok(config.runtime.gpu_mode.resolve(false));
@@ -226,12 +256,20 @@ pub async fn build(
         }
     }
     let store = open_store(&config).await?;
-    let gpu_ids = config.gpus.ids.resolve()?;
+    let telemetry = open_telemetry(&config)?;
+    let discovered = discover_gpus(telemetry.as_ref()).await;
+    if let Err(why) = &discovered
+        && config.telemetry.source != TelemetrySource::None
+    {
+        tracing::warn!(%why, "no GPU telemetry: the GPU board shows holders only, busy hours are not measured");
+    }
+    let gpu_ids = config.gpus.ids.resolve(&discovered)?;
     let report = store
         .seed(&Seed {
             default_pack_image: config.pack.image.clone(),
             default_pack_digest: config.pack.digest.clone(),
             gpu_ids,
+            gpu_details: discovered.clone().unwrap_or_default(),
         })
         .await
         .context("seeding")?;
@@ -269,6 +307,13 @@ pub async fn build(
     let auth_limiter = RateLimiter::new(config.limits.auth_per_minute);
     let failed_logins = RateLimiter::with_window(config.limits.failed_logins_per_account, Duration::from_secs(15 * 60));
     let firewall = firewall(&config);
+    let gpu_monitor = GpuMonitor::new(
+        telemetry.source(),
+        telemetry.is_live(),
+        discovered.err(),
+        config.telemetry.interval,
+        config.telemetry.busy_utilization,
+    );
     Ok(Arc::new(AppState {
         config,
         store,
@@ -283,5 +328,7 @@ pub async fn build(
         auth_limiter,
         failed_logins,
         metrics,
+        telemetry,
+        gpu_monitor,
     }))
 }

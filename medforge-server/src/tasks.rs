@@ -1,5 +1,5 @@
 //! Background work of `serve` beside the session watcher: keeping the
-//! isolation rules in place.
+//! isolation rules in place, and sampling the GPUs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,4 +41,49 @@ pub async fn keep_isolation(state: Arc<AppState>, mut stop: tokio::sync::watch::
             Err(e) => tracing::error!(error = %e, "firewall check failed"),
         }
     }
+}
+
+/// Every `telemetry.interval`, reads every GPU and charges the reading to
+/// the sessions holding them ([`crate::service::gpu_monitor`]); writes the
+/// aggregates of sessions that ended at once, of the others every minute,
+/// and all of them when `serve` stops. Nothing to do without telemetry.
+pub async fn sample_gpus(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if !state.telemetry.is_live() {
+        return;
+    }
+    let mut every = tokio::time::interval(state.gpu_monitor.interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = every.tick() => {}
+        }
+        if let Err(e) = sample_once(&state).await {
+            tracing::error!(error = %e, "GPU usage could not be written; it is kept and written with the next");
+        }
+    }
+    let rows = state.gpu_monitor.all_rows();
+    if let Err(e) = state.store.record_gpu_usage(&rows).await {
+        tracing::error!(error = %e, rows = rows.len(), "GPU usage lost at shutdown");
+    }
+}
+
+/// One reading, charged and written.
+pub async fn sample_once(state: &AppState) -> Result<(), medforge_core::store::StoreError> {
+    let reading = state.telemetry.sample().await.map_err(|e| e.to_string());
+    if let Err(why) = &reading
+        && state.gpu_monitor.failure().is_none()
+    {
+        tracing::warn!(%why, "GPU reading failed");
+    }
+    let holders: Vec<_> =
+        state.store.list_gpus().await?.into_iter().filter_map(|g| Some((g.id, g.session_id?))).collect();
+    for session in state.gpu_monitor.unknown(&holders) {
+        let rows = state.store.session_gpu_usage(session).await?;
+        state.gpu_monitor.resume(session, rows);
+    }
+    let recorded = state.gpu_monitor.record(medforge_core::model::now(), reading, &holders);
+    state.store.record_gpu_usage(&recorded.rows).await?;
+    state.gpu_monitor.written(&recorded);
+    Ok(())
 }

@@ -23,7 +23,7 @@ use crate::http::envelope::Envelope;
 use crate::http::extract::Admin;
 use crate::service::accounts::Caller;
 use crate::service::admin::{self as admin_service, NewAccount, UserChange};
-use crate::service::{AppState, Error, sessions};
+use crate::service::{AppState, Error, sessions, usage};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -196,7 +196,7 @@ pub async fn stop_session(
 )]
 pub async fn list_gpus(State(state): State<Arc<AppState>>, _: Admin) -> Result<Envelope, Error> {
     let gpus = state.store.list_gpus().await?;
-    Ok(Envelope::ok(gpus.iter().map(GpuView::from).collect::<Vec<_>>()))
+    Ok(Envelope::ok(gpus.into_iter().map(|g| GpuView::from(&usage::live(&state, g))).collect::<Vec<_>>()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -227,7 +227,7 @@ pub async fn update_gpu(
     ApiJson(patch): ApiJson<GpuPatch>,
 ) -> Result<Envelope, Error> {
     let gpu = admin_service::set_gpu_enabled(&state, &caller, &admin, &id, patch.enabled).await?;
-    Ok(Envelope::ok(GpuView::from(&gpu)))
+    Ok(Envelope::ok(GpuView::from(&usage::live(&state, gpu))))
 }
 
 #[derive(Debug, Deserialize)]

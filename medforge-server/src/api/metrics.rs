@@ -34,6 +34,23 @@ pub async fn render(State(state): State<Arc<AppState>>) -> Result<Response, Erro
     let gpus = state.store.list_gpus().await?;
     metrics::gauge!("medforge_gpus_enabled").set(gpus.iter().filter(|g| g.enabled).count() as f64);
     metrics::gauge!("medforge_gpus_in_use").set(gpus.iter().filter(|g| g.session_id.is_some()).count() as f64);
+    // Per GPU, never per user: who holds what is the board's business.
+    for g in &gpus {
+        let gpu = g.id.to_string();
+        metrics::gauge!("medforge_gpu_held", "gpu" => gpu.clone()).set(if g.session_id.is_some() { 1.0 } else { 0.0 });
+        if let Some(reading) = state.gpu_monitor.latest(g.id.0) {
+            let s = &reading.sample;
+            metrics::gauge!("medforge_gpu_utilization_ratio", "gpu" => gpu.clone()).set(s.utilization_ratio());
+            metrics::gauge!("medforge_gpu_memory_used_bytes", "gpu" => gpu.clone()).set(s.memory_used_bytes as f64);
+            metrics::gauge!("medforge_gpu_memory_total_bytes", "gpu" => gpu.clone()).set(s.memory_total_bytes as f64);
+            if let Some(t) = s.temperature_c {
+                metrics::gauge!("medforge_gpu_temperature_celsius", "gpu" => gpu.clone()).set(f64::from(t));
+            }
+            if let Some(w) = s.power_watts {
+                metrics::gauge!("medforge_gpu_power_watts", "gpu" => gpu).set(w);
+            }
+        }
+    }
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(response)

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod paging;
 pub mod schemas;
 pub mod sessions;
+pub mod usage;
 pub mod views;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(admin::routes())
         .merge(invites::routes())
         .merge(sessions::routes())
+        .merge(usage::routes())
         .merge(gate::routes())
         .merge(health::routes())
         .merge(openapi::routes())

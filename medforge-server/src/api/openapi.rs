@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::schemas::{FieldErrorDoc, MetaDoc, ProblemDoc};
-use super::{admin, auth, gate, health, invites, sessions};
+use super::{admin, auth, gate, health, invites, sessions, usage};
 use crate::service::AppState;
 
 #[derive(OpenApi)]
@@ -42,6 +42,8 @@ use crate::service::AppState;
         admin::list_gpus,
         admin::update_gpu,
         admin::list_events,
+        usage::mine,
+        usage::everyone,
         gate::session_proxy,
         health::healthz,
     ),

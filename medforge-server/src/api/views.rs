@@ -4,13 +4,14 @@
 //! serialisation, described by medforge-core's `openapi` feature.)
 
 use medforge_core::model::{
-    self, GpuDevice, Invite, InviteId, InviteState, Role, Session, SessionId, User, UserId, UserSummary,
+    self, Invite, InviteId, InviteState, Role, Session, SessionId, User, UserId, UserSummary,
 };
 use medforge_core::storage::Snapshot;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::envelope::rfc3339;
+use crate::service::usage::GpuLive;
 
 /// The caller, as `me`, sign-up and log-in answer it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,7 +102,7 @@ impl InviteView {
     }
 }
 
-/// A GPU and who holds it.
+/// A GPU, who holds it, and what it is doing.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GpuView {
     id: u32,
@@ -110,16 +111,50 @@ pub struct GpuView {
     user_id: Option<UserId>,
     #[schema(format = DateTime)]
     held_since: Option<String>,
+    /// What the driver calls it (`null` without telemetry).
+    name: Option<String>,
+    uuid: Option<String>,
+    memory_total_bytes: Option<u64>,
+    /// The latest reading; `null` without telemetry.
+    reading: Option<ReadingView>,
 }
 
-impl From<&GpuDevice> for GpuView {
-    fn from(g: &GpuDevice) -> Self {
+/// A GPU's latest reading.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadingView {
+    #[schema(format = DateTime)]
+    sampled_at: String,
+    /// 0 to 1.
+    utilization_ratio: f64,
+    memory_used_bytes: u64,
+    memory_total_bytes: u64,
+    temperature_c: Option<u32>,
+    power_watts: Option<f64>,
+    /// Processes with a compute context on it.
+    processes: usize,
+}
+
+impl From<&GpuLive> for GpuView {
+    fn from(live: &GpuLive) -> Self {
+        let g = &live.gpu;
         Self {
             id: g.id.0,
             enabled: g.enabled,
             session_id: g.session_id,
             user_id: g.user_id,
             held_since: g.held_since.map(rfc3339),
+            name: g.name.clone(),
+            uuid: g.uuid.clone(),
+            memory_total_bytes: g.memory_total_bytes,
+            reading: live.reading.as_ref().map(|r| ReadingView {
+                sampled_at: rfc3339(r.at),
+                utilization_ratio: r.sample.utilization_ratio(),
+                memory_used_bytes: r.sample.memory_used_bytes,
+                memory_total_bytes: r.sample.memory_total_bytes,
+                temperature_c: r.sample.temperature_c,
+                power_watts: r.sample.power_watts,
+                processes: r.sample.pids.len(),
+            }),
         }
     }
 }

@@ -1,63 +1,41 @@
-//! `gpus.ids`: a list, or what `nvidia-smi` lists.
+//! `gpus.ids`: a list, or what the driver reports (NVML, through the
+//! telemetry source: `crate::stack::open_telemetry`).
 
 use medforge_core::model::GpuId;
+use medforge_core::telemetry::GpuInfo;
 
 use super::{AutoKeyword, FALLBACK_GPU_SLOTS, GpuIds};
 
-/// Why `nvidia-smi` gave no GPU list. The messages are what `serve` and
-/// `doctor` print.
+/// What GPU discovery found: the GPUs, or why there is no list.
+pub type Discovery = Result<Vec<GpuInfo>, String>;
+
+/// Why `gpus.ids = "auto"` has no GPU list. The messages are what `serve`
+/// and `doctor` print.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GpuListError {
-    #[error("gpus = \"auto\" needs nvidia-smi: {0}")]
-    NoNvidiaSmi(String),
-    #[error("nvidia-smi failed: {0}")]
-    Failed(String),
-    #[error("unexpected nvidia-smi line {0:?}")]
-    BadLine(String),
-    #[error("nvidia-smi lists no GPUs")]
+    #[error("gpus.ids = \"auto\" needs NVML (libnvidia-ml, from the NVIDIA driver): {0}")]
+    NoNvml(String),
+    #[error("NVML lists no GPUs")]
     NoGpus,
 }
 
 impl GpuIds {
-    /// The configured list, or the GPUs `nvidia-smi` reports (`detect`:
-    /// the fallback slots when it does not run).
-    pub fn resolve(&self) -> Result<Vec<GpuId>, GpuListError> {
+    /// The configured list, or the GPUs discovery found (`detect`: the
+    /// fallback slots when it found none).
+    pub fn resolve(&self, discovered: &Discovery) -> Result<Vec<GpuId>, GpuListError> {
+        let found = match discovered {
+            Ok(gpus) if gpus.is_empty() => Err(GpuListError::NoGpus),
+            Ok(gpus) => Ok(gpus.iter().map(|g| GpuId(g.index)).collect()),
+            Err(why) => Err(GpuListError::NoNvml(why.clone())),
+        };
         match self {
             GpuIds::List(ids) => Ok(ids.iter().copied().map(GpuId).collect()),
-            GpuIds::Auto(AutoKeyword::Auto) => discover_gpus(),
-            GpuIds::Auto(AutoKeyword::Detect) => Ok(discover_gpus().unwrap_or_else(|_| Self::fallback_slots())),
+            GpuIds::Auto(AutoKeyword::Auto) => found,
+            GpuIds::Auto(AutoKeyword::Detect) => Ok(found.unwrap_or_else(|_| Self::fallback_slots())),
         }
     }
 
     pub fn fallback_slots() -> Vec<GpuId> {
         (0..FALLBACK_GPU_SLOTS).map(GpuId).collect()
     }
-}
-
-/// `nvidia-smi --query-gpu=index,uuid,name --format=csv,noheader`.
-pub fn discover_gpus() -> Result<Vec<GpuId>, GpuListError> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=index,uuid,name", "--format=csv,noheader"])
-        .output()
-        .map_err(|e| GpuListError::NoNvidiaSmi(e.to_string()))?;
-    if !out.status.success() {
-        return Err(GpuListError::Failed(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-    }
-    parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// Parses `index, uuid, name` lines.
-pub fn parse_nvidia_smi(text: &str) -> Result<Vec<GpuId>, GpuListError> {
-    let ids = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let index = l.split(',').next().unwrap_or_default().trim();
-            index.parse::<u32>().map(GpuId).map_err(|_| GpuListError::BadLine(l.to_owned()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if ids.is_empty() {
-        return Err(GpuListError::NoGpus);
-    }
-    Ok(ids)
 }

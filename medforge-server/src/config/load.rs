@@ -73,6 +73,10 @@ impl Config {
             self.storage.root = Some(root.display().to_string());
         }
         self.storage.zfs_command = paths::command(&self.storage.zfs_command, &bases.of("storage.zfs_command"));
+        // A bare library name is the loader's to find, as a bare command is PATH's.
+        if let Some(lib) = &mut self.telemetry.nvml_library {
+            *lib = paths::command(lib, &bases.of("telemetry.nvml_library"));
+        }
         self.runtime.socket = paths::socket(&self.runtime.socket, &bases.of("runtime.socket"));
         for (file, key) in [(&mut self.tls.cert_file, "tls.cert_file"), (&mut self.tls.key_file, "tls.key_file")] {
             if let Some(path) = file {
@@ -120,6 +124,13 @@ impl Config {
         let t = &self.firewall.nft_table;
         if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(invalid("firewall.nft_table", format!("{t:?}: letters, digits and _ only")));
+        }
+        let t = &self.telemetry;
+        if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600)).contains(&t.interval) {
+            return Err(invalid("telemetry.interval", "must be 1s to 1h"));
+        }
+        if !(0.0..=1.0).contains(&t.busy_utilization) {
+            return Err(invalid("telemetry.busy_utilization", "must be 0 to 1"));
         }
         if self.firewall.check_interval_secs == 0 {
             return Err(invalid("firewall.check_interval_secs", "must be at least 1"));

@@ -9,7 +9,7 @@ mod paths;
 #[cfg(test)]
 mod tests;
 
-pub use gpus::{GpuListError, discover_gpus, parse_nvidia_smi};
+pub use gpus::{Discovery, GpuListError};
 pub use load::{ConfigError, mask_url_password};
 pub use paths::sqlite_file;
 
@@ -41,6 +41,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "storage",
     "firewall",
     "limits",
+    "telemetry",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +80,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub firewall: FirewallConfig,
     pub limits: LimitsConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,15 +179,53 @@ pub enum GpuIds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AutoKeyword {
-    /// Whatever `nvidia-smi` lists; `serve` refuses to start without it.
+    /// Whatever NVML lists; `serve` refuses to start without it.
     Auto,
-    /// The default: what `nvidia-smi` lists where it runs, else
+    /// The default: what NVML lists where it loads, else
     /// [`FALLBACK_GPU_SLOTS`] slots for sessions without a GPU (a laptop, a
     /// CI machine), so that the defaults fit a GPU host and a CPU one alike.
     Detect,
 }
 
-/// How many GPU slots `gpus.ids = "detect"` gives a host without `nvidia-smi`.
+/// GPU telemetry: where readings come from and how often.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub source: TelemetrySource,
+    /// libnvidia-ml's path; unset: `libnvidia-ml.so.1` on the loader's
+    /// path, then `/usr/local/nvidia/lib64/`.
+    pub nvml_library: Option<PathBuf>,
+    /// How often every GPU is read (`"5s"`; at least one second).
+    #[serde(with = "humantime_serde")]
+    pub interval: std::time::Duration,
+    /// A sample counts as busy at this utilisation or above (0 to 1).
+    pub busy_utilization: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelemetrySource {
+    /// NVML where the library and the driver are there, else none (with a
+    /// warning and a doctor note): a GPU host and a CPU one run the same config.
+    Auto,
+    /// NVML or `serve` refuses to start.
+    Nvml,
+    /// No readings: the board shows holders only, busy hours are unknown.
+    None,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            source: TelemetrySource::Auto,
+            nvml_library: None,
+            interval: std::time::Duration::from_secs(5),
+            busy_utilization: 0.1,
+        }
+    }
+}
+
+/// How many GPU slots `gpus.ids = "detect"` gives a host without NVML.
 pub const FALLBACK_GPU_SLOTS: u32 = 7;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,6 +420,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             firewall: FirewallConfig::default(),
             limits: LimitsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }

@@ -155,24 +155,29 @@ fn the_effective_config_shows_absolute_paths() {
     assert!(!shown.contains("./"), "{shown}");
 }
 
-/// `detect` (the default) takes what nvidia-smi lists, and seven slots
-/// where it does not run; `auto` needs it.
+/// `detect` (the default) takes what NVML lists, and seven slots where
+/// it finds nothing; `auto` needs it; a list is a list.
 #[test]
-fn detected_gpus_follow_nvidia_smi_or_fall_back_to_seven_slots() {
-    jailed(|jail| {
-        let bin = jail.create_dir("bin").expect("bin");
-        jail.set_env("PATH", bin.display());
-        let detect = GpuIds::Auto(AutoKeyword::Detect);
-        assert_eq!(detect.resolve(), Ok(GpuIds::fallback_slots()));
-        assert_eq!(detect.resolve().expect("slots").len(), 7);
-        assert!(GpuIds::Auto(AutoKeyword::Auto).resolve().is_err(), "auto needs nvidia-smi");
-        let smi = bin.join("nvidia-smi");
-        jail.create_file(&smi, "#!/bin/sh\necho '0, GPU-aaaa, NVIDIA H200'\necho '2, GPU-cccc, NVIDIA H200'\n")
-            .expect("stand-in nvidia-smi");
-        std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-        assert_eq!(detect.resolve(), Ok(vec![GpuId(0), GpuId(2)]));
-        assert_eq!(GpuIds::Auto(AutoKeyword::Auto).resolve(), Ok(vec![GpuId(0), GpuId(2)]));
-    });
+fn detected_gpus_follow_nvml_or_fall_back_to_seven_slots() {
+    let info = |index| medforge_core::telemetry::GpuInfo {
+        index,
+        uuid: format!("GPU-{index}"),
+        name: "NVIDIA H200".into(),
+        memory_total_bytes: 1,
+    };
+    let none: super::gpus::Discovery = Err("cannot load libnvidia-ml.so.1".into());
+    let two: super::gpus::Discovery = Ok(vec![info(0), info(2)]);
+    let detect = GpuIds::Auto(AutoKeyword::Detect);
+    assert_eq!(detect.resolve(&none), Ok(GpuIds::fallback_slots()));
+    assert_eq!(detect.resolve(&none).expect("slots").len(), 7);
+    assert_eq!(detect.resolve(&Ok(Vec::new())), Ok(GpuIds::fallback_slots()));
+    assert_eq!(detect.resolve(&two), Ok(vec![GpuId(0), GpuId(2)]));
+    let auto = GpuIds::Auto(AutoKeyword::Auto);
+    assert_eq!(auto.resolve(&two), Ok(vec![GpuId(0), GpuId(2)]));
+    let refused = auto.resolve(&none).expect_err("auto needs NVML");
+    assert!(refused.to_string().contains("needs NVML") && refused.to_string().contains("libnvidia-ml.so.1"));
+    assert_eq!(auto.resolve(&Ok(Vec::new())), Err(GpuListError::NoGpus));
+    assert_eq!(GpuIds::List(vec![3]).resolve(&none), Ok(vec![GpuId(3)]));
     let c = load_toml("[gpus]\nids = \"detect\"\n").expect("detect");
     assert_eq!(c.gpus.ids, GpuIds::Auto(AutoKeyword::Detect));
 }

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use super::finding::Finding;
-use crate::config::{AutoKeyword, Config, GpuIds, GpuModeSetting, RuntimeKind};
+use medforge_core::model::GpuId;
+use medforge_core::telemetry::GpuTelemetry;
+
+use crate::config::{AutoKeyword, Config, Discovery, GpuIds, GpuModeSetting, RuntimeKind, TelemetrySource};
 use crate::stack;
 
 pub(super) async fn database(config: &Config) -> Finding {
@@ -147,17 +150,49 @@ pub(super) async fn nvidia_runtime(config: &Config) -> (Finding, bool) {
     (finding, found)
 }
 
-/// What `nvidia-smi` lists, against `gpus.ids` (which must name real
-/// GPUs when sessions ask for devices).
-pub(super) fn gpus(config: &Config, wants_devices: bool) -> Finding {
+/// Where GPU readings come from: NVML, or nothing (a warning where it was
+/// left to `auto`, a failure where `nvml` was asked for and `serve` would
+/// refuse to start).
+pub(super) fn telemetry(config: &Config, opened: &anyhow::Result<std::sync::Arc<dyn GpuTelemetry>>, discovered: &Discovery) -> Finding {
+    const AREA: &str = "telemetry";
+    match (opened, discovered) {
+        (Err(e), _) => Finding::fail(
+            AREA,
+            format!("{}; `medforge serve` cannot start", crate::stack::one_line(e)),
+            "install the NVIDIA driver (libnvidia-ml.so.1), set telemetry.nvml_library, or telemetry.source = \"auto\"",
+        ),
+        (Ok(_), Ok(gpus)) => Finding::ok(
+            AREA,
+            format!(
+                "NVML reads {} GPU(s) every {}: {}",
+                gpus.len(),
+                humantime_serde::re::humantime::format_duration(config.telemetry.interval),
+                gpus.iter().map(|g| format!("{} {} ({})", g.index, g.name, g.uuid)).collect::<Vec<_>>().join(", ")
+            ),
+        ),
+        (Ok(_), Err(_)) if config.telemetry.source == TelemetrySource::None => {
+            Finding::ok(AREA, "telemetry.source = \"none\": no GPU readings, busy hours are not measured")
+        }
+        (Ok(_), Err(why)) => Finding::warn(
+            AREA,
+            format!("no GPU telemetry ({why}): the GPU board shows holders only, busy hours are not measured"),
+            "on a GPU host: install the NVIDIA driver, or point telemetry.nvml_library at libnvidia-ml.so.1",
+        ),
+    }
+}
+
+/// What NVML lists, against `gpus.ids` (which must name real GPUs when
+/// sessions ask for devices).
+pub(super) fn gpus(config: &Config, listed: &Discovery, wants_devices: bool) -> Finding {
     const AREA: &str = "gpus";
-    let listed = crate::config::discover_gpus();
+    let listed: Result<Vec<GpuId>, String> = listed.as_ref().map(|g| g.iter().map(|g| GpuId(g.index)).collect()).map_err(Clone::clone);
+    let listed = listed.and_then(|ids| if ids.is_empty() { Err("NVML lists no GPUs".to_owned()) } else { Ok(ids) });
     let fallback;
     let ids = match (&config.gpus.ids, &listed) {
         (GpuIds::Auto(AutoKeyword::Detect), Ok(ids)) => {
-            return Finding::ok(AREA, format!("gpus.ids = \"detect\": nvidia-smi lists {}", join(ids)));
+            return Finding::ok(AREA, format!("gpus.ids = \"detect\": NVML lists {}", join(ids)));
         }
-        // No nvidia-smi: the fallback slots, checked as a list would be.
+        // No NVML: the fallback slots, checked as a list would be.
         (GpuIds::Auto(AutoKeyword::Detect), Err(_)) => {
             fallback = GpuIds::List(GpuIds::fallback_slots().iter().map(|g| g.0).collect());
             &fallback
@@ -165,33 +200,31 @@ pub(super) fn gpus(config: &Config, wants_devices: bool) -> Finding {
         (ids, _) => ids,
     };
     match (ids, listed) {
-        (GpuIds::Auto(_), Ok(ids)) => {
-            Finding::ok(AREA, format!("gpus.ids = \"auto\": nvidia-smi lists {}", join(&ids)))
-        }
+        (GpuIds::Auto(_), Ok(ids)) => Finding::ok(AREA, format!("gpus.ids = \"auto\": NVML lists {}", join(&ids))),
         (GpuIds::Auto(_), Err(e)) => Finding::fail(
             AREA,
-            format!("gpus.ids = \"auto\" but {e}; `medforge serve` cannot start"),
-            "install the NVIDIA driver (nvidia-smi), or list the GPU slots: gpus.ids = [0, 1, ...]",
+            format!("gpus.ids = \"auto\" but NVML gives no list ({e}); `medforge serve` cannot start"),
+            "install the NVIDIA driver (libnvidia-ml), or list the GPU slots: gpus.ids = [0, 1, ...]",
         ),
         (GpuIds::List(ids), Ok(listed)) => {
             let unknown: Vec<u32> = ids.iter().copied().filter(|i| !listed.iter().any(|l| l.0 == *i)).collect();
             if unknown.is_empty() || !wants_devices {
-                Finding::ok(AREA, format!("gpus.ids = {ids:?}; nvidia-smi lists {}", join(&listed)))
+                Finding::ok(AREA, format!("gpus.ids = {ids:?}; NVML lists {}", join(&listed)))
             } else {
                 Finding::fail(
                     AREA,
-                    format!("gpus.ids lists {unknown:?}, which nvidia-smi does not show ({})", join(&listed)),
+                    format!("gpus.ids lists {unknown:?}, which NVML does not show ({})", join(&listed)),
                     "make gpus.ids match `nvidia-smi -L` (or use \"auto\")",
                 )
             }
         }
         (GpuIds::List(ids), Err(e)) if wants_devices => Finding::fail(
             AREA,
-            format!("sessions ask for GPUs {ids:?}, but nvidia-smi does not run here ({e})"),
+            format!("sessions ask for GPUs {ids:?}, but NVML gives no GPU list here ({e})"),
             "install the NVIDIA driver, or set runtime.gpu_mode = \"none\" on a host without GPUs",
         ),
         (GpuIds::List(ids), Err(_)) => {
-            Finding::ok(AREA, format!("{} GPU slots {ids:?}, sessions get no device (no nvidia-smi here)", ids.len()))
+            Finding::ok(AREA, format!("{} GPU slots {ids:?}, sessions get no device (no NVML here)", ids.len()))
         }
     }
 }

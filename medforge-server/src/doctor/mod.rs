@@ -15,7 +15,7 @@ pub use finding::{Finding, Outcome};
 pub use host::{MIN_CADDY, parse_caddy_version};
 
 use crate::config::{Config, FirewallKind, GpuModeSetting, Routing};
-use engine::{database, gpus, nvidia_runtime, pack, runtime};
+use engine::{database, gpus, nvidia_runtime, pack, runtime, telemetry};
 use host::{caddy, cookies, domain, firewall, secret, storage};
 
 /// What the command line adds to the config.
@@ -51,7 +51,13 @@ pub async fn examine(config: &Config, options: &Options) -> Vec<Finding> {
             findings.push(Finding::skip("nvidia", "the container runtime is unreachable"));
         }
     }
-    findings.push(gpus(config, wants_devices));
+    let opened = crate::stack::open_telemetry(config);
+    let discovered = match &opened {
+        Ok(t) => crate::stack::discover_gpus(t.as_ref()).await,
+        Err(e) => Err(crate::stack::one_line(e)),
+    };
+    findings.push(telemetry(config, &opened, &discovered));
+    findings.push(gpus(config, &discovered, wants_devices));
     findings.push(storage(config).await);
     findings.push(if engine.is_none() && config.firewall.kind != FirewallKind::None {
         Finding::skip("firewall", "the container runtime is unreachable")

@@ -14,6 +14,8 @@
 //! - [`gatekeeper`]: the session gate's decision and the handshake;
 //!   [`gate_cache`] its short memory; [`passes`] the session hosts' passes.
 //! - [`isolation`]: the firewall policy from the config and the runtime.
+//! - [`gpu_monitor`]: GPU readings in memory (each GPU's last hour) and
+//!   the time charged to each session; [`usage`] the GPU-hours report.
 //! - [`limiter`]: the per-address rate limit of log-ins and sign-ups.
 
 pub mod accounts;
@@ -22,11 +24,13 @@ pub mod caller;
 pub mod error;
 pub mod gate_cache;
 pub mod gatekeeper;
+pub mod gpu_monitor;
 pub mod invites;
 pub mod isolation;
 pub mod limiter;
 pub mod passes;
 pub mod sessions;
+pub mod usage;
 pub mod state;
 
 pub use error::{Denied, Error, FieldError, Missing, SignupRefusal};

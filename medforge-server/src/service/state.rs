@@ -11,7 +11,10 @@ use medforge_core::runtime::ContainerRuntime;
 use medforge_core::storage::Storage;
 use medforge_core::store::Store;
 
+use medforge_core::telemetry::GpuTelemetry;
+
 use super::gate_cache::GateCache;
+use super::gpu_monitor::GpuMonitor;
 use super::limiter::RateLimiter;
 use super::passes::{Passes, Revoked};
 use crate::config::Config;
@@ -36,6 +39,10 @@ pub struct AppState {
     pub failed_logins: RateLimiter<String>,
     /// What `/metrics` renders.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Where GPU readings come from (NVML, or none).
+    pub telemetry: Arc<dyn GpuTelemetry>,
+    /// The readings: each GPU's last hour, each session's charged time.
+    pub gpu_monitor: GpuMonitor,
 }
 
 impl AppState {
