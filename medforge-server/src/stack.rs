@@ -24,8 +24,8 @@ use medforge_telemetry_nvml::Nvml;
 
 use crate::config::{Config, Discovery, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind, TelemetrySource};
 use crate::service::AppState;
-use crate::service::gpu_monitor::GpuMonitor;
 use crate::service::gate_cache::GateCache;
+use crate::service::gpu_monitor::GpuMonitor;
 use crate::service::limiter::RateLimiter;
 use crate::service::passes::Passes;
 

@@ -1,8 +1,10 @@
 // MedForge's own script. The pages work without it; with it:
 // - a session's page follows the progress event stream and opens the IDE
 //   as soon as the session runs;
-// - the dashboard refreshes its sessions table while one is starting or
-//   stopping (at once on each progress event), without reloading the page.
+// - the dashboard refreshes its sessions table (and the live GPU card of a
+//   running session) without reloading the page: every 2 s while one is
+//   starting or stopping (at once on each progress event), at each GPU
+//   reading while a GPU is on show, else every 10 s.
 "use strict";
 
 function followProgress(panel) {
@@ -51,16 +53,23 @@ function keepDashboardFresh(section) {
       if (!fresh) return;
       section.innerHTML = fresh.innerHTML;
       section.dataset.live = fresh.dataset.live;
+      if (fresh.dataset.gpuRefresh) section.dataset.gpuRefresh = fresh.dataset.gpuRefresh;
+      else delete section.dataset.gpuRefresh;
       const availability = page.querySelector('[data-testid="gpu-availability"]');
       const mine = document.querySelector('[data-testid="gpu-availability"]');
       if (availability && mine) mine.textContent = availability.textContent;
+      const gpus = page.getElementById("my-gpus");
+      const myGpus = document.getElementById("my-gpus");
+      if (gpus && myGpus) myGpus.innerHTML = gpus.innerHTML;
       if (fresh.dataset.events) listen(fresh.dataset.events);
     } catch (_) { /* the next tick tries again */ }
     schedule();
   };
   const schedule = () => {
     window.clearTimeout(timer);
-    timer = window.setTimeout(refresh, section.dataset.live ? 2000 : 10000);
+    // Starting or stopping: every 2 s; a GPU on show: every reading; else every 10 s.
+    const gpu = Number(section.dataset.gpuRefresh) || 0;
+    timer = window.setTimeout(refresh, section.dataset.live ? 2000 : gpu || 10000);
   };
   const listening = new Set();
   const listen = (urls) => {

@@ -7,18 +7,25 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Db, Options, Server};
+use medforge_telemetry_nvml::stand_in::StandInGpu;
 
-/// `gpus = "auto"` seeds the GPUs that `nvidia-smi` lists (a stand-in
-/// here: these machines have no GPU).
+/// `gpus = "auto"` seeds the GPUs that NVML lists, with their names and
+/// UUIDs (the stand-in libnvidia-ml here: these machines have no GPU).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gpus_auto_seeds_what_nvidia_smi_lists() {
-    let csv = "0, GPU-11111111, NVIDIA GeForce RTX 5090\n3, GPU-33333333, NVIDIA GeForce RTX 5090\n";
-    let s = Server::start(Db::Sqlite, Options { fake_nvidia_smi: Some(csv), ..Options::default() }).await;
+async fn gpus_auto_seeds_what_nvml_lists() {
+    let gpus: Vec<StandInGpu> = (0..3).map(StandInGpu::idle).collect();
+    let s = Server::start(Db::Sqlite, Options { stand_in_nvml: Some(gpus.clone()), ..Options::default() }).await;
     let admin = s.admin("gpus@example.org").await;
     let (st, _, b) = s.get("/api/v2/admin/gpus", Some(&admin)).await;
     assert_eq!(st, 200, "{b}");
-    let ids: Vec<u64> = b["data"].as_array().expect("list").iter().filter_map(|g| g["id"].as_u64()).collect();
-    assert_eq!(ids, vec![0, 3]);
+    let listed = b["data"].as_array().expect("list");
+    let ids: Vec<u64> = listed.iter().filter_map(|g| g["id"].as_u64()).collect();
+    assert_eq!(ids, vec![0, 1, 2]);
+    for (g, want) in listed.iter().zip(&gpus) {
+        assert_eq!(g["uuid"], want.uuid.as_str());
+        assert_eq!(g["name"], "NVIDIA H200 (stand-in)");
+        assert_eq!(g["memory_total_bytes"], 80u64 << 30);
+    }
     s.stop().await;
 }
 

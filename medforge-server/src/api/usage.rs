@@ -201,9 +201,11 @@ pub async fn mine(
 ) -> Result<Envelope, Error> {
     let period = usage_service::period(q.from.as_deref(), q.to.as_deref(), medforge_core::model::now())?;
     let report = usage_service::report(&state, Some(user.id), period).await?;
-    let usage = report.users.first().cloned().unwrap_or_else(|| {
-        UserUsage::none(user.id, user.email.clone(), report.period, report.busy_measured)
-    });
+    let usage = report
+        .users
+        .first()
+        .cloned()
+        .unwrap_or_else(|| UserUsage::none(user.id, user.email.clone(), report.period, report.busy_measured));
     Ok(Envelope::ok(MyUsage { period: PeriodView::from(&report), usage: UserUsageView::new(&usage, true) }))
 }
 
@@ -259,9 +261,8 @@ pub fn csv_response(report: &Report) -> Response {
 /// A row per user and day with use (RFC 4180); busy cells are empty when
 /// busy time is not measured.
 pub fn csv(report: &Report) -> String {
-    let mut out = String::from(
-        "user_id,email,day,sessions,gpu_seconds_held,gpu_hours_held,gpu_seconds_busy,gpu_hours_busy\r\n",
-    );
+    let mut out =
+        String::from("user_id,email,day,sessions,gpu_seconds_held,gpu_hours_held,gpu_seconds_busy,gpu_hours_busy\r\n");
     for u in &report.users {
         for d in u.days.iter().filter(|d| d.sessions > 0) {
             let busy_s = d.busy_ms.map(|b| seconds(b).to_string()).unwrap_or_default();

@@ -3,9 +3,7 @@
 //! OpenAPI document. (Sessions and events are the model's own
 //! serialisation, described by medforge-core's `openapi` feature.)
 
-use medforge_core::model::{
-    self, Invite, InviteId, InviteState, Role, Session, SessionId, User, UserId, UserSummary,
-};
+use medforge_core::model::{self, Invite, InviteId, InviteState, Role, Session, SessionId, User, UserId, UserSummary};
 use medforge_core::storage::Snapshot;
 use serde::Serialize;
 use utoipa::ToSchema;

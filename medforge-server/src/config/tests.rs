@@ -312,9 +312,18 @@ fn secrets_are_masked() {
 }
 
 #[test]
-fn nvidia_smi_output_parses() {
-    let out = "0, GPU-aaaa, NVIDIA GeForce RTX 5090\n1, GPU-bbbb, NVIDIA GeForce RTX 5090\n";
-    assert_eq!(parse_nvidia_smi(out), Ok(vec![GpuId(0), GpuId(1)]));
-    assert!(parse_nvidia_smi("").is_err());
-    assert!(parse_nvidia_smi("index, uuid\n").is_err());
+fn telemetry_durations_are_humantime_and_checked() {
+    let c = load_toml("[telemetry]\ninterval = \"2s\"\nbusy_utilization = 0.25\n").expect("valid");
+    assert_eq!(c.telemetry.interval, std::time::Duration::from_secs(2));
+    assert_eq!(c.telemetry.source, TelemetrySource::Auto);
+    for (bad, key) in [
+        ("[telemetry]\ninterval = \"0s\"\n", "telemetry.interval"),
+        ("[telemetry]\ninterval = \"2 fortnights\"\n", "interval"),
+        ("[telemetry]\nbusy_utilization = 1.5\n", "telemetry.busy_utilization"),
+    ] {
+        let e = load_toml(bad).expect_err(bad).to_string();
+        assert!(e.contains(key), "{bad}: {e}");
+    }
+    let c = load_toml("[telemetry]\nnvml_library = \"libnvidia-ml.so.1\"\n").expect("bare name");
+    assert_eq!(c.telemetry.nvml_library.as_deref(), Some(Path::new("libnvidia-ml.so.1")), "the loader's to find");
 }

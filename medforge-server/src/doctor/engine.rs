@@ -153,7 +153,11 @@ pub(super) async fn nvidia_runtime(config: &Config) -> (Finding, bool) {
 /// Where GPU readings come from: NVML, or nothing (a warning where it was
 /// left to `auto`, a failure where `nvml` was asked for and `serve` would
 /// refuse to start).
-pub(super) fn telemetry(config: &Config, opened: &anyhow::Result<std::sync::Arc<dyn GpuTelemetry>>, discovered: &Discovery) -> Finding {
+pub(super) fn telemetry(
+    config: &Config,
+    opened: &anyhow::Result<std::sync::Arc<dyn GpuTelemetry>>,
+    discovered: &Discovery,
+) -> Finding {
     const AREA: &str = "telemetry";
     match (opened, discovered) {
         (Err(e), _) => Finding::fail(
@@ -185,7 +189,8 @@ pub(super) fn telemetry(config: &Config, opened: &anyhow::Result<std::sync::Arc<
 /// sessions ask for devices).
 pub(super) fn gpus(config: &Config, listed: &Discovery, wants_devices: bool) -> Finding {
     const AREA: &str = "gpus";
-    let listed: Result<Vec<GpuId>, String> = listed.as_ref().map(|g| g.iter().map(|g| GpuId(g.index)).collect()).map_err(Clone::clone);
+    let listed: Result<Vec<GpuId>, String> =
+        listed.as_ref().map(|g| g.iter().map(|g| GpuId(g.index)).collect()).map_err(Clone::clone);
     let listed = listed.and_then(|ids| if ids.is_empty() { Err("NVML lists no GPUs".to_owned()) } else { Ok(ids) });
     let fallback;
     let ids = match (&config.gpus.ids, &listed) {

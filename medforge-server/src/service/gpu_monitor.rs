@@ -132,7 +132,9 @@ impl GpuMonitor {
     ) -> Recorded {
         let mut inner = self.lock();
         let period = match inner.last_at {
-            Some(last) if now > last => (now - last).min(time::Duration::try_from(self.interval * 3).unwrap_or_default()),
+            Some(last) if now > last => {
+                (now - last).min(time::Duration::try_from(self.interval * 3).unwrap_or_default())
+            }
             _ => time::Duration::ZERO,
         };
         let period_ms = u64::try_from(period.whole_milliseconds()).unwrap_or(0);
@@ -152,9 +154,14 @@ impl GpuMonitor {
                         track.history.pop_front();
                     }
                     if let Some(&(gpu, session)) = holders.iter().find(|(g, _)| g.0 == sample.index) {
-                        let charged =
-                            inner.sessions.entry(session).or_insert_with(|| Charged { days: BTreeMap::new(), dirty: false });
-                        let day = charged.days.entry(utc_day(now)).or_insert_with(|| GpuUsageDay::new(session, utc_day(now), gpu));
+                        let charged = inner
+                            .sessions
+                            .entry(session)
+                            .or_insert_with(|| Charged { days: BTreeMap::new(), dirty: false });
+                        let day = charged
+                            .days
+                            .entry(utc_day(now))
+                            .or_insert_with(|| GpuUsageDay::new(session, utc_day(now), gpu));
                         day.sampled_ms += period_ms;
                         if f64::from(sample.utilization_percent) >= self.busy_percent && period_ms > 0 {
                             day.busy_ms += period_ms;
@@ -169,7 +176,8 @@ impl GpuMonitor {
             }
             Err(why) => inner.failure = Some(why),
         }
-        let checkpoint = inner.last_checkpoint.is_none_or(|at| now - at >= time::Duration::try_from(CHECKPOINT).unwrap_or_default());
+        let checkpoint =
+            inner.last_checkpoint.is_none_or(|at| now - at >= time::Duration::try_from(CHECKPOINT).unwrap_or_default());
         if checkpoint {
             inner.last_checkpoint = Some(now);
         }
@@ -217,7 +225,11 @@ impl GpuMonitor {
     /// A GPU's points since `now - window`, oldest first.
     pub fn history(&self, gpu: u32, now: OffsetDateTime, window: Duration) -> Vec<Point> {
         let since = now - window;
-        self.lock().gpus.get(&gpu).map(|t| t.history.iter().filter(|p| p.at >= since).copied().collect()).unwrap_or_default()
+        self.lock()
+            .gpus
+            .get(&gpu)
+            .map(|t| t.history.iter().filter(|p| p.at >= since).copied().collect())
+            .unwrap_or_default()
     }
 
     /// Why the last reading failed, while readings fail.

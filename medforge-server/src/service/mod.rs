@@ -30,8 +30,8 @@ pub mod isolation;
 pub mod limiter;
 pub mod passes;
 pub mod sessions;
-pub mod usage;
 pub mod state;
+pub mod usage;
 
 pub use error::{Denied, Error, FieldError, Missing, SignupRefusal};
 pub use state::AppState;

@@ -13,12 +13,13 @@ use medforge_core::store::{PageRequest, SessionFilter};
 use serde::Deserialize;
 
 use super::failure::form_error;
-use super::page::{Chrome, SessionRow, ago, iso};
+use super::gpu::GpuCard;
+use super::page::{Chrome, SessionRow};
 use crate::http::extract::Admin;
 use crate::http::html::render;
 use crate::service::accounts::Caller;
 use crate::service::admin::{self as admin_service, NewAccount, UserChange};
-use crate::service::{AppState, Error, sessions};
+use crate::service::{AppState, Error, sessions, usage};
 
 /// Emails by user id, looked up once each.
 pub(super) async fn emails(state: &AppState, ids: Vec<UserId>) -> HashMap<UserId, String> {
@@ -32,19 +33,6 @@ pub(super) async fn emails(state: &AppState, ids: Vec<UserId>) -> HashMap<UserId
     found
 }
 
-#[derive(Debug)]
-struct GpuCard {
-    id: u32,
-    enabled: bool,
-    /// free, held or disabled.
-    state: &'static str,
-    holder: Option<String>,
-    session_id: String,
-    slug: String,
-    since: String,
-    since_iso: String,
-}
-
 #[derive(Template)]
 #[template(path = "admin_gpus.html")]
 struct GpuBoard {
@@ -54,41 +42,41 @@ struct GpuBoard {
     free: usize,
     held: usize,
     disabled: usize,
+    /// Whether readings come at all.
+    telemetry: bool,
+    /// Why not, when not.
+    telemetry_note: String,
+    /// The last reading's failure, while readings fail.
+    failure: Option<String>,
 }
 
 pub async fn gpus(State(state): State<Arc<AppState>>, Admin(admin): Admin) -> Result<Response, Error> {
     let gpus = state.store.list_gpus().await?;
     let who = emails(&state, gpus.iter().filter_map(|g| g.user_id).collect()).await;
     let mut cards = Vec::new();
-    for g in &gpus {
-        let session = match g.session_id {
-            Some(id) => state.store.session(id).await?,
+    for g in gpus {
+        let slug = match g.session_id {
+            Some(id) => state.store.session(id).await?.map(|s| s.slug.to_string()),
             None => None,
         };
-        cards.push(GpuCard {
-            id: g.id.0,
-            enabled: g.enabled,
-            state: match (g.session_id.is_some(), g.enabled) {
-                (true, _) => "held",
-                (false, true) => "free",
-                (false, false) => "disabled",
-            },
-            holder: g.user_id.and_then(|u| who.get(&u).cloned()),
-            session_id: g.session_id.map(|s| s.to_string()).unwrap_or_default(),
-            slug: session.map(|s| s.slug.to_string()).unwrap_or_default(),
-            since: g.held_since.map(ago).unwrap_or_default(),
-            since_iso: g.held_since.map(iso).unwrap_or_default(),
-        });
+        let holder = g.user_id.and_then(|u| who.get(&u).cloned());
+        cards.push(GpuCard::new(&usage::live(&state, g), holder, slug));
     }
     let count = |s: &str| cards.iter().filter(|c| c.state == s).count();
     let (free, held, disabled) = (count("free"), count("held"), count("disabled"));
+    let mut chrome = Chrome::new("GPUs", Some(&admin), "admin");
+    // The board is live: without the script, the page reloads itself.
+    chrome.refresh_secs = 30;
     let page = GpuBoard {
-        chrome: Chrome::new("GPUs", Some(&admin), "admin"),
+        chrome,
         section: "gpus",
         gpus: cards,
         free,
         held,
         disabled,
+        telemetry: state.gpu_monitor.live,
+        telemetry_note: state.gpu_monitor.unavailable.clone().unwrap_or_default(),
+        failure: state.gpu_monitor.failure(),
     };
     Ok(render(StatusCode::OK, page))
 }

@@ -13,10 +13,12 @@ pub mod csrf;
 mod enter;
 mod events;
 pub mod failure;
+pub mod gpu;
 mod invites;
 pub mod next;
 pub mod page;
 mod sessions;
+mod usage;
 
 use std::sync::Arc;
 
@@ -40,6 +42,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/sessions/{id}/stop", post(sessions::stop))
         .route("/snapshots", get(account::snapshots))
         .route("/account", get(account::show).post(account::update))
+        .route("/usage", get(usage::mine))
         .route("/admin", get(admin::gpus))
         .route("/admin/gpus/{id}", post(admin::toggle_gpu))
         .route("/admin/sessions", get(admin::sessions))
@@ -49,6 +52,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/invites", get(invites::list).post(invites::create))
         .route("/admin/invites/{id}/revoke", post(invites::revoke))
         .route("/admin/events", get(events::events))
+        .route("/admin/usage", get(usage::report))
+        .route("/admin/usage.csv", get(usage::csv))
         .route("/static/app.css", get(stylesheet))
         .route("/static/app.js", get(script))
         .route("/static/favicon.svg", get(icon))

@@ -11,6 +11,7 @@ use medforge_core::store::{PageRequest, SessionFilter};
 use serde::Deserialize;
 
 use super::failure::StartRefusal;
+use super::gpu::GpuCard;
 use super::page::{Chrome, SessionRow, ide_url};
 use crate::http::extract::SignedIn;
 use crate::http::html::render;
@@ -40,6 +41,12 @@ struct Dashboard {
     live: bool,
     /// Progress streams of the sessions that are starting, space-separated.
     events_urls: String,
+    /// The GPUs of the caller's running sessions, live.
+    my_gpus: Vec<GpuCard>,
+    /// Whether readings come (the script then refreshes every interval).
+    telemetry: bool,
+    /// The script's refresh while a GPU is shown, in milliseconds.
+    gpu_refresh_ms: u128,
 }
 
 pub async fn dashboard(
@@ -75,7 +82,20 @@ pub async fn dashboard(
         .map(|s| format!("/api/v2/{}/sessions/{}/events", s.exposure, s.id))
         .collect::<Vec<_>>()
         .join(" ");
+    let mut my_gpus = Vec::new();
+    for s in active.iter().filter(|s| s.status == SessionStatus::Running) {
+        if let Some(g) = gpus.iter().find(|g| g.id == s.gpu_id && g.session_id == Some(s.id)) {
+            let live = crate::service::usage::live(&state, g.clone());
+            my_gpus.push(GpuCard::new(&live, Some(user.email.to_string()), Some(s.slug.to_string())));
+        }
+    }
+    if !my_gpus.is_empty() && state.gpu_monitor.live && chrome.refresh_secs == 0 {
+        chrome.refresh_secs = 30;
+    }
     let page = Dashboard {
+        telemetry: state.gpu_monitor.live,
+        gpu_refresh_ms: state.gpu_monitor.interval.as_millis().max(1000),
+        my_gpus,
         chrome,
         free_gpus,
         total_gpus,

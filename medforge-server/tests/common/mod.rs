@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use medforge_core::testing::Teardown;
+use medforge_telemetry_nvml::stand_in::{self, StandInGpu};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
@@ -37,6 +38,10 @@ pub struct Server {
     pub engine: &'static str,
     /// With `Options::tls`: the CA, the files and the redirect listener.
     pub tls: Option<Tls>,
+    /// With `Options::stand_in_nvml`: the stand-in libnvidia-ml.
+    pub nvml: Option<std::path::PathBuf>,
+    /// The database the server runs on (for a test's own store beside it).
+    pub db_url: String,
 }
 
 /// What a server with `[tls]` was given.
@@ -169,9 +174,10 @@ pub fn binary() -> &'static str {
 pub struct Options {
     pub gpus: Vec<u32>,
     pub auth_per_minute: u32,
-    /// `gpus.ids = "auto"`, with a stand-in `nvidia-smi` on PATH that
-    /// prints this (CSV lines `index, uuid, name`).
-    pub fake_nvidia_smi: Option<&'static str>,
+    /// `gpus.ids = "auto"` and `telemetry.source = "nvml"` on the stand-in
+    /// libnvidia-ml, built for this server, with these GPUs (which
+    /// [`Server::set_gpus`] changes), read every second.
+    pub stand_in_nvml: Option<Vec<StandInGpu>>,
     /// TOML appended to the config (whole sections, e.g. `[storage]`).
     pub extra_config: String,
     /// The listen address (port 0: any free port).
@@ -214,7 +220,7 @@ impl Default for Options {
             gpus: vec![0, 1],
             auth_per_minute: 1000,
             trusted_proxies: "[]",
-            fake_nvidia_smi: None,
+            stand_in_nvml: None,
             extra_config: String::new(),
             listen: "127.0.0.1:0",
             routing: "builtin",
@@ -292,8 +298,7 @@ trusted_proxies = {trusted_proxies}
 "#,
             data = dir.path().display(),
             own = own_runtime_keys(&run),
-            gpus =
-                if options.fake_nvidia_smi.is_some() { "\"auto\"".to_owned() } else { format!("{:?}", options.gpus) },
+            gpus = if options.stand_in_nvml.is_some() { "\"auto\"".to_owned() } else { format!("{:?}", options.gpus) },
             per_minute = options.auth_per_minute,
             trusted_proxies = options.trusted_proxies,
             extra = options.extra_config,
@@ -311,22 +316,41 @@ trusted_proxies = {trusted_proxies}
             runtime = options.runtime,
             socket = if options.runtime == "podman" { test_env("MEDFORGE_TEST_PODMAN_SOCKET") } else { String::new() },
         );
+        let nvml = options.stand_in_nvml.as_ref().map(|gpus| {
+            let lib_dir = dir.path().join("nvidia");
+            std::fs::create_dir_all(&lib_dir).expect("stand-in dir");
+            let library = stand_in::build(&lib_dir);
+            stand_in::write_state(&library, gpus);
+            library
+        });
+        let mut config = config;
+        if let Some(library) = &nvml {
+            config.push_str(&format!(
+                "\n[telemetry]\nsource = \"nvml\"\nnvml_library = \"{}\"\ninterval = \"1s\"\n",
+                library.display()
+            ));
+        }
         let config_path = dir.path().join("medforge.toml");
         std::fs::write(&config_path, config).expect("config");
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).expect("bin dir");
-        if let Some(out) = options.fake_nvidia_smi {
-            let script = bin.join("nvidia-smi");
-            std::fs::write(&script, format!("#!/bin/sh\ncat <<'CSV'\n{out}CSV\n")).expect("fake nvidia-smi");
-            Command::new("chmod").arg("755").arg(&script).status().expect("chmod");
-        }
         let (child, base, metrics) = spawn_serve(&config_path, &bin);
         let http = match &tls {
             Some(t) => t.ca.client(),
             None => client(),
         };
         let base = by_name(base);
-        Self { child, base, metrics, dir, config_path, run, teardown, http, engine: options.runtime, tls }
+        Self { child, base, metrics, dir, config_path, run, teardown, http, engine: options.runtime, tls, nvml, db_url }
+    }
+
+    /// What the stand-in GPUs read from now on (`Options::stand_in_nvml`).
+    pub fn set_gpus(&self, gpus: &[StandInGpu]) {
+        stand_in::write_state(self.nvml.as_ref().expect("a server with Options::stand_in_nvml"), gpus);
+    }
+
+    /// `/metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        client().get(&self.metrics).send().await.expect("metrics").text().await.expect("metrics text")
     }
 
     /// `http` or `https`, as the server's links say.
