@@ -71,6 +71,8 @@ cargo build -p medforge-server
 fuzz_api
 stage "infra/compose validates (every Compose here) and matches the architecture"
 bash scripts/tests/compose.sh
+stage "scripts/gpu-check.sh, the parts that need no GPU (stand-in libnvidia-ml)"
+bash scripts/tests/gpu-check.sh target/debug/medforge
 stage "the docs cover every CLI command, UI page and API route once; links resolve"
 bash scripts/tests/docs.sh target/debug/medforge
 stage_rows "cargo test (MariaDB at ${MEDFORGE_TEST_MYSQL_URL%%:*}://...@127.0.0.1:${MARIADB_PORT})"

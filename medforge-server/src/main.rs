@@ -68,7 +68,20 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum GpuCommand {
     /// Every GPU with its state and the session holding it.
-    List,
+    List {
+        /// What the driver reports instead (NVML, as `[telemetry]` says;
+        /// no database): index, name, UUID, memory and a first reading.
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Read every GPU `--count` times, `--every` apart (NVML; no database):
+    /// one JSON line per GPU and reading, for scripts.
+    Sample {
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        #[arg(long, default_value = "1s", value_parser = humantime_serde::re::humantime::parse_duration)]
+        every: std::time::Duration,
+    },
     /// Let sessions be allocated on this GPU again.
     Enable { id: u32 },
     /// Allocate no new session on this GPU (a running one keeps it).
@@ -218,10 +231,21 @@ async fn firewall_command(config: &Config, command: FirewallCommand) -> anyhow::
     }
 }
 
+/// NVML as `[telemetry]` names it; an error, in words, when there is none.
+fn nvml(config: &Config) -> anyhow::Result<std::sync::Arc<dyn medforge_core::telemetry::GpuTelemetry>> {
+    let telemetry = stack::open_telemetry(config)?;
+    if let Some(why) = telemetry.unavailable() {
+        bail!("no GPU telemetry: {why}");
+    }
+    Ok(telemetry)
+}
+
 async fn gpu_command(config: &Config, command: GpuCommand) -> anyhow::Result<()> {
-    let store = stack::open_store(config).await?;
-    let (id, enabled) = match command {
-        GpuCommand::List => {
+    match command {
+        GpuCommand::List { probe: true } => gpu_probe(config).await,
+        GpuCommand::Sample { count, every } => gpu_sample(config, count, every).await,
+        GpuCommand::List { probe: false } => {
+            let store = stack::open_store(config).await?;
             println!("{:<4} {:<9} SESSION", "GPU", "STATE");
             for gpu in store.list_gpus().await? {
                 let holder = match (gpu.session_id, gpu.user_id) {
@@ -230,11 +254,53 @@ async fn gpu_command(config: &Config, command: GpuCommand) -> anyhow::Result<()>
                 };
                 println!("{:<4} {:<9} {holder}", gpu.id, if gpu.enabled { "enabled" } else { "disabled" });
             }
-            return Ok(());
+            Ok(())
         }
-        GpuCommand::Enable { id } => (id, true),
-        GpuCommand::Disable { id } => (id, false),
-    };
+        GpuCommand::Enable { id } => gpu_enable(config, id, true).await,
+        GpuCommand::Disable { id } => gpu_enable(config, id, false).await,
+    }
+}
+
+async fn gpu_probe(config: &Config) -> anyhow::Result<()> {
+    let telemetry = nvml(config)?;
+    let gpus = telemetry.discover().await?;
+    let readings = telemetry.sample().await?;
+    println!("{:<4} {:<28} {:<42} {:>10} {:>5} {:>9} {:>6}", "GPU", "NAME", "UUID", "MEMORY", "UTIL", "USED", "TEMP");
+    for g in &gpus {
+        let r = readings.iter().find(|r| r.index == g.index);
+        println!(
+            "{:<4} {:<28} {:<42} {:>6} GiB {:>4}% {:>5} GiB {:>6}",
+            g.index,
+            g.name,
+            g.uuid,
+            g.memory_total_bytes >> 30,
+            r.map_or(0, |r| r.utilization_percent),
+            r.map_or(0, |r| r.memory_used_bytes >> 30),
+            r.and_then(|r| r.temperature_c).map_or("-".into(), |t| format!("{t}C")),
+        );
+    }
+    eprintln!("medforge: {} GPU(s) through {}", gpus.len(), telemetry.source());
+    Ok(())
+}
+
+async fn gpu_sample(config: &Config, count: u32, every: std::time::Duration) -> anyhow::Result<()> {
+    let telemetry = nvml(config)?;
+    for round in 0..count {
+        if round > 0 {
+            tokio::time::sleep(every).await;
+        }
+        let at = medforge_server::http::envelope::rfc3339(medforge_core::model::now());
+        for s in telemetry.sample().await? {
+            let mut line = serde_json::to_value(&s)?;
+            line["at"] = at.clone().into();
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+async fn gpu_enable(config: &Config, id: u32, enabled: bool) -> anyhow::Result<()> {
+    let store = stack::open_store(config).await?;
     let gpu = medforge_core::model::GpuId(id);
     if !store.set_gpu_enabled(gpu, enabled).await? {
         bail!("no GPU {id} in the GPU table (`medforge gpu list`; gpus.ids in the config)");

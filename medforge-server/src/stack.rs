@@ -19,7 +19,7 @@ use medforge_runtime_docker::DockerRuntime;
 use medforge_runtime_podman::PodmanRuntime;
 use medforge_storage_zfs::{ZfsConfig, ZfsStorage};
 
-use medforge_core::telemetry::{GpuTelemetry, NoTelemetry};
+use medforge_core::telemetry::{GpuTelemetry, NoTelemetry, TelemetryError};
 use medforge_telemetry_nvml::Nvml;
 
 use crate::config::{Config, Discovery, FirewallKind, GpuModeSetting, RuntimeKind, StorageKind, TelemetrySource};
@@ -213,7 +213,7 @@ pub fn open_telemetry(config: &Config) -> anyhow::Result<Arc<dyn GpuTelemetry>> 
                 tracing::info!(library = %nvml.library().display(), "GPU telemetry from NVML");
                 Arc::new(nvml)
             }
-            Err(e) => Arc::new(NoTelemetry::because(e.to_string())),
+            Err(TelemetryError::Unavailable(why) | TelemetryError::Failed(why)) => Arc::new(NoTelemetry::because(why)),
         },
     })
 }

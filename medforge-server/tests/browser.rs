@@ -170,6 +170,149 @@ async fn whole_flow(s: Server) {
     s.stop().await;
 }
 
+/// Whether the page fits the window's width (no sideways scrolling).
+async fn fits_width(b: &Browser) -> bool {
+    let v = b
+        .client
+        .execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", vec![])
+        .await
+        .expect("measure");
+    v == json!(true)
+}
+
+/// GPU telemetry in the browser (the stand-in libnvidia-ml plays the
+/// driver): the admin board's sparkline is drawn and grows with the
+/// readings, the user's dashboard follows their GPU without a reload, and
+/// the board, the dashboard and both usage pages pass the axe checks, fit a
+/// phone's width, and are screenshotted at laptop and phone widths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_telemetry_and_usage_pages_in_a_real_browser() {
+    use medforge_telemetry_nvml::stand_in::StandInGpu;
+    let s = Server::start(
+        Db::Sqlite,
+        Options { stand_in_nvml: Some(vec![StandInGpu::idle(0), StandInGpu::idle(1)]), ..Options::default() },
+    )
+    .await;
+    let ui = format!("http://{DOMAIN}:{}", s.port());
+    let driver = chromedriver().await;
+    let carol = Browser::open(&driver).await;
+    carol.sign_up(&ui, "carol@example.org").await;
+    carol.click("[data-testid=start-external]").await;
+    carol.wait_for("[data-testid=progress-steps]", Duration::from_secs(10)).await;
+    // The test pack is no IDE: back to the dashboard once the session runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        carol.goto(&format!("{ui}/")).await;
+        if carol.client.find(Locator::Css("[data-testid=my-gpu]")).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no GPU card on the dashboard");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let gpu: u32 = carol
+        .wait_for("[data-testid=my-gpu]", Duration::from_secs(5))
+        .await
+        .attr("data-gpu")
+        .await
+        .expect("attr")
+        .expect("data-gpu")
+        .parse()
+        .expect("index");
+    let reading = |util, mem| {
+        let mut gpus = vec![StandInGpu::idle(0), StandInGpu::idle(1)];
+        gpus[gpu as usize] = StandInGpu::idle(gpu).busy(util, mem);
+        gpus
+    };
+    s.set_gpus(&reading(91, 42 << 30));
+    // Live: the card changes without a reload (the script refetches it).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while carol.text("[data-testid=my-gpu] [data-testid=gpu-utilization]").await != "91%" {
+        assert!(Instant::now() < deadline, "the dashboard's GPU card did not follow the reading");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    carol.client.execute("window.__same_page = true; return true;", vec![]).await.expect("mark");
+    s.set_gpus(&reading(12, 42 << 30));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while carol.text("[data-testid=my-gpu] [data-testid=gpu-utilization]").await != "12%" {
+        assert!(Instant::now() < deadline, "the dashboard's GPU card did not follow the second reading");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let same = carol.client.execute("return window.__same_page === true;", vec![]).await.expect("check");
+    assert_eq!(same, json!(true), "updated in place, not by a reload");
+    assert!(carol.text("[data-testid=my-gpu] [data-testid=gpu-memory]").await.starts_with("42.0 GiB of 80.0 GiB"));
+    carol.assert_clean("the dashboard with a live GPU").await;
+    carol.screenshots("dashboard-gpu").await;
+
+    // The admin board: a sparkline that is drawn, and grows.
+    s.admin("root@example.org").await;
+    let admin = Browser::open(&driver).await;
+    admin.goto(&format!("{ui}/login")).await;
+    admin.fill("#email", "root@example.org").await;
+    admin.fill("#password", "admin passphrase").await;
+    admin.click("[data-testid=login-submit]").await;
+    admin.wait_for("[data-testid=nav-admin]", Duration::from_secs(10)).await;
+    let line = format!("[data-gpu=\"{gpu}\"] [data-testid=sparkline-utilization]");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        admin.goto(&format!("{ui}/admin")).await;
+        let points =
+            admin.wait_for(&line, Duration::from_secs(5)).await.attr("points").await.expect("attr").unwrap_or_default();
+        if points.split(' ').count() >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sparkline did not grow: {points}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let drawn = admin
+        .client
+        .execute(
+            &format!("const r = document.querySelector('[data-gpu=\"{gpu}\"] [data-testid=sparkline]').getBoundingClientRect(); return r.width > 100 && r.height > 30;"),
+            vec![],
+        )
+        .await
+        .expect("measure");
+    assert_eq!(drawn, json!(true), "the sparkline is drawn at its size");
+    let label = admin.wait_for(&format!("[data-gpu=\"{gpu}\"] [data-testid=sparkline]"), Duration::from_secs(2)).await;
+    let label = label.attr("aria-label").await.expect("attr").expect("an accessible name");
+    assert!(label.starts_with("Utilisation over the last") && label.contains("highest 91%"), "{label}");
+    let card = admin.text(&format!("[data-testid=gpu-row][data-gpu=\"{gpu}\"]")).await;
+    assert!(card.contains("carol@example.org") && card.contains("NVIDIA H200 (stand-in)"), "{card}");
+    admin.assert_clean("the GPU board with telemetry").await;
+    admin.screenshots("admin-gpus-telemetry").await;
+
+    // Stop, then the usage pages (the user's and the admin's report).
+    carol.goto(&format!("{ui}/")).await;
+    carol.click("[data-testid=stop-session]").await;
+    carol.wait_dashboard_status(&ui, None, "stopped", Duration::from_secs(30)).await;
+    carol.click_labelled("a", "Usage").await;
+    carol.wait_for("[data-testid=usage-totals]", Duration::from_secs(10)).await;
+    let week = carol.text("[data-testid=usage-totals] [data-testid=usage-busy]").await;
+    assert!(week.contains("% of held"), "busy time is measured: {week}");
+    carol.assert_clean("the usage page").await;
+    carol.screenshots("usage").await;
+    admin.click("[data-testid=nav-admin]").await;
+    admin.click(".subnav a[href='/admin/usage']").await;
+    let row = admin.wait_for("[data-testid=usage-user]", Duration::from_secs(10)).await.text().await.expect("text");
+    assert!(row.to_lowercase().contains("carol@example.org"), "{row}");
+    let csv = admin.wait_for("[data-testid=usage-csv]", Duration::from_secs(2)).await.attr("href").await.expect("attr");
+    assert!(csv.is_some_and(|h| h.starts_with("/admin/usage.csv?from=")));
+    admin.assert_clean("the admin usage report").await;
+    admin.screenshots("admin-usage").await;
+    // Readable on a phone: nothing wider than the window.
+    for b in [&carol, &admin] {
+        b.client.set_window_size(390, 844).await.expect("phone");
+    }
+    for (b, page) in [(&carol, "/usage"), (&carol, "/"), (&admin, "/admin"), (&admin, "/admin/usage")] {
+        b.goto(&format!("{ui}{page}")).await;
+        assert!(fits_width(b).await, "{page} is wider than a phone");
+    }
+    for b in [carol, admin] {
+        b.client.close().await.expect("close the browser");
+    }
+    drop(driver);
+    s.stop().await;
+}
+
 /// The reports and Cookie headers a hostile container logged: (what,
 /// value) pairs and each `cookie:` line.
 fn hostile_log(container: &str) -> (Vec<(String, String)>, Vec<String>) {

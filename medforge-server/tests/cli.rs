@@ -408,3 +408,58 @@ fn doctor_checks_the_tls_pair_and_its_names_and_serve_refuses_a_bad_one() {
     assert!(err.trim().lines().count() == 1 && err.contains("privkey.pem"), "{err}");
     common::remove_own_networks("docker", &run);
 }
+
+/// The NVML path from the command line, on the stand-in libnvidia-ml:
+/// `gpu list --probe` and `gpu sample` read the "driver" without a
+/// database; doctor says what it found, warns when there is no driver
+/// (telemetry "auto") and fails when NVML was required.
+#[test]
+fn gpu_probe_sample_and_doctor_read_nvml() {
+    use medforge_telemetry_nvml::stand_in::{self, StandInGpu};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = own_config(dir.path());
+    let library = stand_in::build(dir.path());
+    stand_in::write_state(&library, &[StandInGpu::idle(0), StandInGpu::idle(1).busy(87, 30 << 30)]);
+    let lib = library.display().to_string();
+    let env = [("MEDFORGE_TELEMETRY__NVML_LIBRARY", lib.as_str()), ("MEDFORGE_RUNTIME__GPU_MODE", "none")];
+
+    let out = medforge(dir.path(), &["gpu", "list", "--probe"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = text(&out.stdout);
+    let one = rows.lines().find(|l| l.starts_with("1 ")).expect("GPU 1");
+    assert!(one.contains("NVIDIA H200 (stand-in)") && one.contains(&StandInGpu::idle(1).uuid), "{rows}");
+    assert!(one.contains(" 87%") && one.contains("30 GiB"), "{rows}");
+    assert!(text(&out.stderr).contains("2 GPU(s) through nvml"), "{}", text(&out.stderr));
+
+    let out = medforge(dir.path(), &["gpu", "sample", "--count", "2", "--every", "100ms"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 4, "two GPUs, two readings");
+    assert!(lines.iter().filter(|l| l["index"] == 1).all(|l| l["utilization_percent"] == 87 && l["at"].is_string()));
+
+    let report = text(&medforge(dir.path(), &["doctor"], &env).stdout);
+    let line = finding(&report, "telemetry");
+    assert!(line.starts_with("ok ") && line.contains("NVML reads 2 GPU(s) every 5s"), "{report}");
+    assert!(finding(&report, "gpus").contains("NVML lists 0, 1"), "{report}");
+
+    // The driver goes away (the stand-in without its state: "not loaded").
+    std::fs::remove_file(library.with_file_name(stand_in::STATE_FILE)).expect("remove state");
+    let out = medforge(dir.path(), &["gpu", "list", "--probe"], &env);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no GPU telemetry") && err.contains("the NVIDIA driver is not loaded"), "{err}");
+    let report = text(&medforge(dir.path(), &["doctor"], &env).stdout);
+    let line = finding(&report, "telemetry");
+    assert!(line.starts_with("warn") && line.contains("driver is not loaded"), "{report}");
+    assert!(finding(&report, "gpus").contains("GPU slots"), "detect falls back to slots: {report}");
+    // Required, and not there: doctor fails, and so would serve.
+    let required = [env.as_slice(), &[("MEDFORGE_TELEMETRY__SOURCE", "nvml")]].concat();
+    let out = medforge(dir.path(), &["doctor"], &required);
+    assert!(!out.status.success());
+    let report = text(&out.stdout);
+    assert!(finding(&report, "telemetry").starts_with("FAIL"), "{report}");
+    assert!(fix_of(&report, "telemetry").contains("telemetry.nvml_library"), "{report}");
+    common::remove_own_networks("docker", &run);
+}

@@ -54,6 +54,8 @@ impl Nvml {
                 Err(e @ (NvmlError::DriverNotLoaded | NvmlError::NoPermission)) => {
                     return Err(TelemetryError::Unavailable(format!("{}: {}", path.display(), describe(&e))));
                 }
+                // dlopen's own message names the file.
+                Err(NvmlError::LibloadingError(e)) => why.push(e.to_string()),
                 Err(e) => why.push(format!("{}: {}", path.display(), describe(&e))),
             }
         }
