@@ -252,7 +252,7 @@ pub fn summarize(records: &UsageRecords, period: Period, now: OffsetDateTime, bu
     }
     let mut out: Vec<UserUsage> = users.into_values().collect();
     for u in &mut out {
-        u.sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        u.sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     }
     out
 }

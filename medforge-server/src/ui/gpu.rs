@@ -108,11 +108,11 @@ impl GpuCard {
                 ReadingText {
                     utilization_percent: s.utilization_percent.min(100),
                     memory: format!("{} of {}", gib(s.memory_used_bytes), gib(s.memory_total_bytes)),
-                    memory_percent: if s.memory_total_bytes == 0 {
-                        0
-                    } else {
-                        (s.memory_used_bytes.saturating_mul(100) / s.memory_total_bytes) as u32
-                    },
+                    memory_percent: s
+                        .memory_used_bytes
+                        .saturating_mul(100)
+                        .checked_div(s.memory_total_bytes)
+                        .map_or(0, |p| p.min(100) as u32),
                     temperature: s.temperature_c.map(|t| format!("{t} °C")).unwrap_or_else(|| "n/a".into()),
                     power: s.power_watts.map(|w| format!("{w:.0} W")).unwrap_or_else(|| "n/a".into()),
                     processes: s.pids.len(),
