@@ -14,7 +14,7 @@ use medforge_core::usage::{DayUsage, SessionUsage, UserUsage};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::schemas::{AdminErrors, EnvelopeDoc, SignedInErrors};
+use super::schemas::{AdminErrors, EnvelopeDoc, InvalidErrors, SignedInErrors};
 use crate::http::envelope::{Envelope, rfc3339};
 use crate::http::extract::{Admin, SignedIn};
 use crate::service::usage::{self as usage_service, BUSY_UNKNOWN, Report};
@@ -192,7 +192,11 @@ pub struct EveryonesUsage {
     path = "/api/v2/me/usage",
     tag = "me",
     params(UsageQuery),
-    responses((status = 200, description = "The caller's GPU-hours", body = EnvelopeDoc<MyUsage>), SignedInErrors)
+    responses(
+        (status = 200, description = "The caller's GPU-hours", body = EnvelopeDoc<MyUsage>),
+        SignedInErrors,
+        InvalidErrors
+    )
 )]
 pub async fn mine(
     State(state): State<Arc<AppState>>,
@@ -216,7 +220,8 @@ pub async fn mine(
     params(UsageQuery),
     responses(
         (status = 200, description = "Everyone's GPU-hours (CSV with Accept: text/csv: a row per user and day)", body = EnvelopeDoc<EveryonesUsage>),
-        AdminErrors
+        AdminErrors,
+        InvalidErrors
     )
 )]
 pub async fn everyone(
