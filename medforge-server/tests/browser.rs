@@ -170,6 +170,21 @@ async fn whole_flow(s: Server) {
     s.stop().await;
 }
 
+/// The text of the first element matching `css`, read in one script: the
+/// dashboard's script swaps its GPU card every second, so an element found
+/// first and read after may be gone (stale) by then.
+async fn live_text(b: &Browser, css: &str) -> String {
+    let v = b
+        .client
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : '';",
+            vec![json!(css)],
+        )
+        .await
+        .expect("read");
+    v.as_str().unwrap_or_default().to_owned()
+}
+
 /// Whether the page fits the window's width (no sideways scrolling).
 async fn fits_width(b: &Browser) -> bool {
     let v = b
@@ -226,20 +241,24 @@ async fn gpu_telemetry_and_usage_pages_in_a_real_browser() {
     s.set_gpus(&reading(91, 42 << 30));
     // Live: the card changes without a reload (the script refetches it).
     let deadline = Instant::now() + Duration::from_secs(15);
-    while carol.text("[data-testid=my-gpu] [data-testid=gpu-utilization]").await != "91%" {
+    while live_text(&carol, "[data-testid=my-gpu] [data-testid=gpu-utilization]").await != "91%" {
         assert!(Instant::now() < deadline, "the dashboard's GPU card did not follow the reading");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     carol.client.execute("window.__same_page = true; return true;", vec![]).await.expect("mark");
     s.set_gpus(&reading(12, 42 << 30));
     let deadline = Instant::now() + Duration::from_secs(15);
-    while carol.text("[data-testid=my-gpu] [data-testid=gpu-utilization]").await != "12%" {
+    while live_text(&carol, "[data-testid=my-gpu] [data-testid=gpu-utilization]").await != "12%" {
         assert!(Instant::now() < deadline, "the dashboard's GPU card did not follow the second reading");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let same = carol.client.execute("return window.__same_page === true;", vec![]).await.expect("check");
     assert_eq!(same, json!(true), "updated in place, not by a reload");
-    assert!(carol.text("[data-testid=my-gpu] [data-testid=gpu-memory]").await.starts_with("42.0 GiB of 80.0 GiB"));
+    let memory = live_text(&carol, "[data-testid=my-gpu] [data-testid=gpu-memory]").await;
+    assert!(memory.starts_with("42.0 GiB of 80.0 GiB"), "{memory}");
+    // Hold the page still for axe: the script's next refetch never returns.
+    carol.client.execute("window.fetch = () => new Promise(() => {}); return true;", vec![]).await.expect("freeze");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     carol.assert_clean("the dashboard with a live GPU").await;
     carol.screenshots("dashboard-gpu").await;
 
