@@ -138,6 +138,7 @@ async fn bench_backend(name: &str, harness: StoreHarness, clients: usize, secs: 
                     exposure: Exposure::External,
                     pack_id: None,
                     now: model::now(),
+                    expires_at: None,
                 })
                 .await;
             let latency = t.elapsed();

@@ -13,17 +13,19 @@ use std::sync::Mutex;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::model::{Exposure, GpuId, InviteId, PackId, Role, SessionId, Slug, UserId};
+pub use crate::model::StopReason;
+use crate::model::{Exposure, GpuId, InviteId, PackId, QueueEntryId, Role, SessionId, Slug, UserId, WarningKind};
 
-/// Why a session stopped (`session.stop`'s `reason`).
+/// Why a queue entry left (`queue.leave`'s `why`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StopReason {
+pub enum LeaveReason {
+    /// Its user left.
     User,
+    /// An admin removed it.
     Admin,
-    ContainerDeath,
-    SnapshotFailed,
-    Reconcile,
+    /// Its user holds as many sessions as they may.
+    Limit,
 }
 
 /// What recovery did about a session (`session.recovery.decision`).
@@ -87,6 +89,55 @@ pub enum Event {
     SessionStartFailed { session_id: SessionId, error: String },
     #[serde(rename = "session.stop")]
     SessionStop { session_id: SessionId, user_id: UserId, gpu_id: GpuId, slug: Slug, reason: StopReason },
+    /// Its owner was warned: `kind` stops it at `stops_at` unless they act.
+    #[serde(rename = "session.warning")]
+    SessionWarning {
+        session_id: SessionId,
+        user_id: UserId,
+        slug: Slug,
+        kind: WarningKind,
+        #[serde(with = "time::serde::rfc3339")]
+        stops_at: OffsetDateTime,
+    },
+    /// Its lifetime was extended (`extensions`: how often, now).
+    #[serde(rename = "session.extend")]
+    SessionExtend {
+        session_id: SessionId,
+        user_id: UserId,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+        extensions: u32,
+    },
+    /// A user joined the wait queue for a GPU (`position`: theirs then).
+    #[serde(rename = "queue.join")]
+    QueueJoin { entry_id: QueueEntryId, user_id: UserId, exposure: Exposure, position: usize, auto_start: bool },
+    /// A GPU was reserved for the queue's head until `offered_until`.
+    #[serde(rename = "queue.offer")]
+    QueueOffer {
+        entry_id: QueueEntryId,
+        user_id: UserId,
+        exposure: Exposure,
+        session_id: SessionId,
+        gpu_id: GpuId,
+        #[serde(with = "time::serde::rfc3339")]
+        offered_until: OffsetDateTime,
+    },
+    /// The user took the GPU they were offered (their session starts).
+    #[serde(rename = "queue.claim")]
+    QueueClaim { entry_id: QueueEntryId, user_id: UserId, exposure: Exposure, session_id: SessionId, gpu_id: GpuId },
+    /// An offer lapsed unclaimed: its GPU passes to the next in line.
+    #[serde(rename = "queue.expire")]
+    QueueExpire { entry_id: QueueEntryId, user_id: UserId, exposure: Exposure, gpu_id: Option<GpuId> },
+    /// An entry left the queue: its user left (`actor_id` unset), an admin
+    /// removed it, or the user reached their session limit meanwhile.
+    #[serde(rename = "queue.leave")]
+    QueueLeave {
+        entry_id: QueueEntryId,
+        user_id: UserId,
+        exposure: Exposure,
+        actor_id: Option<UserId>,
+        why: LeaveReason,
+    },
     #[serde(rename = "session.recovery.decision")]
     SessionRecoveryDecision {
         session_id: SessionId,
@@ -148,6 +199,13 @@ impl Event {
             | Event::UserLogout { user_id, .. }
             | Event::SessionStart { user_id, .. }
             | Event::SessionStop { user_id, .. }
+            | Event::SessionWarning { user_id, .. }
+            | Event::SessionExtend { user_id, .. }
+            | Event::QueueJoin { user_id, .. }
+            | Event::QueueOffer { user_id, .. }
+            | Event::QueueClaim { user_id, .. }
+            | Event::QueueExpire { user_id, .. }
+            | Event::QueueLeave { user_id, .. }
             | Event::AdminUserChange { user_id, .. }
             | Event::AdminSessionStop { user_id, .. }
             | Event::AdminUserCreate { user_id, .. }
@@ -167,6 +225,7 @@ impl Event {
             | Event::AdminInviteRevoke { actor_id, .. }
             | Event::AdminUserCreate { actor_id, .. }
             | Event::SessionEnteredByOther { actor_id, .. } => Some(*actor_id),
+            Event::QueueLeave { actor_id, .. } => *actor_id,
             _ => None,
         }
     }
@@ -179,6 +238,10 @@ impl Event {
             | Event::SessionStop { session_id, .. }
             | Event::SessionRecoveryDecision { session_id, .. }
             | Event::SessionSnapshot { session_id, .. }
+            | Event::SessionWarning { session_id, .. }
+            | Event::SessionExtend { session_id, .. }
+            | Event::QueueOffer { session_id, .. }
+            | Event::QueueClaim { session_id, .. }
             | Event::AdminSessionStop { session_id, .. }
             | Event::SessionEnteredByOther { session_id, .. } => Some(*session_id),
             _ => None,
@@ -196,6 +259,13 @@ impl Event {
             Event::SessionStartFailed { .. } => "session.start_failed",
             Event::SessionStop { .. } => "session.stop",
             Event::SessionRecoveryDecision { .. } => "session.recovery.decision",
+            Event::SessionWarning { .. } => "session.warning",
+            Event::SessionExtend { .. } => "session.extend",
+            Event::QueueJoin { .. } => "queue.join",
+            Event::QueueOffer { .. } => "queue.offer",
+            Event::QueueClaim { .. } => "queue.claim",
+            Event::QueueExpire { .. } => "queue.expire",
+            Event::QueueLeave { .. } => "queue.leave",
             Event::SessionSnapshot { .. } => "session.snapshot",
             Event::AdminUserChange { .. } => "admin.user.change",
             Event::AdminGpuChange { .. } => "admin.gpu.change",

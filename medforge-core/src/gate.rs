@@ -87,6 +87,7 @@ mod tests {
             max_concurrent_sessions: 1,
             created_at: model::now(),
             workspace_quota_bytes: None,
+            max_lifetime_secs: None,
         }
     }
 

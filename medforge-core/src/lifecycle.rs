@@ -12,7 +12,11 @@
 //!              | failure: container removed, error_message -> [error]
 //! stop   -> [stopping] -> SIGTERM, grace, kill, remove -> snapshot -> [stopped]
 //! container dies while running -> [error] "container exited unexpectedly" (+ snapshot)
+//! idle or past its lifetime -> warned (`session.warning`) -> stop, reason `idle` | `lifetime`
 //! ```
+//!
+//! Every end records its `stop_reason`, and every end that frees a GPU
+//! wakes [`Lifecycle::gpu_freed`], which the server's queue task waits on.
 //!
 //! Containers are addressed by name (`mf-session-<slug>`), not by the id
 //! recorded on the row, so a stop or a reconcile finds the container even
@@ -25,15 +29,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::clock::{Clock, SystemClock};
 use crate::events::{Event, EventContext, EventSink, RecoveryDecision, RecoveryMode, StopReason};
-use crate::model::{self, Session, SessionId, SessionStatus};
+use crate::limits::{SessionLimits, Verdict};
+use crate::model::{Session, SessionId, SessionStatus};
 use crate::probe;
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerState, RuntimeError, RuntimeEvent, SESSION_PORT, SessionContainerConfig,
     container_name, session_container_spec,
 };
 use crate::storage::{SnapshotKind, SnapshotName, Storage, StorageError};
-use crate::store::{AllocationError, AllocationRequest, Store, StoreError, Transition};
+use crate::store::{AllocationError, AllocationRequest, Extension, Store, StoreError, Transition};
 
 /// The message a session gets when its container dies under it.
 pub const CONTAINER_EXITED: &str = "container exited unexpectedly";
@@ -53,6 +59,8 @@ pub struct LifecycleConfig {
     /// The default workspace quota, where the storage has quotas; a user's
     /// `workspace_quota_bytes` overrides it.
     pub quota_bytes: Option<u64>,
+    /// Idle and lifetime limits, warnings and extensions.
+    pub limits: SessionLimits,
 }
 
 impl Default for LifecycleConfig {
@@ -63,6 +71,7 @@ impl Default for LifecycleConfig {
             ready_timeout: Duration::from_secs(120),
             poll_interval: Duration::from_secs(30),
             quota_bytes: None,
+            limits: SessionLimits::default(),
         }
     }
 }
@@ -103,6 +112,18 @@ pub enum StopOutcome {
     AlreadyTerminal(Session),
 }
 
+/// What one pass of [`Lifecycle::enforce_limits`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitsReport {
+    /// Sessions whose owners were warned now.
+    pub warned: Vec<SessionId>,
+    /// Sessions whose warning no longer stands (used again, or extended).
+    pub taken_back: Vec<SessionId>,
+    /// Stops this pass claimed (`stopping`, gate closed), with their
+    /// reasons; the caller finishes each ([`Lifecycle::finish_stop`]).
+    pub claimed: Vec<(Session, StopReason)>,
+}
+
 /// What boot reconciliation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -121,6 +142,8 @@ pub struct Lifecycle {
     storage: Arc<dyn Storage>,
     events: Arc<dyn EventSink>,
     config: LifecycleConfig,
+    clock: Arc<dyn Clock>,
+    gpu_freed: tokio::sync::Notify,
 }
 
 impl Lifecycle {
@@ -131,7 +154,38 @@ impl Lifecycle {
         events: Arc<dyn EventSink>,
         config: LifecycleConfig,
     ) -> Self {
-        Self { store, runtime, storage, events, config }
+        Self { store, runtime, storage, events, config, clock: Arc::new(SystemClock), gpu_freed: Default::default() }
+    }
+
+    /// The same lifecycle on another clock (tests move a
+    /// [`crate::clock::ManualClock`] instead of waiting).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time its rules read.
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The idle and lifetime limits.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.config.limits
+    }
+
+    /// Woken (one stored wake-up) whenever a session ends and its GPU is
+    /// free: the queue offers it to the next in line.
+    pub fn gpu_freed(&self) -> &tokio::sync::Notify {
+        &self.gpu_freed
+    }
+
+    fn freed(&self) {
+        self.gpu_freed.notify_one();
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -246,7 +300,7 @@ impl Lifecycle {
     }
 
     async fn finish_start(&self, session: Session, ctx: &EventContext) -> Result<Session, LifecycleError> {
-        let now = model::now();
+        let now = self.clock.now();
         let won = self
             .store
             .transition_session(session.id, Transition::new(SessionStatus::Starting, SessionStatus::Running, now))
@@ -279,10 +333,13 @@ impl Lifecycle {
         if let Err(e) = self.runtime.remove(&container_name(&session.slug)).await {
             tracing::warn!(session_id = %session.id, error = %e, "could not remove the failed container");
         }
-        let failed = Transition::new(SessionStatus::Starting, SessionStatus::Error, model::now()).error(message);
+        let failed = Transition::new(SessionStatus::Starting, SessionStatus::Error, self.clock.now())
+            .error(message)
+            .reason(StopReason::StartFailed);
         match self.store.transition_session(session.id, failed).await {
             Ok(true) => {
-                self.events.emit(Event::SessionStartFailed { session_id: session.id, error: message.to_owned() }, ctx)
+                self.events.emit(Event::SessionStartFailed { session_id: session.id, error: message.to_owned() }, ctx);
+                self.freed();
             }
             // A stop claimed it first; the stopper reports how it ended.
             Ok(false) => tracing::info!(session_id = %session.id, "a start was ended by a stop"),
@@ -299,7 +356,7 @@ impl Lifecycle {
         reason: StopReason,
         ctx: &EventContext,
     ) -> Result<StopOutcome, LifecycleError> {
-        match self.claim_stop(id).await? {
+        match self.claim_stop(id, reason).await? {
             StopClaim::Claimed(claimed) => Ok(StopOutcome::Stopped(self.finish_stop(&claimed, reason, ctx).await?)),
             StopClaim::AlreadyTerminal(session) => Ok(StopOutcome::AlreadyTerminal(session)),
         }
@@ -309,7 +366,9 @@ impl Lifecycle {
     /// `stopping` (from then on the gate refuses it) and returns it, or says
     /// it had already ended. An API answers after this and runs
     /// [`Lifecycle::finish_stop`] in the background.
-    pub async fn claim_stop(&self, id: SessionId) -> Result<StopClaim, LifecycleError> {
+    /// The reason is recorded on the row at once, so a stop that a restart
+    /// interrupts is finished with it.
+    pub async fn claim_stop(&self, id: SessionId, reason: StopReason) -> Result<StopClaim, LifecycleError> {
         let mut session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
         // Two tries, since a starting session may become running between
         // our read and our update.
@@ -317,9 +376,10 @@ impl Lifecycle {
             if !matches!(session.status, SessionStatus::Starting | SessionStatus::Running) {
                 break;
             }
-            let t = Transition::new(session.status, SessionStatus::Stopping, model::now());
+            let t = Transition::new(session.status, SessionStatus::Stopping, self.clock.now()).reason(reason);
             if self.store.transition_session(id, t).await? {
                 session.status = SessionStatus::Stopping;
+                session.stop_reason = Some(reason);
                 return Ok(StopClaim::Claimed(session));
             }
             session = self.store.session(id).await?.ok_or(LifecycleError::NotFound)?;
@@ -329,29 +389,89 @@ impl Lifecycle {
 
     /// The part of a stop after `stopping` was claimed (by
     /// [`Lifecycle::claim_stop`], or before a crash, for the reconciler):
-    /// SIGTERM, grace, kill, remove, snapshot, `stopped`.
+    /// SIGTERM, grace, kill, remove, snapshot, `stopped`. The reason the
+    /// claim recorded wins over `reason`.
     pub async fn finish_stop(
         &self,
         session: &Session,
         reason: StopReason,
         ctx: &EventContext,
     ) -> Result<Session, LifecycleError> {
+        let reason = session.stop_reason.unwrap_or(reason);
         let name = container_name(&session.slug);
         self.runtime.stop(&name, self.config.stop_grace).await?;
         self.runtime.remove(&name).await?;
-        let (to, message, reason) = match self.snapshot(session, SnapshotKind::Stop, ctx).await {
-            Ok(()) => (SessionStatus::Stopped, None, reason),
-            Err(e) => (SessionStatus::Error, Some(format!("snapshot failed: {e}")), StopReason::SnapshotFailed),
+        let (to, message) = match self.snapshot(session, SnapshotKind::Stop, ctx).await {
+            Ok(()) => (SessionStatus::Stopped, None),
+            Err(e) => (SessionStatus::Error, Some(format!("snapshot failed: {e}"))),
         };
-        let mut t = Transition::new(SessionStatus::Stopping, to, model::now());
+        let mut t = Transition::new(SessionStatus::Stopping, to, self.clock.now()).reason(reason);
         t.error_message = message;
-        self.store.transition_session(session.id, t).await?;
+        if self.store.transition_session(session.id, t).await? {
+            self.freed();
+        }
         self.emit_stop(session, reason, ctx);
         self.store.session(session.id).await?.ok_or(LifecycleError::NotFound)
     }
 
+    /// One pass of the idle and lifetime rules over the running sessions:
+    /// warns (`session.warning`), takes back warnings that no longer stand,
+    /// and claims the stops that are due; the caller finishes those.
+    pub async fn enforce_limits(&self) -> Result<LimitsReport, LifecycleError> {
+        let mut report = LimitsReport::default();
+        let now = self.clock.now();
+        for session in self.store.active_sessions().await? {
+            match self.config.limits.judge(&session, now) {
+                Verdict::Keep => {}
+                Verdict::Warn(warning) => {
+                    if self.store.set_session_warning(session.id, Some(warning)).await? {
+                        let ctx = EventContext::correlation(format!("limits:{}", session.id));
+                        self.events.emit(
+                            Event::SessionWarning {
+                                session_id: session.id,
+                                user_id: session.user_id,
+                                slug: session.slug.clone(),
+                                kind: warning.kind,
+                                stops_at: warning.stops_at,
+                            },
+                            &ctx,
+                        );
+                        report.warned.push(session.id);
+                    }
+                }
+                Verdict::TakeBackWarning => {
+                    self.store.set_session_warning(session.id, None).await?;
+                    report.taken_back.push(session.id);
+                }
+                Verdict::Stop(reason) => {
+                    if let StopClaim::Claimed(claimed) = self.claim_stop(session.id, reason).await? {
+                        tracing::info!(session_id = %session.id, %reason, "stopping a session by its limits");
+                        report.claimed.push((claimed, reason));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Adds `extend_by` to a running session's lifetime, up to
+    /// `max_extensions` times (`session.extend`).
+    pub async fn extend(&self, id: SessionId, ctx: &EventContext) -> Result<Extension, LifecycleError> {
+        let limits = &self.config.limits;
+        let outcome = self.store.extend_session(id, limits.extend_by, limits.max_extensions).await?;
+        if let Extension::Extended(s) = &outcome
+            && let Some(expires_at) = s.expires_at
+        {
+            self.events.emit(
+                Event::SessionExtend { session_id: s.id, user_id: s.user_id, expires_at, extensions: s.extensions },
+                ctx,
+            );
+        }
+        Ok(outcome)
+    }
+
     async fn snapshot(&self, session: &Session, kind: SnapshotKind, ctx: &EventContext) -> Result<(), StorageError> {
-        let name = SnapshotName::new(kind, model::now(), &session.slug);
+        let name = SnapshotName::new(kind, self.clock.now(), &session.slug);
         self.storage.snapshot(session.user_id, &name).await?;
         self.events.emit(Event::SessionSnapshot { session_id: session.id, snapshot: name.to_string() }, ctx);
         Ok(())
@@ -380,8 +500,13 @@ impl Lifecycle {
         state: &str,
         mode: RecoveryMode,
     ) -> Result<bool, LifecycleError> {
-        let t = Transition::new(SessionStatus::Running, SessionStatus::Error, model::now()).error(CONTAINER_EXITED);
+        let t = Transition::new(SessionStatus::Running, SessionStatus::Error, self.clock.now())
+            .error(CONTAINER_EXITED)
+            .reason(StopReason::ContainerDeath);
         let won = self.store.transition_session(session.id, t).await?;
+        if won {
+            self.freed();
+        }
         let ctx = EventContext::correlation(format!("{}:{}", mode.as_str(), session.id));
         self.events.emit(
             Event::SessionRecoveryDecision {
@@ -500,10 +625,12 @@ impl Lifecycle {
                 // finish the start, so undo it.
                 SessionStatus::Starting => {
                     self.runtime.remove(&name).await?;
-                    let t = Transition::new(SessionStatus::Starting, SessionStatus::Error, model::now())
-                        .error("interrupted by a server restart while starting");
+                    let t = Transition::new(SessionStatus::Starting, SessionStatus::Error, self.clock.now())
+                        .error("interrupted by a server restart while starting")
+                        .reason(StopReason::StartFailed);
                     if self.store.transition_session(session.id, t).await? {
-                        self.emit_stop(&session, StopReason::Reconcile, &ctx);
+                        self.emit_stop(&session, StopReason::StartFailed, &ctx);
+                        self.freed();
                     }
                     report.failed.push(session.id);
                     RecoveryDecision::MarkedError
@@ -519,11 +646,12 @@ impl Lifecycle {
                     continue; // handle_death emitted its own decision
                 }
                 SessionStatus::Stopping => {
-                    self.finish_stop(&session, StopReason::Reconcile, &ctx).await?;
+                    // The claim recorded why; a row from before that column: the owner's.
+                    self.finish_stop(&session, StopReason::User, &ctx).await?;
                     report.finished_stops.push(session.id);
                     RecoveryDecision::FinishedStop
                 }
-                SessionStatus::Stopped | SessionStatus::Error => continue,
+                SessionStatus::Reserved | SessionStatus::Stopped | SessionStatus::Error => continue,
             };
             self.events.emit(
                 Event::SessionRecoveryDecision {

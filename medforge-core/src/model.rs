@@ -83,6 +83,10 @@ uuid_id!(
     /// A pack: the container image sessions run.
     PackId
 );
+uuid_id!(
+    /// A place in the wait queue for a GPU.
+    QueueEntryId
+);
 
 /// The pack every session gets when the request names none; seeded on start.
 pub const DEFAULT_PACK_ID: PackId = PackId(Uuid::from_u128(0x100));
@@ -291,6 +295,7 @@ impl PackExposure {
 string_enum!(
     /// A session's place in its lifecycle (see docs/architecture.md, Session lifecycle).
     SessionStatus {
+        Reserved => "reserved",
         Starting => "starting",
         Running => "running",
         Stopping => "stopping",
@@ -300,16 +305,29 @@ string_enum!(
 );
 
 impl SessionStatus {
-    /// The statuses that hold a GPU and count against a user's limit.
+    /// The statuses of a session with a container (or one on its way):
+    /// reconciliation, polling and the gate look at these.
     pub const ACTIVE: &'static [SessionStatus] =
         &[SessionStatus::Starting, SessionStatus::Running, SessionStatus::Stopping];
+
+    /// The statuses that hold a GPU and count against a user's limit: the
+    /// active ones and `reserved`, a GPU the queue offered and kept for a
+    /// user until they claim it (`gpu_active` in the migrations says the same).
+    pub const HOLDING: &'static [SessionStatus] =
+        &[SessionStatus::Reserved, SessionStatus::Starting, SessionStatus::Running, SessionStatus::Stopping];
 
     pub fn is_active(self) -> bool {
         Self::ACTIVE.contains(&self)
     }
 
+    /// Whether a session in this status holds its GPU.
+    pub fn holds_gpu(self) -> bool {
+        Self::HOLDING.contains(&self)
+    }
+
+    /// Ended for good: `stopped` or `error`.
     pub fn is_terminal(self) -> bool {
-        !self.is_active()
+        !self.holds_gpu()
     }
 
     /// Whether the lifecycle may move a session from `self` to `to`.
@@ -318,9 +336,95 @@ impl SessionStatus {
         use SessionStatus::*;
         matches!(
             (self, to),
-            (Starting, Running | Stopping | Error) | (Running, Stopping | Error) | (Stopping, Stopped | Error)
+            (Reserved, Starting)
+                | (Starting, Running | Stopping | Error)
+                | (Running, Stopping | Error)
+                | (Stopping, Stopped | Error)
         )
     }
+}
+
+/// Why a session ended (the row's `stop_reason`, `session.stop`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(rename_all = "snake_case"))]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Its owner stopped it.
+    User,
+    /// An admin stopped someone else's session.
+    Admin,
+    /// Nobody used it for `sessions.idle_timeout`.
+    Idle,
+    /// It reached its lifetime (`sessions.max_lifetime` and its extensions).
+    Lifetime,
+    /// Its container exited or vanished under it.
+    ContainerDeath,
+    /// It never came up (the container failed, or a restart interrupted the start).
+    StartFailed,
+}
+
+impl StopReason {
+    pub const ALL: &'static [StopReason] = &[
+        StopReason::User,
+        StopReason::Admin,
+        StopReason::Idle,
+        StopReason::Lifetime,
+        StopReason::ContainerDeath,
+        StopReason::StartFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::User => "user",
+            StopReason::Admin => "admin",
+            StopReason::Idle => "idle",
+            StopReason::Lifetime => "lifetime",
+            StopReason::ContainerDeath => "container_death",
+            StopReason::StartFailed => "start_failed",
+        }
+    }
+
+    /// Whether MedForge stopped it by a rule (and warned first).
+    pub fn is_automatic(self) -> bool {
+        matches!(self, StopReason::Idle | StopReason::Lifetime)
+    }
+}
+
+impl FromStr for StopReason {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| ParseError::new("StopReason", format!("unknown value {s:?}")))
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+string_enum!(
+    /// Which rule will stop a session that its owner was warned about.
+    WarningKind { Idle => "idle", Lifetime => "lifetime" }
+);
+
+/// A warning a session's owner was given: this rule stops it at `stops_at`
+/// unless they act (use it, or extend it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Warning {
+    pub kind: WarningKind,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub stops_at: OffsetDateTime,
+    /// When the warning was given.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub given_at: OffsetDateTime,
 }
 
 /// The current time, truncated to the millisecond precision the stores keep,
@@ -352,6 +456,9 @@ pub struct User {
     /// This user's workspace quota in bytes, set by an admin; `None`: the
     /// configured default. 0: none.
     pub workspace_quota_bytes: Option<u64>,
+    /// This user's session lifetime in seconds, set by an admin; `None`:
+    /// `sessions.max_lifetime`. 0: no limit.
+    pub max_lifetime_secs: Option<u64>,
 }
 
 impl User {
@@ -431,6 +538,37 @@ impl Invite {
     }
 }
 
+string_enum!(
+    /// Where a queue entry stands: `waiting` for a GPU, or `offered` one
+    /// (kept for the user by a `reserved` session until `offered_until`).
+    QueueState { Waiting => "waiting", Offered => "offered" }
+);
+
+/// A user's place in the wait queue for a GPU of one exposure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueEntry {
+    pub id: QueueEntryId,
+    pub user_id: UserId,
+    pub exposure: Exposure,
+    /// The pack to start; `None`: the default.
+    pub pack_id: Option<PackId>,
+    /// Start the session as soon as a GPU is offered ("start for me").
+    pub auto_start: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub joined_at: OffsetDateTime,
+    pub state: QueueState,
+    /// The `reserved` session that keeps the offered GPU.
+    pub session_id: Option<SessionId>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub offered_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub offered_until: Option<OffsetDateTime>,
+}
+
 /// A container image that sessions run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pack {
@@ -487,6 +625,21 @@ pub struct Session {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub stopped_at: Option<OffsetDateTime>,
     pub error_message: Option<String>,
+    /// When its lifetime ends (a `reserved` session: when the offer
+    /// lapses); `None`: no lifetime limit.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<OffsetDateTime>,
+    /// The last time its owner used it (through the proxy) or its GPU was busy.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub last_activity_at: Option<OffsetDateTime>,
+    /// How many times its lifetime was extended.
+    pub extensions: u32,
+    /// The warning its owner was given, while it stands.
+    pub warning: Option<Warning>,
+    /// Why it ended, once it has.
+    pub stop_reason: Option<StopReason>,
 }
 
 impl Session {
@@ -513,6 +666,11 @@ impl Session {
             started_at: None,
             stopped_at: None,
             error_message: None,
+            expires_at: None,
+            last_activity_at: Some(created_at),
+            extensions: 0,
+            warning: None,
+            stop_reason: None,
         }
     }
 }

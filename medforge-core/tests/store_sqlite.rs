@@ -17,7 +17,13 @@ async fn in_memory_store_allocates_and_refuses() {
     store.seed(&Seed::default()).await.expect("seed");
     let user =
         store.create_user(NewUser::new("m@example.org".parse().expect("email"), "h".into())).await.expect("user");
-    let req = AllocationRequest { user_id: user.id, exposure: Exposure::External, pack_id: None, now: model::now() };
+    let req = AllocationRequest {
+        user_id: user.id,
+        exposure: Exposure::External,
+        pack_id: None,
+        now: model::now(),
+        expires_at: None,
+    };
     store.allocate_session(req.clone()).await.expect("first");
     let second = store.allocate_session(req).await;
     assert!(matches!(second, Err(AllocationError::LimitReached { limit: 1 })), "{second:?}");

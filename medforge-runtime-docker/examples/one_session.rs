@@ -108,7 +108,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // A real embedder reconciles first: a previous run may have crashed.
     sessions.reconcile().await?;
     let watcher = tokio::spawn(sessions.clone().watch(std::future::pending()));
-    let req = AllocationRequest { user_id: user.id, exposure: Exposure::External, pack_id: None, now: model::now() };
+    let req = AllocationRequest {
+        user_id: user.id,
+        exposure: Exposure::External,
+        pack_id: None,
+        now: model::now(),
+        expires_at: None,
+    };
     let session = sessions.create(req, &EventContext::correlation("one_session")).await?;
     eprintln!(
         "session {} is {} on GPU {} as mf-session-{}; Ctrl-C stops it",

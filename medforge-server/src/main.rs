@@ -356,6 +356,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let isolation = tokio::spawn(tasks::keep_isolation(state.clone(), stop_rx.clone()));
     let sampler = tokio::spawn(tasks::sample_gpus(state.clone(), stop_rx.clone()));
+    let limiter = tokio::spawn(tasks::enforce_limits(state.clone(), stop_rx.clone()));
+    let queue = tokio::spawn(tasks::run_queue(state.clone(), stop_rx.clone()));
     let watcher = {
         let mut stop = stop_rx.clone();
         tokio::spawn(state.lifecycle.clone().watch(async move {
@@ -430,6 +432,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = watcher.await;
     let _ = isolation.await;
     let _ = sampler.await;
+    let _ = limiter.await;
+    let _ = queue.await;
     Ok(())
 }
 

@@ -299,6 +299,7 @@ pub async fn build(
         ready_timeout: Duration::from_secs(config.runtime.ready_timeout_secs),
         poll_interval: Duration::from_secs(config.runtime.poll_interval_secs.max(1)),
         quota_bytes: config.storage.quota_bytes,
+        limits: config.sessions.limits(),
     };
     let lifecycle =
         Arc::new(Lifecycle::new(store.clone(), runtime.clone(), storage.clone(), events.clone(), lifecycle_config));
@@ -330,5 +331,6 @@ pub async fn build(
         metrics,
         telemetry,
         gpu_monitor,
+        activity: Default::default(),
     }))
 }

@@ -1,13 +1,17 @@
 //! Background work of `serve` beside the session watcher: keeping the
-//! isolation rules in place, and sampling the GPUs.
+//! isolation rules in place, sampling the GPUs, the idle and lifetime
+//! limits, and the wait queue's offers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use medforge_core::events::EventContext;
+
 use crate::config::FirewallKind;
-use crate::service::{AppState, isolation};
+use crate::service::passes::Revoked;
+use crate::service::{AppState, isolation, notify, queue, sessions};
 
 /// Applies the isolation policy once; `serve` refuses to start when this
 /// fails, rather than serve sessions that can reach each other.
@@ -86,4 +90,83 @@ pub async fn sample_once(state: &AppState) -> Result<(), medforge_core::store::S
     state.store.record_gpu_usage(&recorded.rows).await?;
     state.gpu_monitor.written(&recorded);
     Ok(())
+}
+
+/// Every second: what the proxy and the GPUs say about use is written,
+/// then the idle and lifetime rules run ([`medforge_core::limits`]):
+/// owners are warned, and the stops that are due are claimed (their
+/// hosts closed at once) and finished in the background.
+pub async fn enforce_limits(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = every.tick() => {}
+        }
+        if let Err(e) = limits_once(&state).await {
+            tracing::error!(error = %e, "the session limits could not be checked");
+        }
+    }
+    // What was seen last is kept for the next start.
+    if let Err(e) = state.activity.flush(state.store.as_ref()).await {
+        tracing::warn!(error = %e, "session activity lost at shutdown");
+    }
+}
+
+/// One pass of [`enforce_limits`].
+pub async fn limits_once(
+    state: &Arc<AppState>,
+) -> Result<medforge_core::lifecycle::LimitsReport, medforge_core::lifecycle::LifecycleError> {
+    busy_gpus_are_activity(state).await?;
+    state.activity.flush(state.store.as_ref()).await?;
+    let report = state.lifecycle.enforce_limits().await?;
+    for id in &report.warned {
+        if let Some(session) = state.store.session(*id).await?
+            && let Some(warning) = session.warning
+        {
+            notify::send(state, notify::Notice::warning(state, &session, &warning).await);
+        }
+    }
+    for (claimed, reason) in &report.claimed {
+        state.revoke(Revoked::Session(claimed.slug.clone()));
+        let ctx = EventContext::correlation(format!("limits:{}", claimed.id));
+        sessions::finish_in_background(state, claimed.clone(), *reason, ctx);
+    }
+    Ok(report)
+}
+
+/// A GPU at `sessions.busy_gpu_utilization` or above in its latest reading
+/// counts as use of the session holding it: a training run keeps its
+/// session alive with the browser closed. Readings older than three
+/// sampling intervals (telemetry stalled) count for nothing.
+async fn busy_gpus_are_activity(state: &AppState) -> Result<(), medforge_core::store::StoreError> {
+    if !state.gpu_monitor.live {
+        return Ok(());
+    }
+    let now = state.lifecycle.now();
+    let fresh = time::Duration::try_from(state.gpu_monitor.interval * 3).unwrap_or(time::Duration::MAX);
+    let busy = state.config.sessions.busy_gpu_utilization * 100.0;
+    for gpu in state.store.list_gpus().await? {
+        let (Some(session), Some(reading)) = (gpu.session_id, state.gpu_monitor.latest(gpu.id.0)) else { continue };
+        if f64::from(reading.sample.utilization_percent) >= busy && now - reading.at <= fresh {
+            state.activity.touch(session, now);
+        }
+    }
+    Ok(())
+}
+
+/// Offers GPUs to the wait queue: at once when a session ends (the
+/// lifecycle wakes it), and every second for offers that lapse.
+pub async fn run_queue(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = state.lifecycle.gpu_freed().notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(e) = queue::offer_round(&state).await {
+            tracing::error!(error = %e, "the queue's offer round failed");
+        }
+    }
 }

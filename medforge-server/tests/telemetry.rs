@@ -187,7 +187,13 @@ async fn own_store(s: &Server) -> Arc<dyn Store> {
 /// A session that ran between two fixed times (or died at the second).
 async fn ran(store: &dyn Store, user: UserId, from: OffsetDateTime, to: OffsetDateTime, died: bool) {
     let s = store
-        .allocate_session(AllocationRequest { user_id: user, exposure: Exposure::External, pack_id: None, now: from })
+        .allocate_session(AllocationRequest {
+            user_id: user,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: from,
+            expires_at: None,
+        })
         .await
         .expect("allocate");
     let t = |a, b, at| Transition::new(a, b, at);

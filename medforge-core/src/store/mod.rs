@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    DeploymentId, Email, Exposure, GpuDevice, GpuId, Invite, InviteId, Login, LoginId, Pack, PackId, Role, Session,
-    SessionId, SessionStatus, Slug, User, UserId, UserSummary,
+    DeploymentId, Email, Exposure, GpuDevice, GpuId, Invite, InviteId, Login, LoginId, Pack, PackId, QueueEntry,
+    QueueEntryId, Role, Session, SessionId, SessionStatus, Slug, StopReason, User, UserId, UserSummary, Warning,
 };
 
 use crate::telemetry::GpuInfo;
@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The invite is used, revoked, expired or unknown.
     #[error("This invite link is used, revoked or expired.")]
     InviteUnusable,
+    /// The user already has a place in the queue for that exposure.
+    #[error("You are already in the queue.")]
+    AlreadyQueued,
     #[error("invalid pagination cursor")]
     InvalidCursor,
     #[error("page limit must be 1 to 500")]
@@ -158,6 +161,8 @@ pub struct UserUpdate {
     pub max_concurrent_sessions: Option<u32>,
     /// `Some(None)` clears the user's own quota (back to the default).
     pub workspace_quota_bytes: Option<Option<u64>>,
+    /// `Some(None)` clears the user's own session lifetime (back to the default).
+    pub max_lifetime_secs: Option<Option<u64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +184,8 @@ pub struct AllocationRequest {
     /// `None` means the default pack.
     pub pack_id: Option<PackId>,
     pub now: OffsetDateTime,
+    /// When the session's lifetime ends; `None`: never.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// A status change, applied only if the session is still in `from`.
@@ -191,11 +198,18 @@ pub struct Transition {
     pub container_id: Option<String>,
     pub workspace: Option<String>,
     pub error_message: Option<String>,
+    /// Why it stops (recorded once: a later transition keeps the first).
+    pub stop_reason: Option<StopReason>,
 }
 
 impl Transition {
     pub fn new(from: SessionStatus, to: SessionStatus, at: OffsetDateTime) -> Self {
-        Self { from, to, at, container_id: None, workspace: None, error_message: None }
+        Self { from, to, at, container_id: None, workspace: None, error_message: None, stop_reason: None }
+    }
+
+    pub fn reason(mut self, reason: StopReason) -> Self {
+        self.stop_reason = Some(reason);
+        self
     }
 
     pub fn container_id(mut self, id: impl Into<String>) -> Self {
@@ -212,6 +226,42 @@ impl Transition {
         self.error_message = Some(message.into());
         self
     }
+}
+
+/// A new place in the queue, `waiting`.
+#[derive(Debug, Clone)]
+pub struct NewQueueEntry {
+    pub id: QueueEntryId,
+    pub user_id: UserId,
+    pub exposure: Exposure,
+    pub pack_id: Option<PackId>,
+    pub auto_start: bool,
+    pub joined_at: OffsetDateTime,
+}
+
+/// What [`Store::offer_gpu`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// A free GPU is now reserved for the entry's user: the `reserved`
+    /// session that holds it (its `expires_at` is the offer's end).
+    Made(Session),
+    /// No GPU is free.
+    NoGpu,
+    /// The entry is gone or already offered one.
+    NotWaiting,
+    /// The user holds as many sessions as they may: no offer (the entry stays).
+    UserAtLimit,
+}
+
+/// A session's lifetime was extended, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extension {
+    /// The session as it is now (`expires_at` later, one more extension).
+    Extended(Session),
+    /// It has been extended as often as it may.
+    LimitReached,
+    /// It is not running, or has no lifetime limit.
+    NotRunning,
 }
 
 /// Which sessions a listing returns.
@@ -369,8 +419,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<UsageRecords, StoreError>;
 
     // --- sessions ---
-    /// In one transaction: lock the user, check entitlement, pack and limit,
-    /// take the lowest enabled free GPU, insert the session as `starting`.
+    /// In one transaction: lock the user, check entitlement and pack; then
+    /// either claim the GPU the queue offered this user for this exposure
+    /// (their `reserved` session becomes `starting`, the entry goes), or
+    /// check the limit, make sure no one waiting in the queue is passed
+    /// over (a GPU is only taken when more are free than others wait for),
+    /// take the lowest enabled free GPU and insert the session as `starting`.
     async fn allocate_session(&self, request: AllocationRequest) -> Result<Session, AllocationError>;
     async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
     async fn session_by_slug(&self, slug: &Slug) -> Result<Option<Session>, StoreError>;
@@ -384,6 +438,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// returns whether this call won. Moves the state machine forbids are
     /// refused without touching the row.
     async fn transition_session(&self, id: SessionId, transition: Transition) -> Result<bool, StoreError>;
+    /// Records that sessions were used at these times (a later time only
+    /// ever moves `last_activity_at` forward); ended sessions are left alone.
+    async fn record_activity(&self, seen: &[(SessionId, OffsetDateTime)]) -> Result<(), StoreError>;
+    /// Sets or clears the warning of a running session; whether it was running.
+    async fn set_session_warning(&self, id: SessionId, warning: Option<Warning>) -> Result<bool, StoreError>;
+    /// Moves a running session's `expires_at` on by `by` and counts the
+    /// extension, unless it has `max` already; clears a lifetime warning.
+    async fn extend_session(&self, id: SessionId, by: std::time::Duration, max: u32) -> Result<Extension, StoreError>;
     /// Records runtime details of a session that is still active.
     async fn set_session_runtime(
         &self,
@@ -391,6 +453,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         container_id: Option<&str>,
         workspace: Option<&str>,
     ) -> Result<bool, StoreError>;
+
+    // --- the wait queue ---
+    /// Adds a `waiting` entry; [`StoreError::AlreadyQueued`] if the user has
+    /// one for that exposure.
+    async fn join_queue(&self, entry: NewQueueEntry) -> Result<QueueEntry, StoreError>;
+    /// Every entry, oldest first.
+    async fn queue(&self) -> Result<Vec<QueueEntry>, StoreError>;
+    async fn queue_entry(&self, user: UserId, exposure: Exposure) -> Result<Option<QueueEntry>, StoreError>;
+    /// Removes the entry and the reservation of an offer it had (its GPU is
+    /// free again); the entry as it was, or `None` when there was none.
+    async fn leave_queue(&self, id: QueueEntryId) -> Result<Option<QueueEntry>, StoreError>;
+    /// In one transaction, as race-safe as an allocation: if the entry is
+    /// still `waiting`, its user below their limit and a GPU free, reserve
+    /// that GPU for them (a `reserved` session until `until`) and mark the
+    /// entry `offered`.
+    async fn offer_gpu(
+        &self,
+        id: QueueEntryId,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Offer, StoreError>;
+    /// Removes the offers that lapsed at `now` with their reservations; the
+    /// entries as they were.
+    async fn expire_offers(&self, now: OffsetDateTime) -> Result<Vec<QueueEntry>, StoreError>;
 
     // --- the event log ---
     /// Keeps one event (a fresh id is chosen by the caller).

@@ -146,8 +146,13 @@ pub async fn session_start(bench: SessionStartBench, starts: usize) -> String {
     for i in 0..=starts {
         base.push(cli_run_once(engine, &image, &network, &run_label, &containers.limits, i).await);
         api.push(engine_api_once(runtime.as_ref(), &raw_spec).await);
-        let req =
-            AllocationRequest { user_id: user.id, exposure: Exposure::External, pack_id: None, now: model::now() };
+        let req = AllocationRequest {
+            user_id: user.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: model::now(),
+            expires_at: None,
+        };
         let t = Instant::now();
         let session = sessions.create(req, &EventContext::default()).await.expect("create");
         ours.push(t.elapsed());

@@ -152,8 +152,13 @@ impl LifecycleStack {
     }
 
     pub async fn create(&self, user: &User) -> Result<Session, LifecycleError> {
-        let req =
-            AllocationRequest { user_id: user.id, exposure: Exposure::External, pack_id: None, now: model::now() };
+        let req = AllocationRequest {
+            user_id: user.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: model::now(),
+            expires_at: None,
+        };
         self.sessions.create(req, &EventContext::request("test")).await
     }
 
@@ -418,6 +423,7 @@ pub async fn reconciliation_after_a_crash_leaves_nothing_stranded(h: &LifecycleH
             exposure: Exposure::External,
             pack_id: None,
             now: model::now(),
+            expires_at: None,
         })
         .await
         .expect("allocate");

@@ -9,12 +9,12 @@ use time::Duration;
 use super::StoreHarness;
 use crate::auth::{Authenticator, ClientInfo, ExpiryPolicy, LoginToken, TokenKey};
 use crate::model::{
-    self, DEFAULT_PACK_ID, Email, Exposure, GpuId, InviteId, InviteState, PackExposure, PackId, Role, Session,
-    SessionStatus, User,
+    self, DEFAULT_PACK_ID, Email, Exposure, GpuId, InviteId, InviteState, PackExposure, PackId, QueueEntry,
+    QueueEntryId, QueueState, Role, Session, SessionStatus, StopReason, User, Warning, WarningKind,
 };
 use crate::store::{
-    AllocationError, AllocationRequest, DbFailure, NewInvite, NewLogin, NewUser, PageRequest, Seed, SessionFilter,
-    Store, StoreError, Transition, UniqueKey, UserUpdate,
+    AllocationError, AllocationRequest, DbFailure, Extension, NewInvite, NewLogin, NewQueueEntry, NewUser, Offer,
+    PageRequest, Seed, SessionFilter, Store, StoreError, Transition, UniqueKey, UserUpdate,
 };
 use crate::telemetry::GpuInfo;
 use crate::usage::{GpuUsageDay, Period, summarize};
@@ -41,6 +41,7 @@ async fn allocate(store: &dyn Store, user: &User) -> Result<Session, AllocationE
             exposure: Exposure::External,
             pack_id: None,
             now: model::now(),
+            expires_at: None,
         })
         .await
 }
@@ -395,8 +396,13 @@ pub async fn allocation_takes_lowest_free_gpu_and_checks_everything(h: &StoreHar
     assert_eq!(store.session_by_slug(&s.slug).await.expect("get"), Some(s.clone()));
     assert_eq!(allocate(store.as_ref(), &b).await.expect("allocate").gpu_id, GpuId(1));
 
-    let req =
-        |user: &User, exposure, pack_id| AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
+    let req = |user: &User, exposure, pack_id| AllocationRequest {
+        user_id: user.id,
+        exposure,
+        pack_id,
+        now: model::now(),
+        expires_at: None,
+    };
     let c = user_with_limit(store.as_ref(), "c", 5).await;
     let r = store.allocate_session(req(&c, Exposure::Internal, None)).await;
     assert!(matches!(r, Err(AllocationError::NotEntitled)), "{r:?}");
@@ -654,6 +660,7 @@ pub async fn sessions_list_with_filters_and_cursors(h: &StoreHarness) {
                 exposure,
                 pack_id: None,
                 now: t0 + Duration::seconds(i),
+                expires_at: None,
             })
             .await
             .expect("allocate");
@@ -663,7 +670,13 @@ pub async fn sessions_list_with_filters_and_cursors(h: &StoreHarness) {
         mine.push(s);
     }
     store
-        .allocate_session(AllocationRequest { user_id: b.id, exposure: Exposure::External, pack_id: None, now: t0 })
+        .allocate_session(AllocationRequest {
+            user_id: b.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: t0,
+            expires_at: None,
+        })
         .await
         .expect("allocate");
 
@@ -749,6 +762,7 @@ async fn session_between(
             exposure: Exposure::External,
             pack_id: None,
             now: start,
+            expires_at: None,
         })
         .await
         .expect("allocate");
@@ -985,6 +999,208 @@ pub async fn the_deployment_id_is_made_once(h: &StoreHarness) {
     assert!(!id.0.is_nil());
 }
 
+async fn join(store: &dyn Store, user: &User, at: time::OffsetDateTime) -> QueueEntry {
+    store
+        .join_queue(NewQueueEntry {
+            id: QueueEntryId::new_random(),
+            user_id: user.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            auto_start: false,
+            joined_at: at,
+        })
+        .await
+        .expect("join the queue")
+}
+
+/// Seven users hold the seven GPUs.
+async fn full_house(store: &dyn Store) -> Vec<Session> {
+    let mut held = Vec::new();
+    for i in 0..7 {
+        let u = user_with_limit(store, &format!("holder{i}"), 1).await;
+        held.push(allocate(store, &u).await.expect("allocate"));
+    }
+    held
+}
+
+pub async fn an_offer_reserves_the_freed_gpu_against_every_other_create(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let held = full_house(store.as_ref()).await;
+    let eighth = user_with_limit(store.as_ref(), "eighth", 1).await;
+    let ninth = user_with_limit(store.as_ref(), "ninth", 1).await;
+    let t0 = model::now();
+    let first = join(store.as_ref(), &eighth, t0).await;
+    let second = join(store.as_ref(), &ninth, t0 + Duration::seconds(1)).await;
+    assert!(matches!(
+        store.join_queue(NewQueueEntry { id: QueueEntryId::new_random(), ..new_entry(&first) }).await,
+        Err(StoreError::AlreadyQueued)
+    ));
+    assert_eq!(store.offer_gpu(first.id, t0, t0 + Duration::minutes(10)).await.expect("offer"), Offer::NoGpu);
+    release(store.as_ref(), &held[3]).await;
+    // While people wait, a GPU that frees is not for a create that comes first.
+    let passer = user_with_limit(store.as_ref(), "passer", 1).await;
+    assert!(matches!(allocate(store.as_ref(), &passer).await, Err(AllocationError::NoGpusAvailable)));
+    let until = t0 + Duration::minutes(10);
+    let Offer::Made(reserved) = store.offer_gpu(first.id, t0, until).await.expect("offer") else {
+        panic!("no offer made")
+    };
+    assert_eq!(
+        (reserved.status, reserved.gpu_id, reserved.user_id),
+        (SessionStatus::Reserved, held[3].gpu_id, eighth.id)
+    );
+    assert_eq!(reserved.expires_at, Some(until));
+    assert_eq!(store.offer_gpu(first.id, t0, until).await.expect("again"), Offer::NotWaiting);
+    let entry = store.queue_entry(eighth.id, Exposure::External).await.expect("entry").expect("there");
+    assert_eq!(
+        (entry.state, entry.session_id, entry.offered_until),
+        (QueueState::Offered, Some(reserved.id), Some(until))
+    );
+    // Twenty concurrent creates by others during the claim window: none gets it.
+    let mut others = Vec::new();
+    for i in 0..20 {
+        others.push(user_with_limit(store.as_ref(), &format!("other{i}"), 1).await);
+    }
+    let tasks: Vec<_> = others
+        .into_iter()
+        .map(|u| {
+            let store = store.clone();
+            tokio::spawn(async move { allocate(store.as_ref(), &u).await })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert!(matches!(r, Err(AllocationError::NoGpusAvailable)), "{r:?}");
+    }
+    // The schema itself refuses a second holder of the reserved GPU.
+    let gpus = store.list_gpus().await.expect("gpus");
+    let board = gpus.iter().find(|g| g.id == reserved.gpu_id).expect("gpu");
+    assert_eq!(board.session_id, Some(reserved.id), "the board shows the reservation as the holder");
+    // The eighth's create claims it, whatever their limit of one.
+    let claimed = allocate(store.as_ref(), &eighth).await.expect("claim");
+    assert_eq!((claimed.id, claimed.status, claimed.gpu_id), (reserved.id, SessionStatus::Starting, held[3].gpu_id));
+    assert!(store.queue_entry(eighth.id, Exposure::External).await.expect("entry").is_none(), "the entry is met");
+    let waiting: Vec<_> = store.queue().await.expect("queue").into_iter().map(|e| e.id).collect();
+    assert_eq!(waiting, vec![second.id]);
+}
+
+fn new_entry(e: &QueueEntry) -> NewQueueEntry {
+    NewQueueEntry {
+        id: e.id,
+        user_id: e.user_id,
+        exposure: e.exposure,
+        pack_id: e.pack_id,
+        auto_start: e.auto_start,
+        joined_at: e.joined_at,
+    }
+}
+
+pub async fn an_unclaimed_offer_lapses_and_its_gpu_is_free_again(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let held = full_house(store.as_ref()).await;
+    let (a, b) = (user_with_limit(store.as_ref(), "qa", 1).await, user_with_limit(store.as_ref(), "qb", 1).await);
+    let t0 = model::now();
+    let first = join(store.as_ref(), &a, t0).await;
+    let second = join(store.as_ref(), &b, t0 + Duration::seconds(1)).await;
+    release(store.as_ref(), &held[0]).await;
+    let until = t0 + Duration::minutes(10);
+    let Offer::Made(reserved) = store.offer_gpu(first.id, t0, until).await.expect("offer") else { panic!("no offer") };
+    assert!(store.expire_offers(until - Duration::seconds(1)).await.expect("expire").is_empty(), "not yet");
+    let lapsed = store.expire_offers(until).await.expect("expire");
+    assert_eq!(lapsed.iter().map(|e| e.id).collect::<Vec<_>>(), vec![first.id]);
+    assert!(store.session(reserved.id).await.expect("read").is_none(), "the reservation is gone");
+    assert!(store.queue_entry(a.id, Exposure::External).await.expect("entry").is_none());
+    // The next in line gets the same GPU.
+    let Offer::Made(next) = store.offer_gpu(second.id, until, until + Duration::minutes(10)).await.expect("offer")
+    else {
+        panic!("no offer for the next")
+    };
+    assert_eq!((next.user_id, next.gpu_id), (b.id, held[0].gpu_id));
+    // Leaving with an offer frees its GPU as well.
+    assert_eq!(store.leave_queue(second.id).await.expect("leave").map(|e| e.state), Some(QueueState::Offered));
+    assert!(store.session(next.id).await.expect("read").is_none());
+    assert!(store.leave_queue(second.id).await.expect("leave again").is_none());
+    let c = user_with_limit(store.as_ref(), "qc", 1).await;
+    assert_eq!(allocate(store.as_ref(), &c).await.expect("free again").gpu_id, held[0].gpu_id);
+}
+
+pub async fn an_offer_respects_the_users_limit(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let held = full_house(store.as_ref()).await;
+    let u = user_with_limit(store.as_ref(), "limited", 1).await;
+    let t0 = model::now();
+    let entry = join(store.as_ref(), &u, t0).await;
+    release(store.as_ref(), &held[1]).await;
+    release(store.as_ref(), &held[2]).await;
+    // With more GPUs free than others wait for, the queued user's own create succeeds and meets the entry.
+    let own = allocate(store.as_ref(), &u).await.expect("own create");
+    assert!(store.queue_entry(u.id, Exposure::External).await.expect("entry").is_none());
+    let again = join(store.as_ref(), &u, t0).await;
+    assert_ne!(again.id, entry.id);
+    assert_eq!(store.offer_gpu(again.id, t0, t0 + Duration::minutes(1)).await.expect("offer"), Offer::UserAtLimit);
+    release(store.as_ref(), &own).await;
+}
+
+pub async fn stop_reasons_activity_warnings_and_extensions_are_kept(h: &StoreHarness) {
+    let store = seeded(h).await;
+    let u = user_with_limit(store.as_ref(), "limits", 2).await;
+    let t0 = model::now();
+    let s = store
+        .allocate_session(AllocationRequest {
+            user_id: u.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: t0,
+            expires_at: Some(t0 + Duration::hours(24)),
+        })
+        .await
+        .expect("allocate");
+    assert_eq!((s.expires_at, s.last_activity_at, s.extensions), (Some(t0 + Duration::hours(24)), Some(t0), 0));
+    // Not running yet: no extension, no warning.
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(store.extend_session(s.id, hour, 2).await.expect("extend"), Extension::NotRunning);
+    assert!(
+        store
+            .transition_session(s.id, Transition::new(SessionStatus::Starting, SessionStatus::Running, t0))
+            .await
+            .expect("run")
+    );
+    store.record_activity(&[(s.id, t0 + Duration::minutes(5))]).await.expect("activity");
+    store.record_activity(&[(s.id, t0 + Duration::minutes(2))]).await.expect("older activity");
+    let read = store.session(s.id).await.expect("read").expect("there");
+    assert_eq!(read.last_activity_at, Some(t0 + Duration::minutes(5)), "activity only moves forward");
+    let warning =
+        Warning { kind: WarningKind::Lifetime, stops_at: t0 + Duration::hours(24), given_at: t0 + Duration::hours(23) };
+    assert!(store.set_session_warning(s.id, Some(warning)).await.expect("warn"));
+    assert_eq!(store.session(s.id).await.expect("read").expect("there").warning, Some(warning));
+    for n in 1..=2u32 {
+        let Extension::Extended(e) = store.extend_session(s.id, hour, 2).await.expect("extend") else {
+            panic!("refused")
+        };
+        assert_eq!((e.extensions, e.expires_at), (n, Some(t0 + Duration::hours(24 + i64::from(n)))));
+        assert_eq!(e.warning, None, "an extension takes the lifetime warning back");
+    }
+    assert_eq!(store.extend_session(s.id, hour, 2).await.expect("extend"), Extension::LimitReached);
+    assert!(store.set_session_warning(s.id, Some(Warning { kind: WarningKind::Idle, ..warning })).await.expect("warn"));
+    let t = Transition::new(SessionStatus::Running, SessionStatus::Stopping, t0).reason(StopReason::Idle);
+    assert!(store.transition_session(s.id, t).await.expect("stopping"));
+    let t = Transition::new(SessionStatus::Stopping, SessionStatus::Stopped, t0).reason(StopReason::User);
+    assert!(store.transition_session(s.id, t).await.expect("stopped"));
+    let ended = store.session(s.id).await.expect("read").expect("there");
+    assert_eq!(ended.stop_reason, Some(StopReason::Idle), "the first reason recorded stays");
+    assert_eq!(ended.warning, None, "no warning outlives the running session");
+    store.record_activity(&[(s.id, t0 + Duration::hours(30))]).await.expect("activity");
+    assert_eq!(
+        store.session(s.id).await.expect("read").expect("there").last_activity_at,
+        Some(t0 + Duration::minutes(5))
+    );
+    assert!(!store.set_session_warning(s.id, Some(warning)).await.expect("warn an ended session"));
+    // An admin's per-user lifetime reads back, and clears.
+    let set = UserUpdate { max_lifetime_secs: Some(Some(3600)), ..Default::default() };
+    assert_eq!(store.update_user(u.id, set).await.expect("update").expect("user").max_lifetime_secs, Some(3600));
+    let clear = UserUpdate { max_lifetime_secs: Some(None), ..Default::default() };
+    assert_eq!(store.update_user(u.id, clear).await.expect("update").expect("user").max_lifetime_secs, None);
+}
+
 /// Expands every case of this module into a `#[tokio::test]` that runs it on a
 /// fresh harness from `$harness` (an async fn returning [`StoreHarness`]).
 #[macro_export]
@@ -1016,6 +1232,10 @@ macro_rules! store_contract_tests {
             allocation_and_release_churn_leaves_nothing_held,
             events_are_kept_and_listed,
             the_deployment_id_is_made_once,
+            an_offer_reserves_the_freed_gpu_against_every_other_create,
+            an_unclaimed_offer_lapses_and_its_gpu_is_free_again,
+            an_offer_respects_the_users_limit,
+            stop_reasons_activity_warnings_and_extensions_are_kept,
         );
     };
 }

@@ -104,6 +104,10 @@ pub struct UserPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub workspace_quota_bytes: Option<Option<i64>>,
+    /// Seconds of a session's lifetime; 0: no limit; `null`: back to `sessions.max_lifetime`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub max_lifetime_secs: Option<Option<i64>>,
 }
 
 /// Reads a field that may be `null` as `Some(None)`, so that a PATCH can
@@ -138,6 +142,7 @@ pub async fn update_user(
         can_use_internal: patch.can_use_internal,
         max_concurrent_sessions: patch.max_concurrent_sessions,
         workspace_quota_bytes: patch.workspace_quota_bytes,
+        max_lifetime_secs: patch.max_lifetime_secs,
     };
     let user = admin_service::change_user(&state, &caller, &admin, &id, change).await?;
     Ok(Envelope::ok(UserView::changed(&user)))

@@ -12,6 +12,7 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod paging;
+pub mod queue;
 pub mod schemas;
 pub mod sessions;
 pub mod usage;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(admin::routes())
         .merge(invites::routes())
         .merge(sessions::routes())
+        .merge(queue::routes())
         .merge(usage::routes())
         .merge(gate::routes())
         .merge(health::routes())

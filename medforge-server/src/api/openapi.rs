@@ -8,7 +8,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::schemas::{FieldErrorDoc, MetaDoc, ProblemDoc};
-use super::{admin, auth, gate, health, invites, sessions, usage};
+use super::{admin, auth, gate, health, invites, queue, sessions, usage};
 use crate::service::AppState;
 
 #[derive(OpenApi)]
@@ -31,6 +31,12 @@ use crate::service::AppState;
         sessions::stop,
         sessions::snapshots,
         sessions::progress,
+        sessions::extend,
+        queue::join,
+        queue::mine,
+        queue::leave,
+        queue::everyone,
+        queue::remove,
         admin::list_users,
         admin::create_user,
         admin::update_user,

@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v2/{exposure}/sessions/current", get(current))
         .route("/api/v2/{exposure}/sessions/{id}", get(get_one))
         .route("/api/v2/{exposure}/sessions/{id}/stop", post(stop))
+        .route("/api/v2/{exposure}/sessions/{id}/extend", post(extend))
         .route("/api/v2/{exposure}/sessions/{id}/snapshots", get(snapshots))
         .route("/api/v2/{exposure}/sessions/{id}/events", get(progress))
 }
@@ -43,7 +44,7 @@ fn exposure(path: &str) -> Result<Exposure, Error> {
 /// The `{exposure}` of a path that has nothing else, checked before the
 /// login (an unknown exposure is no route, for anyone).
 #[derive(Debug)]
-pub struct InExposure(Exposure);
+pub struct InExposure(pub Exposure);
 
 impl<S: Send + Sync> FromRequestParts<S> for InExposure {
     type Rejection = Error;
@@ -200,6 +201,29 @@ pub async fn stop(
     let session = visible(&state, &user, &path).await?;
     let outcome = sessions::request_stop(&state, session, &user, &caller.request_id).await?;
     Ok(stop_answer(outcome))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v2/{exposure}/sessions/{id}/extend",
+    tag = "sessions",
+    params(SessionPath),
+    request_body = EmptyBody,
+    responses(
+        (status = 200, description = "Extended: the session with its new expires_at", body = EnvelopeDoc<Session>),
+        (status = 409, description = "Not running, extended as often as it may be, or others wait", body = ProblemDoc, content_type = "application/problem+json"),
+        SessionErrors,
+        JsonErrors,
+    )
+)]
+pub async fn extend(
+    State(state): State<Arc<AppState>>,
+    Path(path): Path<SessionPath>,
+    caller: Caller,
+    SignedIn(user): SignedIn,
+) -> Result<Envelope, Error> {
+    let session = visible(&state, &user, &path).await?;
+    Ok(Envelope::ok(sessions::extend(&state, &session, &caller.request_id).await?))
 }
 
 /// 202, and what the stop request found (the admin's stop answers alike).

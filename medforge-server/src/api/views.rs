@@ -33,6 +33,8 @@ pub struct UserView {
     me: Me,
     max_concurrent_sessions: u32,
     workspace_quota_bytes: Option<u64>,
+    /// This user's session lifetime in seconds (0: none); `null`: the default.
+    max_lifetime_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     created_at: Option<String>,
@@ -47,6 +49,7 @@ impl UserView {
             me: Me::from(u),
             max_concurrent_sessions: u.max_concurrent_sessions,
             workspace_quota_bytes: u.workspace_quota_bytes,
+            max_lifetime_secs: u.max_lifetime_secs,
             created_at: None,
             active_session_count: None,
         }

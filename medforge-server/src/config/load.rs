@@ -132,6 +132,36 @@ impl Config {
         if !(0.0..=1.0).contains(&t.busy_utilization) {
             return Err(invalid("telemetry.busy_utilization", "must be 0 to 1"));
         }
+        let s = &self.sessions;
+        let limits = s.limits();
+        if s.warn_before.is_zero() {
+            return Err(invalid("sessions.warn_before", "must be more than 0: every automatic stop is warned"));
+        }
+        if let Some(idle) = limits.idle_timeout
+            && idle <= s.warn_before
+        {
+            return Err(invalid("sessions.idle_timeout", "must be longer than sessions.warn_before (or \"0\": off)"));
+        }
+        if let Some(life) = limits.max_lifetime
+            && life <= s.warn_before
+        {
+            return Err(invalid("sessions.max_lifetime", "must be longer than sessions.warn_before (or \"0\": off)"));
+        }
+        if !(0.0..=1.0).contains(&s.busy_gpu_utilization) {
+            return Err(invalid("sessions.busy_gpu_utilization", "must be 0 to 1"));
+        }
+        if s.extend_by.is_zero() && s.max_extensions > 0 {
+            return Err(invalid("sessions.extend_by", "must be more than 0 (or sessions.max_extensions = 0)"));
+        }
+        if self.queue.claim_timeout < std::time::Duration::from_secs(1) {
+            return Err(invalid("queue.claim_timeout", "must be at least 1s"));
+        }
+        if let Some(url) = &self.notify.webhook_url {
+            let ok = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(invalid("notify.webhook_url", format!("{url:?} is not an http(s) URL")));
+            }
+        }
         if self.firewall.check_interval_secs == 0 {
             return Err(invalid("firewall.check_interval_secs", "must be at least 1"));
         }

@@ -42,6 +42,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "firewall",
     "limits",
     "telemetry",
+    "sessions",
+    "queue",
+    "notify",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +84,98 @@ pub struct Config {
     pub firewall: FirewallConfig,
     pub limits: LimitsConfig,
     pub telemetry: TelemetryConfig,
+    pub sessions: SessionsConfig,
+    pub queue: QueueConfig,
+    pub notify: NotifyConfig,
+}
+
+/// `[sessions]`: when MedForge stops sessions by itself (docs/decisions.md,
+/// "What counts as using a session"). Durations as `"30s"`, `"10m"`,
+/// `"2h"`; `"0"` turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// Unused this long (no request or keystroke through the proxy, GPU
+    /// not busy), a session is warned, then stopped with its snapshot.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: std::time::Duration,
+    /// A session's lifetime; an admin's per-user value wins.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: std::time::Duration,
+    /// How long before an automatic stop its owner is warned.
+    #[serde(with = "humantime_serde")]
+    pub warn_before: std::time::Duration,
+    /// What "Extend" adds to the lifetime.
+    #[serde(with = "humantime_serde")]
+    pub extend_by: std::time::Duration,
+    /// How often a session may be extended.
+    pub max_extensions: u32,
+    /// A session whose GPU is this busy (0 to 1, from telemetry) is in
+    /// use, browser closed or not: a training run keeps it alive.
+    pub busy_gpu_utilization: f64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        let limits = medforge_core::limits::SessionLimits::default();
+        Self {
+            idle_timeout: limits.idle_timeout.unwrap_or_default(),
+            max_lifetime: limits.max_lifetime.unwrap_or_default(),
+            warn_before: limits.warn_before,
+            extend_by: limits.extend_by,
+            max_extensions: limits.max_extensions,
+            busy_gpu_utilization: 0.1,
+        }
+    }
+}
+
+impl SessionsConfig {
+    /// The core's limits (`"0"` is off).
+    pub fn limits(&self) -> medforge_core::limits::SessionLimits {
+        let on = |d: std::time::Duration| (!d.is_zero()).then_some(d);
+        medforge_core::limits::SessionLimits {
+            idle_timeout: on(self.idle_timeout),
+            max_lifetime: on(self.max_lifetime),
+            warn_before: self.warn_before,
+            extend_by: self.extend_by,
+            max_extensions: self.max_extensions,
+        }
+    }
+}
+
+/// `[queue]`: the wait queue for a GPU.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// How long a GPU offered to the head of the queue stays reserved for
+    /// them before it passes to the next.
+    #[serde(with = "humantime_serde")]
+    pub claim_timeout: std::time::Duration,
+    /// `"fifo"`: first come, first served; `"fair"`: fewest GPU-hours held
+    /// in the last 7 days first.
+    pub order: medforge_core::queue::QueueOrder,
+    /// Whether a session may be extended while others wait for a GPU of
+    /// its exposure.
+    pub extend_when_queued: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            claim_timeout: std::time::Duration::from_secs(600),
+            order: medforge_core::queue::QueueOrder::Fifo,
+            extend_when_queued: true,
+        }
+    }
+}
+
+/// `[notify]`: where else the queue and the limits tell users.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Each offer and warning is POSTed here as JSON (a chat webhook's
+    /// bridge); unset: none.
+    pub webhook_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,6 +516,9 @@ impl Default for Config {
             firewall: FirewallConfig::default(),
             limits: LimitsConfig::default(),
             telemetry: TelemetryConfig::default(),
+            sessions: SessionsConfig::default(),
+            queue: QueueConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }

@@ -131,6 +131,7 @@ pub fn missing_detail(m: Missing) -> &'static str {
         Missing::Gpu => "GPU not found.",
         Missing::Invite => "No open invite with this id.",
         Missing::SessionAtHost => "No running session at this host.",
+        Missing::QueueEntry => "You are not in this queue.",
     }
 }
 
@@ -142,6 +143,7 @@ impl From<&Error> for Problem {
             Error::Forbidden(d) => Self::http(StatusCode::FORBIDDEN, denied_detail(*d)),
             Error::NotFound(m) => Self::http(StatusCode::NOT_FOUND, missing_detail(*m)),
             Error::EmailTaken => Self::http(StatusCode::CONFLICT, "Email already registered."),
+            Error::Conflict(c) => Self::http(StatusCode::CONFLICT, c.sentence()),
             Error::SignupRefused(r) => Self::http(StatusCode::FORBIDDEN, r.sentence()),
             Error::Allocation(a) => allocation(a),
             Error::Invalid(errors) => Self::validation(errors.clone()),

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use medforge_core::model::Slug;
 
 use super::upstreams::{CONNECT_TIMEOUT, Proxy};
+use super::ws_activity::FrameScanner;
 use crate::http::cookie;
 use crate::http::problem::Problem;
 use crate::http::server::Permit;
@@ -88,6 +89,9 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
     if let Some(h) = host {
         headers.insert("x-forwarded-host", h);
     }
+    // Every request a browser sends is its user's use of the session
+    // (docs/decisions.md, "What counts as using a session").
+    state.activity.touch_slug(&slug, state.lifecycle.now());
     if !upgrade {
         return match proxy.upstreams.request(req).await {
             Ok(response) => {
@@ -100,6 +104,9 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
         };
     }
     // An upgrade: one connection of its own, handed to a tunnel on 101.
+    // No compression, so that the tunnel can tell a user's frames from an
+    // idle tab's heartbeats (`super::ws_activity`).
+    req.headers_mut().remove(header::SEC_WEBSOCKET_EXTENSIONS);
     let client_side = hyper::upgrade::on(&mut req);
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(upstream.as_str())).await {
         Ok(Ok(s)) => s,
@@ -120,12 +127,13 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_side = hyper::upgrade::on(&mut response);
         let mut revoked = state.passes.revocations();
+        let state = state.clone();
         tokio::spawn(async move {
             let (Ok(client), Ok(upstream)) = (client_side.await, upstream_side.await) else { return };
-            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
             metrics::gauge!("medforge_proxy_tunnels_open").increment(1.0);
             tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                _ = tunnel(client, upstream, &state, &slug) => {}
                 why = until_covered(&mut revoked, &grant) => {
                     tracing::info!(%slug, ?why, "closing a tunnel: what let it in was revoked");
                 }
@@ -135,6 +143,41 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
         });
     }
     response.map(Body::new)
+}
+
+/// Carries a tunnel both ways until either side closes; what the client
+/// sends is read as it passes, and its user's frames count as use of the
+/// session (at most one report a second).
+async fn tunnel<C, U>(client: C, upstream: U, state: &crate::service::AppState, slug: &Slug)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+    let up = async {
+        let mut scanner = FrameScanner::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut reported: Option<std::time::Instant> = None;
+        loop {
+            let n = client_read.read(&mut buf).await?;
+            if n == 0 {
+                upstream_write.shutdown().await?;
+                return Ok::<_, std::io::Error>(());
+            }
+            if scanner.feed(&buf[..n]) && reported.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+                state.activity.touch_slug(slug, state.lifecycle.now());
+                reported = Some(std::time::Instant::now());
+            }
+            upstream_write.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = async {
+        tokio::io::copy(&mut upstream_read, &mut client_write).await?;
+        client_write.shutdown().await
+    };
+    let _ = tokio::try_join!(up, down);
 }
 
 /// Waits for a revocation that covers `grant`. A receiver that fell

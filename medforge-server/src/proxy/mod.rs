@@ -22,6 +22,7 @@
 
 pub mod forward;
 pub mod upstreams;
+pub mod ws_activity;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};

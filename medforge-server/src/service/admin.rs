@@ -22,6 +22,8 @@ pub struct UserChange {
     pub max_concurrent_sessions: Option<i64>,
     /// Bytes; 0: no quota; `Some(None)`: back to the configured default.
     pub workspace_quota_bytes: Option<Option<i64>>,
+    /// Seconds; 0: no limit; `Some(None)`: back to `sessions.max_lifetime`.
+    pub max_lifetime_secs: Option<Option<i64>>,
 }
 
 /// Checks every field of `change` (all bad fields are reported at once)
@@ -61,10 +63,18 @@ pub async fn change_user(
         }
         other => other.map(|q| q.and_then(|q| u64::try_from(q).ok())),
     };
+    let lifetime = match change.max_lifetime_secs {
+        Some(Some(s)) if !(0..=366 * 86400).contains(&s) => {
+            bad("max_lifetime_secs", "must be 0 (no limit) to 366 days in seconds, or null for the default");
+            None
+        }
+        other => other.map(|s| s.and_then(|s| u64::try_from(s).ok())),
+    };
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }
     let update = UserUpdate {
+        max_lifetime_secs: lifetime,
         role,
         can_use_internal: change.can_use_internal,
         max_concurrent_sessions: limit,
@@ -120,6 +130,7 @@ fn changes(before: &User, after: &User) -> Vec<FieldChange> {
         ("can_use_internal", json!(before.can_use_internal), json!(after.can_use_internal)),
         ("max_concurrent_sessions", json!(before.max_concurrent_sessions), json!(after.max_concurrent_sessions)),
         ("workspace_quota_bytes", json!(before.workspace_quota_bytes), json!(after.workspace_quota_bytes)),
+        ("max_lifetime_secs", json!(before.max_lifetime_secs), json!(after.max_lifetime_secs)),
     ];
     fields
         .into_iter()

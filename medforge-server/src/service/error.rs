@@ -22,6 +22,9 @@ pub enum Error {
     NotFound(Missing),
     #[error("email already registered")]
     EmailTaken,
+    /// The request conflicts with the state of things (queue, extension).
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
     /// The deployment's sign-up policy (`auth.signup`) refused a sign-up.
     #[error("sign-up refused: {0:?}")]
     SignupRefused(SignupRefusal),
@@ -72,6 +75,40 @@ pub enum Denied {
     BadCsrfToken,
 }
 
+/// What a request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// The caller already has a place in that queue.
+    AlreadyQueued,
+    /// The caller already holds as many sessions as they may.
+    AtSessionLimit { limit: u32 },
+    /// Only a running session with a lifetime can be extended.
+    NotExtendable,
+    /// Extended `max` times already.
+    ExtensionsUsed { max: u32 },
+    /// Others wait for a GPU of this exposure (`queue.extend_when_queued = false`).
+    OthersWaiting,
+}
+
+impl Conflict {
+    /// In words, for the API's problem document and the UI alike.
+    pub fn sentence(&self) -> String {
+        match self {
+            Self::AlreadyQueued => "You are already in the queue for this kind of session.".into(),
+            Self::AtSessionLimit { limit } => {
+                format!("You already hold as many sessions as you may ({limit}); stop one before you queue.")
+            }
+            Self::NotExtendable => "Only a running session with a time limit can be extended.".into(),
+            Self::ExtensionsUsed { max } => {
+                format!("This session was extended {max} times already, the most it may be.")
+            }
+            Self::OthersWaiting => {
+                "Others are waiting for a GPU, so sessions cannot be extended now; save your work.".into()
+            }
+        }
+    }
+}
+
 /// Why a sign-up was refused (`auth.signup`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignupRefusal {
@@ -111,6 +148,8 @@ pub enum Missing {
     Invite,
     /// No running session at the session host asked for.
     SessionAtHost,
+    /// No place in that queue.
+    QueueEntry,
 }
 
 /// One bad field of a request, and why.
@@ -156,6 +195,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::EmailTaken => Self::EmailTaken,
+            StoreError::AlreadyQueued => Self::Conflict(Conflict::AlreadyQueued),
             StoreError::InviteUnusable => Self::SignupRefused(SignupRefusal::InviteUnusable),
             StoreError::InvalidCursor => Self::InvalidCursor,
             StoreError::InvalidPageLimit => Self::field("limit", "must be 1 to 500"),

@@ -17,8 +17,12 @@
 //! - [`gpu_monitor`]: GPU readings in memory (each GPU's last hour) and
 //!   the time charged to each session; [`usage`] the GPU-hours report.
 //! - [`limiter`]: the per-address rate limit of log-ins and sign-ups.
+//! - [`activity`]: who used which session when (the proxy reports, the
+//!   limits read); [`queue`] the wait queue for a GPU; [`notify`] the
+//!   webhook that tells chat about offers and warnings.
 
 pub mod accounts;
+pub mod activity;
 pub mod admin;
 pub mod caller;
 pub mod error;
@@ -28,10 +32,12 @@ pub mod gpu_monitor;
 pub mod invites;
 pub mod isolation;
 pub mod limiter;
+pub mod notify;
 pub mod passes;
+pub mod queue;
 pub mod sessions;
 pub mod state;
 pub mod usage;
 
-pub use error::{Denied, Error, FieldError, Missing, SignupRefusal};
+pub use error::{Conflict, Denied, Error, FieldError, Missing, SignupRefusal};
 pub use state::AppState;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use medforge_core::events::{Event, EventContext, StopReason};
 use medforge_core::lifecycle::{LifecycleError, StopClaim};
-use medforge_core::model::{self, Exposure, PackId, Session, SessionId, User};
+use medforge_core::model::{self, Exposure, PackId, QueueState, Session, SessionId, User};
 use medforge_core::storage::Snapshot;
-use medforge_core::store::AllocationRequest;
+use medforge_core::store::{AllocationRequest, Extension};
 use tracing::Instrument;
 
-use super::error::{Denied, Error, Missing};
+use super::error::{Conflict, Denied, Error, Missing};
 use super::passes::Revoked;
 use super::state::AppState;
 use crate::telemetry;
@@ -36,12 +36,27 @@ pub async fn start(
     if !super::isolation::ensure(state).await {
         return Err(Error::IsolationDown);
     }
-    let request = AllocationRequest { user_id: user.id, exposure, pack_id, now: model::now() };
+    let now = state.lifecycle.now();
+    // A GPU the queue offered this user is theirs to claim: the allocation
+    // takes it (and the entry), so the claim shows in the events.
+    let offered = state.store.queue_entry(user.id, exposure).await?.filter(|e| e.state == QueueState::Offered);
+    let expires_at = state.lifecycle.limits().expires_at(user, now);
+    let request = AllocationRequest { user_id: user.id, exposure, pack_id, now, expires_at };
     let session = state.lifecycle.allocate(request).await.map_err(|e| match e {
         LifecycleError::Allocation(a) => Error::from(a),
         LifecycleError::Store(s) => Error::from(s),
         other => Error::internal(other),
     })?;
+    if let Some(entry) = offered.filter(|e| e.session_id == Some(session.id)) {
+        let claim = Event::QueueClaim {
+            entry_id: entry.id,
+            user_id: user.id,
+            exposure,
+            session_id: session.id,
+            gpu_id: session.gpu_id,
+        };
+        state.events.emit(claim, &EventContext::request(request_id));
+    }
     let lifecycle = state.lifecycle.clone();
     let started = session.clone();
     let ctx = EventContext::request(request_id);
@@ -85,13 +100,13 @@ pub async fn request_stop(
     by: &User,
     request_id: &str,
 ) -> Result<StopRequest, Error> {
-    let claimed = match state.lifecycle.claim_stop(session.id).await.map_err(Error::internal)? {
+    let reason = stop_reason(&session, by);
+    let claimed = match state.lifecycle.claim_stop(session.id, reason).await.map_err(Error::internal)? {
         StopClaim::Claimed(claimed) => claimed,
         StopClaim::AlreadyTerminal(_) => return Ok(StopRequest::AlreadyTerminal),
     };
     state.revoke(Revoked::Session(claimed.slug.clone()));
     let ctx = EventContext::request(request_id);
-    let reason = stop_reason(&session, by);
     if reason == StopReason::Admin {
         let event = Event::AdminSessionStop {
             actor_id: by.id,
@@ -101,8 +116,14 @@ pub async fn request_stop(
         };
         state.events.emit(event, &ctx);
     }
+    finish_in_background(state, claimed, reason, ctx);
+    Ok(StopRequest::Claimed)
+}
+
+/// The rest of a claimed stop (grace, snapshot), off the caller's path.
+pub fn finish_in_background(state: &Arc<AppState>, claimed: Session, reason: StopReason, ctx: EventContext) {
     let state = state.clone();
-    let span = tracing::info_span!("session_stop", session_id = %claimed.id, slug = %claimed.slug);
+    let span = tracing::info_span!("session_stop", session_id = %claimed.id, slug = %claimed.slug, %reason);
     tokio::spawn(
         async move {
             if let Err(e) = state.lifecycle.finish_stop(&claimed, reason, &ctx).await {
@@ -111,7 +132,26 @@ pub async fn request_stop(
         }
         .instrument(span),
     );
-    Ok(StopRequest::Claimed)
+}
+
+/// Extends a running session's lifetime by `sessions.extend_by`, up to
+/// `sessions.max_extensions` times; with `queue.extend_when_queued =
+/// false`, not while others wait for a GPU of its exposure.
+#[tracing::instrument(skip_all, fields(session_id = %session.id))]
+pub async fn extend(state: &AppState, session: &Session, request_id: &str) -> Result<Session, Error> {
+    if !state.config.queue.extend_when_queued
+        && super::queue::others_waiting(state, session.exposure, session.user_id).await?
+    {
+        return Err(Error::Conflict(Conflict::OthersWaiting));
+    }
+    let ctx = EventContext::request(request_id);
+    match state.lifecycle.extend(session.id, &ctx).await.map_err(Error::internal)? {
+        Extension::Extended(s) => Ok(s),
+        Extension::LimitReached => {
+            Err(Error::Conflict(Conflict::ExtensionsUsed { max: state.lifecycle.limits().max_extensions }))
+        }
+        Extension::NotRunning => Err(Error::Conflict(Conflict::NotExtendable)),
+    }
 }
 
 /// Who stops a session `user` may see: its owner, or an admin.

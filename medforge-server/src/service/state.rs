@@ -13,6 +13,7 @@ use medforge_core::store::Store;
 
 use medforge_core::telemetry::GpuTelemetry;
 
+use super::activity::Activity;
 use super::gate_cache::GateCache;
 use super::gpu_monitor::GpuMonitor;
 use super::limiter::RateLimiter;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub telemetry: Arc<dyn GpuTelemetry>,
     /// The readings: each GPU's last hour, each session's charged time.
     pub gpu_monitor: GpuMonitor,
+    /// Who used which session when, until the limits task writes it.
+    pub activity: Activity,
 }
 
 impl AppState {

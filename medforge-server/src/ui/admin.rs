@@ -311,6 +311,7 @@ pub async fn update_user(
         can_use_internal: Some(form.can_use_internal.as_deref() == Some("true")),
         max_concurrent_sessions: Some(limit),
         workspace_quota_bytes: Some(quota),
+        max_lifetime_secs: None,
     };
     admin_service::change_user(&state, &caller, &admin, &id, change).await?;
     Ok(Redirect::to("/admin/users?status=saved").into_response())

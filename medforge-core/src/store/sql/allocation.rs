@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-use super::backend::{DbFailure, Dialect, UniqueKey, active_statuses, classify, db_error, pack_columns, sql_impl};
-use super::rows::{PackRow, UserRow, to_u32};
+use super::backend::{
+    DbFailure, Dialect, UniqueKey, classify, db_error, holding_statuses, pack_columns, session_columns, sql_impl,
+};
+use super::rows::{PackRow, SessionRow, UserRow, to_u32};
 use super::sessions::Sessions;
 use crate::model::{self, DEFAULT_PACK_ID, GpuId, Session};
 use crate::store::{AllocationError, AllocationRequest, StoreError};
@@ -73,51 +75,145 @@ impl Sessions<'p> {
             return Err(AllocationError::PackExposureMismatch { exposure: req.exposure }.into());
         }
 
-        // 3. The user's limit.
-        let active: i64 =
-            sqlx::query_scalar(concat!("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND status IN ", active_statuses!()))
+        // 3. A GPU the queue offered this user: theirs to claim, whatever
+        //    the queue or the limit (the reservation already counts).
+        let offered: Option<String> = sqlx::query_scalar(
+            "SELECT session_id FROM queue_entries WHERE user_id = ? AND exposure = ? AND state = 'offered'",
+        )
+        .bind(user.id.to_string())
+        .bind(req.exposure.as_str().to_owned())
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        if let Some(reserved) = offered {
+            let claimed = sqlx::query(
+                "UPDATE sessions SET status = 'starting', pack_id = ?, created_at = ?, expires_at = ?, \
+                 last_activity_at = ? WHERE id = ? AND status = 'reserved'",
+            )
+            .bind(pack_id.to_string())
+            .bind(model::to_unix_ms(req.now))
+            .bind(req.expires_at.map(model::to_unix_ms))
+            .bind(model::to_unix_ms(req.now))
+            .bind(reserved.clone())
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&claimed) == 1 {
+                sqlx::query("DELETE FROM queue_entries WHERE session_id = ?").bind(reserved.clone()).execute(&mut *tx).await?;
+                let row: SessionRow =
+                    sqlx::query_as(concat!("SELECT ", session_columns!(), " FROM sessions s WHERE s.id = ?"))
+                        .bind(reserved)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let session = row.into_model()?;
+                tx.commit().await?;
+                return Ok(session);
+            }
+        }
+
+        // 4. The user's limit (a reservation counts, as it holds a GPU).
+        let holding: i64 =
+            sqlx::query_scalar(concat!("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND status IN ", holding_statuses!()))
                 .bind(user.id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
-        if active >= i64::from(user.max_concurrent_sessions) {
+        if holding >= i64::from(user.max_concurrent_sessions) {
             return Err(AllocationError::LimitReached { limit: user.max_concurrent_sessions }.into());
         }
 
-        // 4. The lowest enabled GPU that no active session holds.
+        // 5. The lowest enabled GPU that no session holds, unless those
+        //    waiting in the queue (others than this user) need every free
+        //    one: a GPU that frees is theirs, offered in turn, and a create
+        //    that comes first must not take it.
         if let Some(lock) = DB::LOCK_GPUS {
             sqlx::query(lock).fetch_all(&mut *tx).await?;
         }
-        let gpu: Option<i64> = sqlx::query_scalar(
-            "SELECT g.id FROM gpu_devices g WHERE g.enabled <> 0 AND NOT EXISTS \
-             (SELECT 1 FROM sessions s WHERE s.gpu_id = g.id AND s.gpu_active = 1) ORDER BY g.id LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(gpu) = gpu else {
+        let Some(gpu) = free_gpu::<DB>(&mut tx).await? else {
             return Err(AllocationError::NoGpusAvailable.into());
         };
+        let free: i64 = sqlx::query_scalar(concat!("SELECT COUNT(*) FROM gpu_devices g WHERE ", free_gpu_condition!()))
+            .fetch_one(&mut *tx)
+            .await?;
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM queue_entries WHERE state = 'waiting' AND user_id <> ?")
+                .bind(user.id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        if free <= waiting {
+            return Err(AllocationError::NoGpusAvailable.into());
+        }
 
-        // 5. The row. The unique indexes on slug and (gpu_id, gpu_active) are
+        // 6. The row. The unique indexes on slug and (gpu_id, gpu_active) are
         //    the last word: a collision rolls back and the caller retries.
-        let session = Session::new_starting(user.id, req.exposure, pack_id, GpuId(to_u32(gpu, "gpu_devices")?), req.now);
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, exposure, pack_id, status, gpu_id, slug, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.id.to_string())
-        .bind(session.user_id.to_string())
-        .bind(session.exposure.as_str().to_owned())
-        .bind(session.pack_id.to_string())
-        .bind(session.status.as_str().to_owned())
-        .bind(gpu)
-        .bind(session.slug.to_string())
-        .bind(model::to_unix_ms(session.created_at))
-        .execute(&mut *tx)
-        .await?;
+        //    A waiting entry of this user for this exposure is met by it.
+        let mut session =
+            Session::new_starting(user.id, req.exposure, pack_id, GpuId(to_u32(gpu, "gpu_devices")?), req.now);
+        session.expires_at = req.expires_at;
+        insert_session::<DB>(&mut tx, &session).await?;
+        sqlx::query("DELETE FROM queue_entries WHERE user_id = ? AND exposure = ? AND state = 'waiting'")
+            .bind(user.id.to_string())
+            .bind(req.exposure.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(session)
     }
 }
+}
+
+/// Where a GPU is free: enabled, and no session holds it (a reservation included).
+macro_rules! free_gpu_condition {
+    () => {
+        "g.enabled <> 0 AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.gpu_id = g.id AND s.gpu_active = 1)"
+    };
+}
+pub(super) use free_gpu_condition;
+
+/// The lowest free GPU, in the caller's transaction (which has locked the
+/// GPU rows where the dialect needs it).
+pub(super) async fn free_gpu<DB>(tx: &mut sqlx::Transaction<'_, DB>) -> Result<Option<i64>, sqlx::Error>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query_scalar(concat!(
+        "SELECT g.id FROM gpu_devices g WHERE ",
+        free_gpu_condition!(),
+        " ORDER BY g.id LIMIT 1"
+    ))
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Inserts a new session row (`starting`, or `reserved` for an offer).
+pub(super) async fn insert_session<DB>(tx: &mut sqlx::Transaction<'_, DB>, s: &Session) -> Result<(), sqlx::Error>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, exposure, pack_id, status, gpu_id, slug, created_at, expires_at, \
+         last_activity_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.id.to_string())
+    .bind(s.user_id.to_string())
+    .bind(s.exposure.as_str().to_owned())
+    .bind(s.pack_id.to_string())
+    .bind(s.status.as_str().to_owned())
+    .bind(i64::from(s.gpu_id.0))
+    .bind(s.slug.to_string())
+    .bind(model::to_unix_ms(s.created_at))
+    .bind(s.expires_at.map(model::to_unix_ms))
+    .bind(s.last_activity_at.map(model::to_unix_ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Why one allocation attempt ended: a final answer, or a database error

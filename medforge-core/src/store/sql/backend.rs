@@ -63,7 +63,8 @@ pub trait Dialect: Database + Send + Sync {
 // them by these names.
 macro_rules! user_columns {
     () => {
-        "u.id, u.email, u.role, u.can_use_internal, u.max_concurrent_sessions, u.created_at, u.workspace_quota_bytes"
+        "u.id, u.email, u.role, u.can_use_internal, u.max_concurrent_sessions, u.created_at, u.workspace_quota_bytes, \
+         u.max_lifetime_secs"
     };
 }
 pub(crate) use user_columns;
@@ -71,7 +72,8 @@ pub(crate) use user_columns;
 macro_rules! session_columns {
     () => {
         "s.id, s.user_id, s.exposure, s.pack_id, s.status, s.container_id, s.gpu_id, s.slug, \
-         s.workspace_zfs, s.created_at, s.started_at, s.stopped_at, s.error_message"
+         s.workspace_zfs, s.created_at, s.started_at, s.stopped_at, s.error_message, s.expires_at, \
+         s.last_activity_at, s.extensions, s.warning, s.warning_stops_at, s.warning_given_at, s.stop_reason"
     };
 }
 pub(super) use session_columns;
@@ -90,6 +92,14 @@ macro_rules! active_statuses {
     };
 }
 pub(super) use active_statuses;
+
+/// The statuses that hold a GPU (`SessionStatus::HOLDING`, `gpu_active`).
+macro_rules! holding_statuses {
+    () => {
+        "('reserved', 'starting', 'running', 'stopping')"
+    };
+}
+pub(super) use holding_statuses;
 
 pub(super) fn db_error(e: sqlx::Error) -> StoreError {
     StoreError::Database(Box::new(e))
@@ -210,5 +220,7 @@ mod tests {
     fn active_status_list_matches_the_model() {
         let listed: Vec<_> = SessionStatus::ACTIVE.iter().map(|s| format!("'{s}'")).collect();
         assert_eq!(active_statuses!(), format!("({})", listed.join(", ")));
+        let holding: Vec<_> = SessionStatus::HOLDING.iter().map(|s| format!("'{s}'")).collect();
+        assert_eq!(holding_statuses!(), format!("({})", holding.join(", ")));
     }
 }

@@ -14,6 +14,7 @@ mod events;
 mod gpus;
 mod invites;
 mod logins;
+mod queue;
 mod rows;
 mod sessions;
 mod usage;
@@ -26,12 +27,12 @@ use sqlx::{Database, Pool};
 use time::OffsetDateTime;
 
 use super::{
-    AllocationError, AllocationRequest, EventFilter, NewInvite, NewLogin, NewUser, Page, PageRequest, Seed, SeedReport,
-    SessionFilter, Store, StoreError, StoredEvent, Transition, UserUpdate,
+    AllocationError, AllocationRequest, EventFilter, Extension, NewInvite, NewLogin, NewQueueEntry, NewUser, Offer,
+    Page, PageRequest, Seed, SeedReport, SessionFilter, Store, StoreError, StoredEvent, Transition, UserUpdate,
 };
 use crate::model::{
-    DeploymentId, Email, GpuDevice, GpuId, Invite, InviteId, Login, LoginId, Pack, PackId, Session, SessionId,
-    SessionStatus, Slug, User, UserId, UserSummary,
+    DeploymentId, Email, Exposure, GpuDevice, GpuId, Invite, InviteId, Login, LoginId, Pack, PackId, QueueEntry,
+    QueueEntryId, Session, SessionId, SessionStatus, Slug, User, UserId, UserSummary, Warning,
 };
 use crate::usage::{GpuUsageDay, UsageRecords};
 #[cfg(feature = "testing")]
@@ -43,6 +44,7 @@ use events::Events;
 use gpus::Gpus;
 use invites::Invites;
 use logins::Logins;
+use queue::Queue;
 use sessions::Sessions;
 use usage::Usage;
 use users::Users;
@@ -225,6 +227,42 @@ impl Store for SqlStore {
         workspace: Option<&str>,
     ) -> Result<bool, StoreError> {
         Sessions(&self.pool).set_runtime(id, container_id, workspace).await
+    }
+
+    async fn record_activity(&self, seen: &[(SessionId, OffsetDateTime)]) -> Result<(), StoreError> {
+        Sessions(&self.pool).record_activity(seen).await
+    }
+
+    async fn set_session_warning(&self, id: SessionId, warning: Option<Warning>) -> Result<bool, StoreError> {
+        Sessions(&self.pool).set_warning(id, warning).await
+    }
+
+    async fn extend_session(&self, id: SessionId, by: std::time::Duration, max: u32) -> Result<Extension, StoreError> {
+        Sessions(&self.pool).extend(id, by, max).await
+    }
+
+    async fn join_queue(&self, entry: NewQueueEntry) -> Result<QueueEntry, StoreError> {
+        Queue(&self.pool).join(entry).await
+    }
+
+    async fn queue(&self) -> Result<Vec<QueueEntry>, StoreError> {
+        Queue(&self.pool).all().await
+    }
+
+    async fn queue_entry(&self, user: UserId, exposure: Exposure) -> Result<Option<QueueEntry>, StoreError> {
+        Queue(&self.pool).of(user, exposure).await
+    }
+
+    async fn leave_queue(&self, id: QueueEntryId) -> Result<Option<QueueEntry>, StoreError> {
+        Queue(&self.pool).leave(id).await
+    }
+
+    async fn offer_gpu(&self, id: QueueEntryId, now: OffsetDateTime, until: OffsetDateTime) -> Result<Offer, StoreError> {
+        Queue(&self.pool).offer(id, now, until).await
+    }
+
+    async fn expire_offers(&self, now: OffsetDateTime) -> Result<Vec<QueueEntry>, StoreError> {
+        Queue(&self.pool).expire(now).await
     }
 
     async fn record_event(&self, e: &StoredEvent) -> Result<(), StoreError> {

@@ -6,7 +6,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::model::{self, GpuDevice, GpuId, Invite, Login, Pack, Session, User, UserSummary};
+use crate::model::{
+    self, GpuDevice, GpuId, Invite, Login, Pack, QueueEntry, Session, User, UserSummary, Warning, WarningKind,
+};
 use crate::store::{StoreError, StoredEvent};
 use crate::usage::{GpuUsageDay, UsageSession};
 
@@ -46,6 +48,7 @@ pub(super) struct UserRow {
     max_concurrent_sessions: i64,
     created_at: i64,
     workspace_quota_bytes: Option<i64>,
+    max_lifetime_secs: Option<i64>,
 }
 
 impl UserRow {
@@ -61,6 +64,10 @@ impl UserRow {
             workspace_quota_bytes: self
                 .workspace_quota_bytes
                 .map(|q| u64::try_from(q).map_err(|_| corrupt(T, format!("quota {q} out of range"))))
+                .transpose()?,
+            max_lifetime_secs: self
+                .max_lifetime_secs
+                .map(|q| u64::try_from(q).map_err(|_| corrupt(T, format!("lifetime {q} out of range"))))
                 .transpose()?,
         })
     }
@@ -200,6 +207,13 @@ pub(super) struct SessionRow {
     started_at: Option<i64>,
     stopped_at: Option<i64>,
     error_message: Option<String>,
+    expires_at: Option<i64>,
+    last_activity_at: Option<i64>,
+    extensions: i64,
+    warning: Option<String>,
+    warning_stops_at: Option<i64>,
+    warning_given_at: Option<i64>,
+    stop_reason: Option<String>,
 }
 
 impl SessionRow {
@@ -219,6 +233,18 @@ impl SessionRow {
             started_at: self.started_at.map(model::from_unix_ms),
             stopped_at: self.stopped_at.map(model::from_unix_ms),
             error_message: self.error_message,
+            expires_at: self.expires_at.map(model::from_unix_ms),
+            last_activity_at: self.last_activity_at.map(model::from_unix_ms),
+            extensions: to_u32(self.extensions, T)?,
+            warning: match (parse_opt::<WarningKind>(self.warning, T)?, self.warning_stops_at, self.warning_given_at) {
+                (Some(kind), Some(stops_at), Some(given_at)) => Some(Warning {
+                    kind,
+                    stops_at: model::from_unix_ms(stops_at),
+                    given_at: model::from_unix_ms(given_at),
+                }),
+                _ => None,
+            },
+            stop_reason: parse_opt(self.stop_reason, T)?,
         })
     }
 }
@@ -316,5 +342,38 @@ pub(super) struct UsageSessionRow {
 impl UsageSessionRow {
     pub(super) fn into_model(self) -> Result<UsageSession, StoreError> {
         Ok(UsageSession { session: self.session.into_model()?, email: parse(&self.email, "users")? })
+    }
+}
+
+/// `queue_entries` (`q.*` as `queue_columns!` lists them).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct QueueRow {
+    id: String,
+    user_id: String,
+    exposure: String,
+    pack_id: Option<String>,
+    auto_start: bool,
+    joined_at: i64,
+    state: String,
+    session_id: Option<String>,
+    offered_at: Option<i64>,
+    offered_until: Option<i64>,
+}
+
+impl QueueRow {
+    pub(super) fn into_model(self) -> Result<QueueEntry, StoreError> {
+        const T: &str = "queue_entries";
+        Ok(QueueEntry {
+            id: parse(&self.id, T)?,
+            user_id: parse(&self.user_id, T)?,
+            exposure: parse(&self.exposure, T)?,
+            pack_id: parse_opt(self.pack_id, T)?,
+            auto_start: self.auto_start,
+            joined_at: model::from_unix_ms(self.joined_at),
+            state: parse(&self.state, T)?,
+            session_id: parse_opt(self.session_id, T)?,
+            offered_at: self.offered_at.map(model::from_unix_ms),
+            offered_until: self.offered_until.map(model::from_unix_ms),
+        })
     }
 }

@@ -2,14 +2,17 @@
 //! state machine. Allocation, the one write that picks a GPU, is in
 //! `allocation.rs`.
 
+use std::time::Duration;
+
 use sqlx::{Pool, QueryBuilder};
+use time::OffsetDateTime;
 
 use super::backend::{
     Dialect, active_statuses, check_limit, db_error, page_of, push_cursor, retry_contention, session_columns, sql_impl,
 };
 use super::rows::SessionRow;
-use crate::model::{self, Session, SessionId, SessionStatus, Slug};
-use crate::store::{Cursor, Page, PageRequest, SessionFilter, StoreError, Transition};
+use crate::model::{self, Session, SessionId, SessionStatus, Slug, Warning};
+use crate::store::{Cursor, Extension, Page, PageRequest, SessionFilter, StoreError, Transition};
 
 /// The sessions table of one pool.
 pub(super) struct Sessions<'p, DB: sqlx::Database>(pub &'p Pool<DB>);
@@ -103,7 +106,9 @@ impl Sessions<'p> {
             sqlx::query(
                 "UPDATE sessions SET status = ?, container_id = COALESCE(?, container_id), \
                  workspace_zfs = COALESCE(?, workspace_zfs), error_message = COALESCE(?, error_message), \
-                 started_at = COALESCE(?, started_at), stopped_at = COALESCE(?, stopped_at) \
+                 started_at = COALESCE(?, started_at), stopped_at = COALESCE(?, stopped_at), \
+                 stop_reason = COALESCE(stop_reason, ?), \
+                 warning = CASE WHEN ? THEN NULL ELSE warning END \
                  WHERE id = ? AND status = ?",
             )
             .bind(t.to.as_str().to_owned())
@@ -112,6 +117,9 @@ impl Sessions<'p> {
             .bind(t.error_message.clone())
             .bind(started_at)
             .bind(stopped_at)
+            .bind(t.stop_reason.map(|r| r.as_str().to_owned()))
+            // A warning stands only while the session runs.
+            .bind(t.to != SessionStatus::Running)
             .bind(id.to_string())
             .bind(t.from.as_str().to_owned())
             .execute(self.0)
@@ -119,6 +127,62 @@ impl Sessions<'p> {
         .await
         .map_err(db_error)?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub async fn record_activity(&self, seen: &[(SessionId, OffsetDateTime)]) -> Result<(), StoreError> {
+        for (id, at) in seen {
+            let at = model::to_unix_ms(*at);
+            sqlx::query(concat!(
+                "UPDATE sessions SET last_activity_at = ? WHERE id = ? AND status IN ",
+                active_statuses!(),
+                " AND (last_activity_at IS NULL OR last_activity_at < ?)"
+            ))
+            .bind(at)
+            .bind(id.to_string())
+            .bind(at)
+            .execute(self.0)
+            .await
+            .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_warning(&self, id: SessionId, warning: Option<Warning>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET warning = ?, warning_stops_at = ?, warning_given_at = ? \
+             WHERE id = ? AND status = 'running'",
+        )
+        .bind(warning.map(|w| w.kind.as_str().to_owned()))
+        .bind(warning.map(|w| model::to_unix_ms(w.stops_at)))
+        .bind(warning.map(|w| model::to_unix_ms(w.given_at)))
+        .bind(id.to_string())
+        .execute(self.0)
+        .await
+        .map_err(db_error)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub async fn extend(&self, id: SessionId, by: Duration, max: u32) -> Result<Extension, StoreError> {
+        let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "UPDATE sessions SET expires_at = expires_at + ?, extensions = extensions + 1, \
+             warning = CASE WHEN warning = 'lifetime' THEN NULL ELSE warning END \
+             WHERE id = ? AND status = 'running' AND expires_at IS NOT NULL AND extensions < ?",
+        )
+        .bind(by_ms)
+        .bind(id.to_string())
+        .bind(i64::from(max))
+        .execute(self.0)
+        .await
+        .map_err(db_error)?;
+        let Some(session) = self.by_id(id).await? else { return Ok(Extension::NotRunning) };
+        Ok(if DB::rows_affected(&done) == 1 {
+            Extension::Extended(session)
+        } else if session.status == SessionStatus::Running && session.expires_at.is_some() {
+            Extension::LimitReached
+        } else {
+            Extension::NotRunning
+        })
     }
 
     pub async fn set_runtime(

@@ -41,6 +41,7 @@ impl Users<'p> {
                 max_concurrent_sessions: user.max_concurrent_sessions,
                 created_at: model::from_unix_ms(model::to_unix_ms(user.created_at)),
                 workspace_quota_bytes: None,
+                max_lifetime_secs: None,
             }),
             Err(e) if classify::<DB>(&e) == DbFailure::Unique(UniqueKey::Email) => Err(StoreError::EmailTaken),
             Err(e) => Err(db_error(e)),
@@ -88,7 +89,8 @@ impl Users<'p> {
             "UPDATE users SET email = COALESCE(?, email), password_hash = COALESCE(?, password_hash), \
              role = COALESCE(?, role), can_use_internal = COALESCE(?, can_use_internal), \
              max_concurrent_sessions = COALESCE(?, max_concurrent_sessions), \
-             workspace_quota_bytes = CASE WHEN ? THEN ? ELSE workspace_quota_bytes END WHERE id = ?",
+             workspace_quota_bytes = CASE WHEN ? THEN ? ELSE workspace_quota_bytes END, \
+             max_lifetime_secs = CASE WHEN ? THEN ? ELSE max_lifetime_secs END WHERE id = ?",
         )
         .bind(update.email.map(String::from))
         .bind(update.password_hash)
@@ -97,6 +99,8 @@ impl Users<'p> {
         .bind(update.max_concurrent_sessions.map(i64::from))
         .bind(update.workspace_quota_bytes.is_some())
         .bind(update.workspace_quota_bytes.flatten().map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
+        .bind(update.max_lifetime_secs.is_some())
+        .bind(update.max_lifetime_secs.flatten().map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
         .bind(id.to_string())
         .execute(self.0)
         .await;

@@ -1,0 +1,263 @@
+//! Which WebSocket frames a browser sends count as its user using the
+//! session (docs/decisions.md, "What counts as using a session"). A
+//! code-server tab that nobody touches still talks: VS Code's remote
+//! protocol (`PersistentProtocol`) sends a `KeepAlive` message every few
+//! seconds and an `Ack` for what the server sent; WebSocket pings and
+//! pongs keep proxies from closing the connection. Those are the tab's,
+//! not its user's. Everything else a browser sends (a keystroke in the
+//! terminal or the editor is a `Regular` message, as is any other
+//! application's frame) is use.
+//!
+//! [`FrameScanner`] reads the client-to-server byte stream as it passes
+//! (frames may be split anywhere across reads) without buffering
+//! payloads: it only unmasks the first bytes of each message. The tunnel
+//! asks the upstream for no compression (`Sec-WebSocket-Extensions` is not
+//! passed on), so the first byte of a binary message is VS Code's type.
+
+/// VS Code's `ProtocolMessageType` of the messages an idle tab sends.
+const VSCODE_ACK: u8 = 3;
+const VSCODE_KEEP_ALIVE: u8 = 9;
+/// VS Code's protocol header: type, id, ack, length (13 bytes). Its Ack
+/// and KeepAlive messages are the header alone.
+const VSCODE_HEADER: u64 = 13;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Reading a frame's header (`have` bytes of it so far).
+    Header,
+    /// Inside a payload: `left` bytes of it still to pass.
+    Payload,
+}
+
+/// Reads a client's frames and says when one is its user's.
+#[derive(Debug)]
+pub struct FrameScanner {
+    part: Part,
+    header: [u8; 14],
+    have: usize,
+    /// The current frame.
+    opcode: u8,
+    mask: [u8; 4],
+    at: u64,
+    left: u64,
+    len: u64,
+    /// Whether the message being read is a data message that started in
+    /// an earlier frame (a continuation), and whether it was judged.
+    in_message: bool,
+    /// The first payload byte of the message (unmasked), once read.
+    first: Option<u8>,
+    /// Set once the stream is no WebSocket we can read: every byte counts.
+    lost: bool,
+}
+
+impl Default for FrameScanner {
+    fn default() -> Self {
+        Self {
+            part: Part::Header,
+            header: [0; 14],
+            have: 0,
+            opcode: 0,
+            mask: [0; 4],
+            at: 0,
+            left: 0,
+            len: 0,
+            in_message: false,
+            first: None,
+            lost: false,
+        }
+    }
+}
+
+impl FrameScanner {
+    /// Feeds bytes the client sent; whether any frame that ended in them
+    /// (or a data frame long enough to judge) is its user's.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        if self.lost {
+            return !bytes.is_empty();
+        }
+        let mut used = false;
+        while !bytes.is_empty() {
+            match self.part {
+                Part::Header => {
+                    let need = self.header_len();
+                    let take = (need - self.have).min(bytes.len());
+                    self.header[self.have..self.have + take].copy_from_slice(&bytes[..take]);
+                    self.have += take;
+                    bytes = &bytes[take..];
+                    // The length may tell us the header is longer still.
+                    if self.have == self.header_len() {
+                        used |= self.start_payload();
+                    }
+                }
+                Part::Payload => {
+                    let take = usize::try_from(self.left).unwrap_or(usize::MAX).min(bytes.len());
+                    if self.first.is_none() && take > 0 && self.at == 0 && !self.is_control() {
+                        self.first = Some(bytes[0] ^ self.mask[0]);
+                    }
+                    self.at += take as u64;
+                    self.left -= take as u64;
+                    bytes = &bytes[take..];
+                    if self.left == 0 {
+                        used |= self.end_frame();
+                    }
+                }
+            }
+        }
+        used
+    }
+
+    fn is_control(&self) -> bool {
+        self.opcode & 0x8 != 0
+    }
+
+    /// How long this frame's header is, as far as we know it yet.
+    fn header_len(&self) -> usize {
+        if self.have < 2 {
+            return 2;
+        }
+        let masked = self.header[1] & 0x80 != 0;
+        let ext = match self.header[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        2 + ext + if masked { 4 } else { 0 }
+    }
+
+    /// The header is in: set up the payload. Returns whether an empty
+    /// frame ended here as use.
+    fn start_payload(&mut self) -> bool {
+        let h = &self.header;
+        if h[0] & 0x70 != 0 {
+            // A reserved bit: compression or an extension we did not
+            // agree to. We cannot read it; count everything from now on.
+            self.lost = true;
+            return true;
+        }
+        self.opcode = h[0] & 0x0f;
+        let (len, rest) = match h[1] & 0x7f {
+            126 => (u64::from(u16::from_be_bytes([h[2], h[3]])), 4),
+            127 => (u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]), 10),
+            n => (u64::from(n), 2),
+        };
+        self.mask = if h[1] & 0x80 != 0 { [h[rest], h[rest + 1], h[rest + 2], h[rest + 3]] } else { [0; 4] };
+        if !self.is_control() && self.opcode != 0 {
+            // A new data message.
+            self.in_message = true;
+            self.first = None;
+            self.len = 0;
+        }
+        self.len += if self.is_control() { 0 } else { len };
+        self.at = 0;
+        self.left = len;
+        self.have = 0;
+        self.part = Part::Payload;
+        if len == 0 { self.end_frame() } else { false }
+    }
+
+    /// A frame's payload has passed: judge it if it ends a message.
+    fn end_frame(&mut self) -> bool {
+        self.part = Part::Header;
+        if self.is_control() {
+            // Ping, pong, close: the connection's, never the user's.
+            return false;
+        }
+        let fin = self.header_fin();
+        if !fin {
+            return false;
+        }
+        self.in_message = false;
+        let heartbeat = self.len == VSCODE_HEADER && matches!(self.first, Some(VSCODE_ACK | VSCODE_KEEP_ALIVE));
+        !heartbeat
+    }
+
+    fn header_fin(&self) -> bool {
+        // The header buffer was reset for the next frame only in `have`;
+        // its first byte is still this frame's.
+        self.header[0] & 0x80 != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    fn vscode(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&7u32.to_be_bytes());
+        m.extend_from_slice(&3u32.to_be_bytes());
+        m.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn heartbeats_and_control_frames_are_not_use() {
+        let mut s = FrameScanner::default();
+        assert!(!s.feed(&frame(true, 2, &vscode(VSCODE_KEEP_ALIVE, b""))));
+        assert!(!s.feed(&frame(true, 2, &vscode(VSCODE_ACK, b""))));
+        assert!(!s.feed(&frame(true, 9, b"ping")));
+        assert!(!s.feed(&frame(true, 10, b"")));
+    }
+
+    #[test]
+    fn a_regular_message_text_and_other_apps_frames_are_use() {
+        let mut s = FrameScanner::default();
+        assert!(s.feed(&frame(true, 2, &vscode(1, b"terminal input: ls\r"))));
+        assert!(s.feed(&frame(true, 1, b"{\"jupyter\":1}")));
+        // 13 bytes that are no VS Code heartbeat.
+        assert!(s.feed(&frame(true, 2, &[1; 13])));
+        assert!(s.feed(&frame(true, 2, b"")));
+    }
+
+    #[test]
+    fn frames_split_anywhere_and_fragmented_messages_are_read() {
+        let mut stream = frame(true, 2, &vscode(VSCODE_KEEP_ALIVE, b""));
+        let typed = vscode(1, &[b'x'; 300]);
+        stream.extend(frame(false, 2, &typed[..100]));
+        stream.extend(frame(true, 9, b"")); // a ping between fragments
+        stream.extend(frame(true, 0, &typed[100..]));
+        stream.extend(frame(true, 2, &vscode(VSCODE_ACK, b"")));
+        for split in 1..stream.len() {
+            let mut s = FrameScanner::default();
+            let mut uses = 0;
+            for chunk in stream.chunks(split) {
+                uses += usize::from(s.feed(chunk));
+            }
+            assert_eq!(uses, 1, "chunks of {split}");
+        }
+        let mut one = FrameScanner::default();
+        assert!(one.feed(&stream));
+        let big = frame(true, 2, &vec![0u8; 70_000]);
+        assert!(FrameScanner::default().feed(&big));
+    }
+
+    #[test]
+    fn a_compressed_stream_counts_as_use() {
+        let mut f = frame(true, 2, &vscode(VSCODE_KEEP_ALIVE, b""));
+        f[0] |= 0x40;
+        let mut s = FrameScanner::default();
+        assert!(s.feed(&f));
+        assert!(s.feed(&frame(true, 2, &vscode(VSCODE_ACK, b""))));
+    }
+}
