@@ -4,8 +4,32 @@
 // - the dashboard refreshes its sessions table (and the live GPU card of a
 //   running session) without reloading the page: every 2 s while one is
 //   starting or stopping (at once on each progress event), at each GPU
-//   reading while a GPU is on show, else every 10 s.
+//   reading while a GPU is on show, else every 10 s (every 2 s while the
+//   user waits in the queue);
+// - when a GPU is offered to the user, or one of their sessions is warned
+//   before an automatic stop, a browser notification says so (if the user
+//   allowed notifications: joining the queue asks).
 "use strict";
+
+// What was already announced, so that each offer and warning is told once.
+const announced = new Set();
+
+function announce(section) {
+  const news = [];
+  for (const q of section.querySelectorAll('[data-testid="queue-status"][data-state="offered"]')) {
+    news.push(["offer:" + q.dataset.exposure, q.textContent.trim()]);
+  }
+  for (const w of section.querySelectorAll('[data-testid="session-warning"]')) {
+    news.push(["warning:" + w.textContent, w.textContent.trim()]);
+  }
+  for (const [key, text] of news) {
+    if (announced.has(key)) continue;
+    announced.add(key);
+    if (window.Notification && Notification.permission === "granted") {
+      try { new Notification("MedForge", { body: text.replace(/\s+/g, " ") }); } catch (_) { /* not in this browser */ }
+    }
+  }
+}
 
 function followProgress(panel) {
   const url = panel.dataset.eventsUrl;
@@ -52,6 +76,7 @@ function keepDashboardFresh(section) {
       const fresh = page.getElementById("sessions");
       if (!fresh) return;
       section.innerHTML = fresh.innerHTML;
+      announce(section);
       section.dataset.live = fresh.dataset.live;
       if (fresh.dataset.gpuRefresh) section.dataset.gpuRefresh = fresh.dataset.gpuRefresh;
       else delete section.dataset.gpuRefresh;
@@ -82,6 +107,14 @@ function keepDashboardFresh(section) {
     }
   };
   listen(section.dataset.events || "");
+  // What shows at load is no news; only what appears later is announced.
+  for (const q of section.querySelectorAll('[data-testid="queue-status"][data-state="offered"]')) announced.add("offer:" + q.dataset.exposure);
+  for (const w of section.querySelectorAll('[data-testid="session-warning"]')) announced.add("warning:" + w.textContent);
+  section.addEventListener("submit", (event) => {
+    if (event.target.matches('[data-testid="join-queue-form"]') && window.Notification && Notification.permission === "default") {
+      Notification.requestPermission();
+    }
+  });
   schedule();
 }
 

@@ -239,7 +239,13 @@ async fn user(store: &Arc<dyn Store>, email: &str) -> Result<User, String> {
 }
 
 fn request(user: &User) -> AllocationRequest {
-    AllocationRequest { user_id: user.id, exposure: Exposure::External, pack_id: None, now: model::now(), expires_at: None }
+    AllocationRequest {
+        user_id: user.id,
+        exposure: Exposure::External,
+        pack_id: None,
+        now: model::now(),
+        expires_at: None,
+    }
 }
 
 /// Starts `user`'s session and checks what the runtime says about it.

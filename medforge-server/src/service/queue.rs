@@ -157,7 +157,13 @@ async fn remove(
 ) -> Result<QueueEntry, Error> {
     let entry = state.store.leave_queue(id).await?.ok_or(Error::NotFound(Missing::QueueEntry))?;
     state.events.emit(
-        Event::QueueLeave { entry_id: entry.id, user_id: entry.user_id, exposure: entry.exposure, actor_id: actor, why },
+        Event::QueueLeave {
+            entry_id: entry.id,
+            user_id: entry.user_id,
+            exposure: entry.exposure,
+            actor_id: actor,
+            why,
+        },
         ctx,
     );
     if entry.state == QueueState::Offered {

@@ -2,7 +2,7 @@
 //! IDE's address, and times as people read them.
 
 use axum::http::HeaderMap;
-use medforge_core::model::{self, Session, SessionStatus, User};
+use medforge_core::model::{self, Session, SessionStatus, StopReason, User, WarningKind};
 
 use crate::http::envelope::rfc3339;
 use crate::http::host::port_suffix;
@@ -89,6 +89,32 @@ pub struct SessionRow {
     pub active: bool,
     pub error: Option<String>,
     pub owner: String,
+    /// Why it ended, in words ("Stopped: idle").
+    pub ended: Option<String>,
+    /// When it stops by itself, while it runs ("Time limit 14:05 UTC").
+    pub limit: Option<String>,
+    /// The warning its owner was given, in words.
+    pub warning: Option<String>,
+    /// Whether an Extend button makes sense (running, with a lifetime).
+    pub extendable: bool,
+}
+
+/// Why a session ended, as the session list says it.
+pub fn stop_words(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::User => "by its owner",
+        StopReason::Admin => "by an admin",
+        StopReason::Idle => "idle",
+        StopReason::Lifetime => "lifetime reached",
+        StopReason::ContainerDeath => "container exited",
+        StopReason::StartFailed => "start failed",
+    }
+}
+
+/// `14:05 UTC`.
+pub fn clock(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[hour]:[minute]:[second] UTC");
+    t.format(&f).unwrap_or_default()
 }
 
 impl SessionRow {
@@ -105,6 +131,19 @@ impl SessionRow {
             active: s.status.is_active(),
             error: s.error_message.clone(),
             owner,
+            ended: s.stop_reason.filter(|_| s.status.is_terminal()).map(|r| {
+                let verb = if s.status == SessionStatus::Error { "Ended" } else { "Stopped" };
+                format!("{verb}: {}", stop_words(r))
+            }),
+            limit: (s.status == SessionStatus::Running)
+                .then_some(s.expires_at)
+                .flatten()
+                .map(|t| format!("Time limit {}", clock(t))),
+            warning: s.warning.filter(|_| s.status == SessionStatus::Running).map(|w| match w.kind {
+                WarningKind::Idle => format!("Unused: stops at {} unless you use it", clock(w.stops_at)),
+                WarningKind::Lifetime => format!("Reaches its time limit: stops at {}", clock(w.stops_at)),
+            }),
+            extendable: s.status == SessionStatus::Running && s.expires_at.is_some(),
         }
     }
 }

@@ -12,11 +12,12 @@ use serde::Deserialize;
 
 use super::failure::StartRefusal;
 use super::gpu::GpuCard;
-use super::page::{Chrome, SessionRow, ide_url};
+use super::page::{Chrome, SessionRow, clock, ide_url};
 use crate::http::extract::SignedIn;
 use crate::http::html::render;
 use crate::service::accounts::Caller;
-use crate::service::{AppState, Error, sessions};
+use crate::service::queue::{self, QueueStatus};
+use crate::service::{AppState, Conflict, Error, sessions};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Notice {
@@ -47,6 +48,40 @@ struct Dashboard {
     telemetry: bool,
     /// The script's refresh while a GPU is shown, in milliseconds.
     gpu_refresh_ms: u128,
+    /// The caller's places in the wait queue.
+    queued: Vec<QueuePlace>,
+    /// No GPU is free and the caller may queue: offer to.
+    may_queue: bool,
+}
+
+/// A place in the queue, as the dashboard says it.
+struct QueuePlace {
+    exposure: String,
+    state: String,
+    text: String,
+    offered: bool,
+}
+
+impl QueuePlace {
+    fn new(q: &QueueStatus) -> Self {
+        let exposure = q.entry.exposure.to_string();
+        let text = match (q.entry.offered_until, q.position) {
+            (Some(until), _) => format!(
+                "A GPU is free for you: it is kept for your {exposure} session until {}. Start it now.",
+                clock(until)
+            ),
+            (None, Some(p)) => {
+                let estimate = q
+                    .estimate
+                    .map(|t| format!(" If the running sessions run to their time limits, yours comes by {}.", clock(t)))
+                    .unwrap_or_default();
+                let start = if q.entry.auto_start { " It will start by itself." } else { "" };
+                format!("You are number {p} of {} in the queue for a GPU.{estimate}{start}", q.waiting)
+            }
+            (None, None) => "You are in the queue for a GPU.".to_owned(),
+        };
+        Self { exposure, state: q.entry.state.to_string(), text, offered: q.entry.offered_until.is_some() }
+    }
 }
 
 pub async fn dashboard(
@@ -67,12 +102,25 @@ pub async fn dashboard(
         .as_deref()
         .and_then(StartRefusal::from_code)
         .map(|r| r.text(total_gpus, active.len(), user.max_concurrent_sessions));
-    chrome.info = n
-        .info
-        .as_deref()
-        .filter(|i| *i == "stopping")
-        .map(|_| "The session is stopping; its workspace is snapshotted when it has stopped.".to_owned());
-    let live = recent.iter().any(|s| matches!(s.status, SessionStatus::Starting | SessionStatus::Stopping));
+    chrome.info = n.info.as_deref().and_then(|i| match i {
+        "stopping" => Some("The session is stopping; its workspace is snapshotted when it has stopped.".to_owned()),
+        "queued" => Some("You are in the queue: this page tells you when a GPU is free for you.".to_owned()),
+        "left_queue" => Some("You left the queue.".to_owned()),
+        "extended" => Some("The session was extended.".to_owned()),
+        _ => None,
+    });
+    if chrome.error.is_none() {
+        chrome.error = n.error.as_deref().and_then(conflict_from_code).map(|c| c.sentence());
+    }
+    let mut queued = Vec::new();
+    for exposure in [Exposure::External, Exposure::Internal] {
+        if let Some(q) = queue::status(&state, &user, exposure).await? {
+            queued.push(QueuePlace::new(&q));
+        }
+    }
+    let may_queue = free_gpus == 0 && queued.is_empty() && active.len() < user.max_concurrent_sessions as usize;
+    let live = !queued.is_empty()
+        || recent.iter().any(|s| matches!(s.status, SessionStatus::Starting | SessionStatus::Stopping));
     if live {
         chrome.refresh_secs = 3;
     }
@@ -108,8 +156,77 @@ pub async fn dashboard(
         stop_prefix: "/sessions",
         live,
         events_urls,
+        queued,
+        may_queue,
     };
     Ok(render(StatusCode::OK, page))
+}
+
+/// The extension refusals the dashboard can name in its `?error=`.
+const CONFLICT_CODES: [(&str, Conflict); 3] = [
+    ("extend_not_running", Conflict::NotExtendable),
+    ("extend_used", Conflict::ExtensionsUsed { max: 0 }),
+    ("extend_queued", Conflict::OthersWaiting),
+];
+
+fn conflict_from_code(code: &str) -> Option<Conflict> {
+    CONFLICT_CODES.iter().find(|(c, _)| *c == code).map(|(_, conflict)| *conflict)
+}
+
+fn conflict_code(conflict: Conflict) -> &'static str {
+    CONFLICT_CODES
+        .iter()
+        .find(|(_, c)| std::mem::discriminant(c) == std::mem::discriminant(&conflict))
+        .map_or("extend_not_running", |(code, _)| code)
+}
+
+/// Extends a session (its owner's or an admin's), back to the dashboard.
+pub async fn extend(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    SignedIn(user): SignedIn,
+) -> Result<Response, Error> {
+    let session = sessions::visible(&state, &user, &id, None).await?;
+    Ok(match sessions::extend(&state, &session, &caller.request_id).await {
+        Ok(_) => Redirect::to("/?info=extended").into_response(),
+        Err(Error::Conflict(c)) => Redirect::to(&format!("/?error={}", conflict_code(c))).into_response(),
+        Err(e) => return Err(e),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QueueForm {
+    #[serde(default)]
+    exposure: String,
+    /// A checkbox: "on" when ticked.
+    auto_start: Option<String>,
+}
+
+/// Joins the queue, back to the dashboard (which then follows it live).
+pub async fn join_queue(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    SignedIn(user): SignedIn,
+    Form(form): Form<QueueForm>,
+) -> Result<Response, Error> {
+    let exposure =
+        form.exposure.parse::<Exposure>().map_err(|_| Error::field("exposure", "must be external or internal"))?;
+    queue::join(&state, &user, exposure, None, form.auto_start.is_some(), &caller.request_id).await?;
+    Ok(Redirect::to("/?info=queued").into_response())
+}
+
+/// Leaves the queue (an offered GPU passes on).
+pub async fn leave_queue(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    SignedIn(user): SignedIn,
+    Form(form): Form<QueueForm>,
+) -> Result<Response, Error> {
+    let exposure =
+        form.exposure.parse::<Exposure>().map_err(|_| Error::field("exposure", "must be external or internal"))?;
+    queue::leave(&state, &user, exposure, &caller.request_id).await?;
+    Ok(Redirect::to("/?info=left_queue").into_response())
 }
 
 #[derive(Debug, Deserialize)]
