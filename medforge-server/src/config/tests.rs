@@ -327,3 +327,35 @@ fn telemetry_durations_are_humantime_and_checked() {
     let c = load_toml("[telemetry]\nnvml_library = \"libnvidia-ml.so.1\"\n").expect("bare name");
     assert_eq!(c.telemetry.nvml_library.as_deref(), Some(Path::new("libnvidia-ml.so.1")), "the loader's to find");
 }
+
+#[test]
+fn session_limits_and_the_queue_read_humantime_and_zero_turns_a_limit_off() {
+    let c = load_toml("").expect("defaults");
+    let l = c.sessions.limits();
+    assert_eq!(l.idle_timeout, Some(std::time::Duration::from_secs(2 * 3600)));
+    assert_eq!(l.max_lifetime, Some(std::time::Duration::from_secs(24 * 3600)));
+    assert_eq!(
+        (l.warn_before, l.extend_by, l.max_extensions),
+        (std::time::Duration::from_secs(900), std::time::Duration::from_secs(4 * 3600), 2)
+    );
+    assert_eq!(c.queue.claim_timeout, std::time::Duration::from_secs(600));
+    assert!(c.queue.extend_when_queued && c.notify.webhook_url.is_none());
+    let c = load_toml("[sessions]\nidle_timeout = \"0\"\nmax_lifetime = \"90m\"\n[queue]\norder = \"fair\"\n")
+        .expect("valid");
+    assert_eq!(c.sessions.limits().idle_timeout, None);
+    assert_eq!(c.sessions.limits().max_lifetime, Some(std::time::Duration::from_secs(5400)));
+    assert_eq!(c.queue.order, medforge_core::queue::QueueOrder::Fair);
+    for (bad, key) in [
+        ("[sessions]\nidle_timeout = \"10m\"\n", "sessions.idle_timeout"),
+        ("[sessions]\nmax_lifetime = \"15m\"\n", "sessions.max_lifetime"),
+        ("[sessions]\nwarn_before = \"0\"\n", "sessions.warn_before"),
+        ("[sessions]\nbusy_gpu_utilization = 2.0\n", "sessions.busy_gpu_utilization"),
+        ("[sessions]\nidle_timeout = \"soon\"\n", "idle_timeout"),
+        ("[queue]\nclaim_timeout = \"0\"\n", "queue.claim_timeout"),
+        ("[queue]\norder = \"random\"\n", "order"),
+        ("[notify]\nwebhook_url = \"ftp://x\"\n", "notify.webhook_url"),
+    ] {
+        let e = load_toml(bad).expect_err(bad).to_string();
+        assert!(e.contains(key), "{bad}: {e}");
+    }
+}

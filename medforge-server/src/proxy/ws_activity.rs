@@ -77,6 +77,9 @@ impl FrameScanner {
         }
         let mut used = false;
         while !bytes.is_empty() {
+            if self.lost {
+                return true;
+            }
             match self.part {
                 Part::Header => {
                     let need = self.header_len();
