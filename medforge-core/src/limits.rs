@@ -1,7 +1,7 @@
 //! The rules that end sessions nobody uses or that ran their time: pure
 //! functions of a session, the time and the [`SessionLimits`], so that
-//! every case is a unit test. [`crate::lifecycle::Lifecycle::enforce_limits`]
-//! applies them.
+//! every case is a unit test. The lifecycle's `enforce_limits` applies
+//! them.
 //!
 //! Two deadlines stop a running session: idle (`last_activity_at` plus
 //! `idle_timeout`) and lifetime (`expires_at`). `warn_before` ahead of

@@ -244,7 +244,7 @@ pub struct NewQueueEntry {
 pub enum Offer {
     /// A free GPU is now reserved for the entry's user: the `reserved`
     /// session that holds it (its `expires_at` is the offer's end).
-    Made(Session),
+    Made(Box<Session>),
     /// No GPU is free.
     NoGpu,
     /// The entry is gone or already offered one.
@@ -257,7 +257,7 @@ pub enum Offer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Extension {
     /// The session as it is now (`expires_at` later, one more extension).
-    Extended(Session),
+    Extended(Box<Session>),
     /// It has been extended as often as it may.
     LimitReached,
     /// It is not running, or has no lifetime limit.

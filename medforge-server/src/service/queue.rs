@@ -173,11 +173,6 @@ async fn remove(
     Ok(entry)
 }
 
-/// Whether someone other than `user` waits for a GPU of `exposure`.
-pub async fn others_waiting(state: &AppState, exposure: Exposure, user: UserId) -> Result<bool, Error> {
-    Ok(state.store.queue().await?.iter().any(|e| e.exposure == exposure && e.user_id != user))
-}
-
 /// One round: lapsed offers go, then every free GPU is offered to the
 /// next in line until none is free or nobody waits. Users who chose
 /// "start for me" have their session started at once.

@@ -140,13 +140,13 @@ pub fn finish_in_background(state: &Arc<AppState>, claimed: Session, reason: Sto
 #[tracing::instrument(skip_all, fields(session_id = %session.id))]
 pub async fn extend(state: &AppState, session: &Session, request_id: &str) -> Result<Session, Error> {
     if !state.config.queue.extend_when_queued
-        && super::queue::others_waiting(state, session.exposure, session.user_id).await?
+        && state.store.queue().await?.iter().any(|e| e.exposure == session.exposure && e.user_id != session.user_id)
     {
         return Err(Error::Conflict(Conflict::OthersWaiting));
     }
     let ctx = EventContext::request(request_id);
     match state.lifecycle.extend(session.id, &ctx).await.map_err(Error::internal)? {
-        Extension::Extended(s) => Ok(s),
+        Extension::Extended(s) => Ok(*s),
         Extension::LimitReached => {
             Err(Error::Conflict(Conflict::ExtensionsUsed { max: state.lifecycle.limits().max_extensions }))
         }

@@ -186,7 +186,7 @@ impl Queue<'p> {
         tx.commit().await?;
         session.created_at = model::from_unix_ms(model::to_unix_ms(now));
         session.expires_at = Some(model::from_unix_ms(model::to_unix_ms(until)));
-        Ok(Ok(Offer::Made(session)))
+        Ok(Ok(Offer::Made(Box::new(session))))
     }
 
     pub async fn expire(&self, now: OffsetDateTime) -> Result<Vec<QueueEntry>, StoreError> {

@@ -177,7 +177,7 @@ impl Sessions<'p> {
         .map_err(db_error)?;
         let Some(session) = self.by_id(id).await? else { return Ok(Extension::NotRunning) };
         Ok(if DB::rows_affected(&done) == 1 {
-            Extension::Extended(session)
+            Extension::Extended(Box::new(session))
         } else if session.status == SessionStatus::Running && session.expires_at.is_some() {
             Extension::LimitReached
         } else {
