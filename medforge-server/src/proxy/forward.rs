@@ -92,6 +92,7 @@ pub async fn forward(proxy: Proxy, mut req: Request, slug: Slug, upstream: Upstr
     // Every request a browser sends is its user's use of the session
     // (docs/decisions.md, "What counts as using a session").
     state.activity.touch_slug(&slug, state.lifecycle.now());
+    metrics::counter!("medforge_proxy_client_requests_total").increment(1);
     if !upgrade {
         return match proxy.upstreams.request(req).await {
             Ok(response) => {
@@ -166,9 +167,20 @@ where
                 upstream_write.shutdown().await?;
                 return Ok::<_, std::io::Error>(());
             }
+            let before = scanner.counts;
             if scanner.feed(&buf[..n]) && reported.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
                 state.activity.touch_slug(slug, state.lifecycle.now());
                 reported = Some(std::time::Instant::now());
+            }
+            let after = scanner.counts;
+            for (kind, n) in [
+                ("use", after.uses - before.uses),
+                ("automatic", after.automatic - before.automatic),
+                ("control", after.controls - before.controls),
+            ] {
+                if n > 0 {
+                    metrics::counter!("medforge_proxy_client_messages_total", "kind" => kind).increment(n);
+                }
             }
             upstream_write.write_all(&buf[..n]).await?;
         }

@@ -1,25 +1,40 @@
 //! Which WebSocket frames a browser sends count as its user using the
 //! session (docs/decisions.md, "What counts as using a session"). A
-//! code-server tab that nobody touches still talks: VS Code's remote
-//! protocol (`PersistentProtocol`) sends a `KeepAlive` message every few
-//! seconds and an `Ack` for what the server sent; WebSocket pings and
-//! pongs keep proxies from closing the connection. Those are the tab's,
-//! not its user's. Everything else a browser sends (a keystroke in the
-//! terminal or the editor is a `Regular` message, as is any other
-//! application's frame) is use.
+//! code-server tab that nobody touches still talks. Measured on the real
+//! pack (tests/idle_ide.rs), an untouched workbench sends, after it has
+//! loaded: VS Code's remote protocol (`PersistentProtocol`) `KeepAlive`
+//! and `Ack` messages every few seconds (the protocol's 13-byte header
+//! alone, types 9 and 3); a `ping` on the `telemetry` channel every 2 s
+//! for the first 20 s or so (a latency measurement); `$onFileEvent` to
+//! the extension host whenever a file changes (an echo of the server's
+//! own watcher: a job writing files would otherwise keep an abandoned tab
+//! alive); and `$onDidChangeWindowFocus` when the window loses or gains
+//! the focus. Those, and WebSocket ping, pong and close frames, are the
+//! tab's, not its user's. Everything else a browser sends (a keystroke in
+//! the terminal or the editor is a `Regular` message with another RPC, as
+//! is any other application's frame) is use.
 //!
 //! [`FrameScanner`] reads the client-to-server byte stream as it passes
 //! (frames may be split anywhere across reads) without buffering
-//! payloads: it only unmasks the first bytes of each message. The tunnel
-//! asks the upstream for no compression (`Sec-WebSocket-Extensions` is not
-//! passed on), so the first byte of a binary message is VS Code's type.
+//! payloads: it only unmasks the first [`PREFIX`] bytes of each message.
+//! The tunnel asks the upstream for no compression
+//! (`Sec-WebSocket-Extensions` is not passed on), so those bytes are VS
+//! Code's header and the start of its RPC.
 
-/// VS Code's `ProtocolMessageType` of the messages an idle tab sends.
+/// VS Code's `ProtocolMessageType`s.
+const VSCODE_REGULAR: u8 = 1;
 const VSCODE_ACK: u8 = 3;
 const VSCODE_KEEP_ALIVE: u8 = 9;
 /// VS Code's protocol header: type, id, ack, length (13 bytes). Its Ack
 /// and KeepAlive messages are the header alone.
-const VSCODE_HEADER: u64 = 13;
+const VSCODE_HEADER: usize = 13;
+/// How much of each message is read: the header and the RPC's channel and
+/// method names, which come first in its body.
+const PREFIX: usize = 64;
+/// The RPCs an untouched workbench sends by itself, as their names appear
+/// in the first bytes of a `Regular` message's body (IPC strings are a
+/// type byte 1 and a length byte before the text).
+const AUTOMATIC_RPCS: [&[u8]; 3] = [b"\x09telemetry\x01\x04ping", b"$onFileEvent", b"$onDidChangeWindowFocus"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
@@ -44,10 +59,23 @@ pub struct FrameScanner {
     /// Whether the message being read is a data message that started in
     /// an earlier frame (a continuation), and whether it was judged.
     in_message: bool,
-    /// The first payload byte of the message (unmasked), once read.
-    first: Option<u8>,
+    /// The first [`PREFIX`] payload bytes of the message, unmasked.
+    prefix: Vec<u8>,
     /// Set once the stream is no WebSocket we can read: every byte counts.
     lost: bool,
+    /// What passed so far, by kind (the proxy's metrics).
+    pub counts: FrameCounts,
+}
+
+/// Client messages by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// A user's: anything but the two below.
+    pub uses: u64,
+    /// What an untouched tab sends by itself (`KeepAlive`, `Ack`, the RPCs of [`AUTOMATIC_RPCS`]).
+    pub automatic: u64,
+    /// Ping, pong, close.
+    pub controls: u64,
 }
 
 impl Default for FrameScanner {
@@ -62,8 +90,9 @@ impl Default for FrameScanner {
             left: 0,
             len: 0,
             in_message: false,
-            first: None,
+            prefix: Vec::with_capacity(PREFIX),
             lost: false,
+            counts: FrameCounts::default(),
         }
     }
 }
@@ -94,8 +123,10 @@ impl FrameScanner {
                 }
                 Part::Payload => {
                     let take = usize::try_from(self.left).unwrap_or(usize::MAX).min(bytes.len());
-                    if self.first.is_none() && take > 0 && self.at == 0 && !self.is_control() {
-                        self.first = Some(bytes[0] ^ self.mask[0]);
+                    if !self.is_control() && self.prefix.len() < PREFIX {
+                        let keep = take.min(PREFIX - self.prefix.len());
+                        let at = self.at as usize;
+                        self.prefix.extend(bytes[..keep].iter().enumerate().map(|(i, b)| b ^ self.mask[(at + i) % 4]));
                     }
                     self.at += take as u64;
                     self.left -= take as u64;
@@ -147,7 +178,7 @@ impl FrameScanner {
         if !self.is_control() && self.opcode != 0 {
             // A new data message.
             self.in_message = true;
-            self.first = None;
+            self.prefix.clear();
             self.len = 0;
         }
         self.len += if self.is_control() { 0 } else { len };
@@ -163,6 +194,7 @@ impl FrameScanner {
         self.part = Part::Header;
         if self.is_control() {
             // Ping, pong, close: the connection's, never the user's.
+            self.counts.controls += 1;
             return false;
         }
         let fin = self.header_fin();
@@ -170,14 +202,32 @@ impl FrameScanner {
             return false;
         }
         self.in_message = false;
-        let heartbeat = self.len == VSCODE_HEADER && matches!(self.first, Some(VSCODE_ACK | VSCODE_KEEP_ALIVE));
-        !heartbeat
+        let automatic = is_automatic(&self.prefix, self.len);
+        if automatic {
+            self.counts.automatic += 1;
+        } else {
+            self.counts.uses += 1;
+        }
+        !automatic
     }
 
     fn header_fin(&self) -> bool {
         // The header buffer was reset for the next frame only in `have`;
         // its first byte is still this frame's.
         self.header[0] & 0x80 != 0
+    }
+}
+
+/// Whether a whole client message (its first bytes, its length) is one an
+/// untouched workbench sends by itself.
+fn is_automatic(prefix: &[u8], len: u64) -> bool {
+    match prefix.first() {
+        Some(&(VSCODE_ACK | VSCODE_KEEP_ALIVE)) => len == VSCODE_HEADER as u64,
+        Some(&VSCODE_REGULAR) if prefix.len() > VSCODE_HEADER => {
+            let body = &prefix[VSCODE_HEADER..];
+            AUTOMATIC_RPCS.iter().any(|rpc| body.windows(rpc.len()).any(|w| w == *rpc))
+        }
+        _ => false,
     }
 }
 
@@ -221,12 +271,29 @@ mod tests {
         assert!(!s.feed(&frame(true, 2, &vscode(VSCODE_ACK, b""))));
         assert!(!s.feed(&frame(true, 9, b"ping")));
         assert!(!s.feed(&frame(true, 10, b"")));
+        assert_eq!(s.counts, FrameCounts { uses: 0, automatic: 2, controls: 2 });
+        // As the real workbench sends them (tests/idle_ide.rs measured these).
+        let telemetry_ping = [
+            0x01, 0, 0, 0x01, 0xe9, 0, 0, 0x01, 0xe0, 0, 0, 0, 0x19, 0x04, 0x04, 0x06, 0x64, 0x06, 0xe4, 0x03, 0x01,
+            0x09, b't', b'e', b'l', b'e', b'm', b'e', b't', b'r', b'y', 0x01, 0x04, b'p', b'i', b'n', b'g', 0x00,
+        ];
+        assert!(!s.feed(&frame(true, 2, &telemetry_ping)));
+        let mut file_event =
+            vec![0x01, 0, 0, 0x02, 0xbc, 0, 0, 0x01, 0xa3, 0, 0, 0, 0x84, 0x01, 0, 0, 0, 0x2f, 0x57, 0x0c];
+        file_event
+            .extend_from_slice(b"$onFileEvent\x00\x00\x00m[{\"created\":[],\"changed\":[{\"path\":\"/launch\"}]}]");
+        assert!(!s.feed(&frame(true, 2, &file_event)));
+        assert!(!s.feed(&frame(true, 2, &vscode(1, b"\x01\x00\x00\x00\x29\x0f$onDidChangeWindowFocus\x00[false]"))));
+        assert_eq!(s.counts.automatic, 5);
     }
 
     #[test]
     fn a_regular_message_text_and_other_apps_frames_are_use() {
         let mut s = FrameScanner::default();
         assert!(s.feed(&frame(true, 2, &vscode(1, b"terminal input: ls\r"))));
+        // A telemetry RPC other than ping, and ping on another channel: use.
+        assert!(s.feed(&frame(true, 2, &vscode(1, b"\x01\x09telemetry\x01\x03log"))));
+        assert!(s.feed(&frame(true, 2, &vscode(1, b"\x01\x0eremoteterminal\x01\x04ping"))));
         assert!(s.feed(&frame(true, 1, b"{\"jupyter\":1}")));
         // 13 bytes that are no VS Code heartbeat.
         assert!(s.feed(&frame(true, 2, &[1; 13])));
