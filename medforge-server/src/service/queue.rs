@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use medforge_core::events::{Event, EventContext, LeaveReason};
 use medforge_core::model::{Exposure, PackId, QueueEntry, QueueEntryId, QueueState, SessionStatus, User, UserId};
 use medforge_core::queue::{self, QueueOrder};
-use medforge_core::store::{NewQueueEntry, Offer, PageRequest, SessionFilter};
+use medforge_core::store::{AllocationError, NewQueueEntry, Offer, PageRequest, SessionFilter};
 use medforge_core::usage::{Period, summarize};
 use time::OffsetDateTime;
 
@@ -80,6 +80,16 @@ pub async fn join(
 ) -> Result<QueueStatus, Error> {
     if !user.may_use(exposure) {
         return Err(Error::Forbidden(Denied::NotEntitled));
+    }
+    // The pack is checked now, as a create would, not when a GPU is offered.
+    if let Some(id) = pack_id {
+        let pack = state.store.pack(id).await?.ok_or(Error::Allocation(AllocationError::PackNotFound))?;
+        if pack.deprecated_at.is_some() {
+            return Err(Error::Allocation(AllocationError::PackDeprecated));
+        }
+        if !pack.exposure.allows(exposure) {
+            return Err(Error::Allocation(AllocationError::PackExposureMismatch { exposure }));
+        }
     }
     let mine = SessionFilter { user_id: Some(user.id), exposure: None, statuses: SessionStatus::HOLDING.to_vec() };
     let holding = state.store.list_sessions(&mine, PageRequest::first(PageRequest::MAX_LIMIT)).await?.items.len();
