@@ -79,7 +79,7 @@ enum GpuCommand {
     Sample {
         #[arg(long, default_value_t = 10)]
         count: u32,
-        #[arg(long, default_value = "1s", value_parser = humantime_serde::re::humantime::parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         every: std::time::Duration,
     },
     /// Let sessions be allocated on this GPU again.
@@ -365,7 +365,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }))
     };
     let tls = certificates.map(|(certificates, acceptor)| {
-        let every = std::time::Duration::from_secs(state.config.tls.reload_check_secs);
+        let every = state.config.tls.reload_check;
         tokio::spawn(certificates.keep_fresh(every, stop_rx.clone()));
         acceptor
     });

@@ -295,9 +295,9 @@ pub async fn build(
             extra_labels: labels,
             limits: config.runtime.limits.clone(),
         },
-        stop_grace: Duration::from_secs(config.runtime.stop_timeout_secs),
-        ready_timeout: Duration::from_secs(config.runtime.ready_timeout_secs),
-        poll_interval: Duration::from_secs(config.runtime.poll_interval_secs.max(1)),
+        stop_grace: config.runtime.stop_timeout,
+        ready_timeout: config.runtime.ready_timeout,
+        poll_interval: config.runtime.poll_interval.max(Duration::from_secs(1)),
         quota_bytes: config.storage.quota_bytes,
         limits: config.sessions.limits(),
     };

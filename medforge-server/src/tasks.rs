@@ -26,14 +26,14 @@ pub async fn apply_isolation(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every `check_interval_secs`, reads the networks again (Docker may have
+/// Every `firewall.check_interval`, reads the networks again (Docker may have
 /// recreated them, with new bridges) and checks the rules; whatever is
 /// missing (a dockerd restart, a flush by hand) is put back.
 pub async fn keep_isolation(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if state.config.firewall.kind == FirewallKind::None {
         return;
     }
-    let every = Duration::from_secs(state.config.firewall.check_interval_secs);
+    let every = state.config.firewall.check_interval;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,

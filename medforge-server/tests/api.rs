@@ -864,7 +864,7 @@ async fn signup_follows_the_policy_and_invites_work_once(db: Db) {
         }
         b
     };
-    let extra = "[auth]\ninvite_valid_secs = 2\n".to_owned();
+    let extra = "[auth]\ninvite_valid = \"2s\"\n".to_owned();
     let s = Server::start(db, Options { signup: None, extra_config: extra, ..Options::default() }).await;
     let signup = |body: serde_json::Value| s.post("/api/v2/auth/signup", None, Some(body));
     let (st, h, b) = signup(signup_body("walk-in@example.org", None)).await;

@@ -318,3 +318,140 @@ async fn the_lifetime_warns_extends_up_to_its_limit_then_stops() {
     assert_eq!((st, b["detail"].as_str()), (409, Some("Only a running session with a time limit can be extended.")));
     s.stop().await;
 }
+
+/// A webhook that records what it is sent.
+async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("lock").push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offers_and_warnings_reach_the_webhook_and_extensions_wait_while_others_queue() {
+    let (url, got) = webhook().await;
+    let s = Server::start(
+        Db::Sqlite,
+        Options {
+            gpus: vec![0],
+            extra_config: format!(
+                "[sessions]\nidle_timeout = \"0\"\nmax_lifetime = \"1h\"\nwarn_before = \"59m 57s\"\n\
+                 [queue]\nextend_when_queued = false\n[notify]\nwebhook_url = \"{url}\"\n"
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (alice, _) = s.signup("alice-hook@example.org").await;
+    let (bob, _) = s.signup("bob-hook@example.org").await;
+    let (path, _) = s.start_session(&alice).await;
+    // Warned a few seconds in (warn_before is nearly the lifetime): the webhook hears it.
+    let warning = eventually("the warning's notice", Duration::from_secs(15), || async {
+        let seen = got.lock().expect("lock").clone();
+        seen.into_iter().find(|n| n["event"] == "session.warning").ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(warning["email"], "alice-hook@example.org", "{warning}");
+    assert!(warning["text"].as_str().is_some_and(|t| t.contains("stops at")), "{warning}");
+    // Bob waits: Alice may not extend while he does.
+    let (st, _, b) = s.post("/api/v2/external/queue", Some(&bob), None).await;
+    assert_eq!(st, 201, "{b}");
+    let (st, _, b) = s.post(&format!("{path}/extend"), Some(&alice), None).await;
+    assert_eq!(
+        (st, b["detail"].as_str()),
+        (409, Some("Others are waiting for a GPU, so sessions cannot be extended now; save your work."))
+    );
+    // Alice stops: Bob is offered the GPU, and the webhook hears that too.
+    s.post(&format!("{path}/stop"), Some(&alice), None).await;
+    let offer = eventually("the offer's notice", Duration::from_secs(15), || async {
+        let seen = got.lock().expect("lock").clone();
+        seen.into_iter().find(|n| n["event"] == "queue.offer").ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(offer["email"], "bob-hook@example.org", "{offer}");
+    assert!(offer["until"].is_string() && offer["text"].as_str().is_some_and(|t| t.contains("GPU 0")), "{offer}");
+    // Bob leaves; the GPU is free for anyone again.
+    let (st, _, _) = s
+        .http
+        .delete(s.url("/api/v2/external/queue"))
+        .header("cookie", &bob)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), (), ()))
+        .expect("leave");
+    assert_eq!(st, 200);
+    let (st, _, b) = s.post("/api/v2/external/sessions", Some(&alice), None).await;
+    assert_eq!(st, 201, "{b}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fair_queue_serves_the_fewest_gpu_hours_first() {
+    use medforge_core::model::{Exposure, SessionStatus, UserId};
+    use medforge_core::store::{AllocationRequest, SqliteStore, Store, Transition};
+
+    let s = Server::start(
+        Db::Sqlite,
+        Options { gpus: vec![0], extra_config: "[queue]\norder = \"fair\"\n".into(), ..Options::default() },
+    )
+    .await;
+    let admin = s.admin("fair-admin@example.org").await;
+    let (heavy, heavy_id) = s.signup("heavy@example.org").await;
+    let (light, light_id) = s.signup("light@example.org").await;
+    let (holder, _) = s.signup("holder-fair@example.org").await;
+    // The heavy user held the GPU for three hours two days ago.
+    let store = SqliteStore::open(&s.db_url).await.expect("the server's SQLite");
+    let from = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    let to = from + time::Duration::hours(3);
+    let user: UserId = heavy_id.parse().expect("user id");
+    let past = store
+        .allocate_session(AllocationRequest {
+            user_id: user,
+            exposure: Exposure::External,
+            pack_id: None,
+            now: from,
+            expires_at: None,
+        })
+        .await
+        .expect("allocate");
+    for (a, b, at) in [
+        (SessionStatus::Starting, SessionStatus::Running, from),
+        (SessionStatus::Running, SessionStatus::Stopping, to),
+        (SessionStatus::Stopping, SessionStatus::Stopped, to),
+    ] {
+        assert!(store.transition_session(past.id, Transition::new(a, b, at)).await.expect("transition"));
+    }
+    let (path, _) = s.start_session(&holder).await;
+    // The heavy user comes first, the light one second: the light one is served first.
+    let (st, _, b) = s.post("/api/v2/external/queue", Some(&heavy), None).await;
+    assert_eq!((st, b["data"]["position"].as_u64()), (201, Some(1)), "{b}");
+    let (st, _, b) = s.post("/api/v2/external/queue", Some(&light), None).await;
+    assert_eq!((st, b["data"]["position"].as_u64()), (201, Some(1)), "fewer GPU-hours go first: {b}");
+    let (_, b) = queue_of(&s, &heavy).await;
+    assert_eq!(b["data"]["position"].as_u64(), Some(2), "{b}");
+    let (_, _, b) = s.get("/api/v2/admin/queue", Some(&admin)).await;
+    let order: Vec<_> = b["data"].as_array().expect("queue").iter().map(|e| e["user_id"].clone()).collect();
+    assert_eq!(order, vec![Value::from(light_id.as_str()), Value::from(heavy_id.as_str())], "{b}");
+    s.post(&format!("{path}/stop"), Some(&holder), None).await;
+    eventually("the light user is offered the GPU", Duration::from_secs(15), || async {
+        let (_, b) = queue_of(&s, &light).await;
+        if b["data"]["state"] == "offered" { Ok(()) } else { Err(format!("{b}")) }
+    })
+    .await;
+    let (_, b) = queue_of(&s, &heavy).await;
+    assert_eq!((b["data"]["state"].as_str(), b["data"]["position"].as_u64()), (Some("waiting"), Some(1)), "{b}");
+    s.stop().await;
+}

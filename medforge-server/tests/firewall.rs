@@ -56,7 +56,7 @@ async fn health(s: &Server) -> (u16, Value) {
 async fn serve_applies_nftables_rules_and_puts_them_back() {
     let _turn = TURN.lock().await;
     let table = format!("mftest_{}", medforge_core::model::Slug::generate());
-    let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval_secs = 1\n");
+    let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval = \"1s\"\n");
     // On every address, as a server behind no proxy would be: the rules,
     // not the bind address, must keep sessions off it.
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, listen: "0.0.0.0:0", ..Options::default() }).await;
@@ -110,7 +110,7 @@ async fn serve_applies_nftables_rules_and_puts_them_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_is_degraded_while_iptables_rules_are_missing() {
     let _turn = TURN.lock().await;
-    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval_secs = 3600\n".to_owned();
+    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval = \"3600s\"\n".to_owned();
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
     assert_eq!(health(&s).await.0, 200);
     let saved = sh("iptables-save", &["-t", "filter"]).expect("save");
@@ -203,7 +203,7 @@ fn restart_dockerd(sessions: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_survives_a_dockerd_restart_and_recreated_networks() {
     let _turn = TURN.lock().await;
-    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval_secs = 1\n".to_owned();
+    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval = \"1s\"\n".to_owned();
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
     let (a_cookie, _) = s.signup("restart-a@example.org").await;
     let (b_cookie, _) = s.signup("restart-b@example.org").await;
@@ -247,7 +247,7 @@ async fn isolation_survives_a_dockerd_restart_and_recreated_networks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_bridge_netfilter_off_iptables_fails_its_checks_until_it_is_on_again() {
     let _turn = TURN.lock().await;
-    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval_secs = 3600\n".to_owned();
+    let extra = "[firewall]\nkind = \"iptables\"\ncheck_interval = \"3600s\"\n".to_owned();
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
     let off = medforge_core::testing::bridge_netfilter::Off::new();
 
@@ -279,7 +279,7 @@ async fn with_bridge_netfilter_off_iptables_fails_its_checks_until_it_is_on_agai
 async fn no_session_starts_while_the_isolation_cannot_be_put_back() {
     let _turn = TURN.lock().await;
     let table = format!("mftest_{}", medforge_core::model::Slug::generate());
-    let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval_secs = 3600\n");
+    let extra = format!("[firewall]\nkind = \"nftables\"\nnft_table = \"{table}\"\ncheck_interval = \"3600s\"\n");
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
     let ext = format!("mftest-{}-ext", s.run);
     sh("docker", &["network", "rm", &ext]).expect("remove the sessions network");
@@ -342,7 +342,7 @@ async fn sessions_have_no_ipv6_on_either_backend() {
     });
     for kind in ["nftables", "iptables"] {
         let table = format!("mftest_{}", medforge_core::model::Slug::generate());
-        let extra = format!("[firewall]\nkind = \"{kind}\"\nnft_table = \"{table}\"\ncheck_interval_secs = 3600\n");
+        let extra = format!("[firewall]\nkind = \"{kind}\"\nnft_table = \"{table}\"\ncheck_interval = \"3600s\"\n");
         let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..Options::default() }).await;
         let a = container_of(&running_session(&s, "v6-a@example.org").await);
         let b = container_of(&running_session(&s, "v6-b@example.org").await);

@@ -137,7 +137,7 @@ async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_closes_slow_and_idle_clients_and_caps_each_network() {
     use tokio::io::AsyncWriteExt;
-    let extra = "[http]\nheader_read_timeout_secs = 2\nkeep_alive_idle_secs = 1\nmax_connections_per_client = 3\n";
+    let extra = "[http]\nheader_read_timeout = \"2s\"\nkeep_alive_idle = \"1s\"\nmax_connections_per_client = 3\n";
     let s = Server::start(Db::Sqlite, Options { extra_config: extra.into(), ..Options::default() }).await;
     let port: u16 = s.port().parse().expect("port");
 

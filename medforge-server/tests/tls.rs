@@ -108,7 +108,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_tls_client_is_closed_by_the_header_timeout() {
     use tokio::io::AsyncReadExt;
-    let extra = "[http]\nheader_read_timeout_secs = 2\nkeep_alive_idle_secs = 1\n".to_owned();
+    let extra = "[http]\nheader_read_timeout = \"2s\"\nkeep_alive_idle = \"1s\"\n".to_owned();
     let s = Server::start(Db::Sqlite, Options { extra_config: extra, ..with_tls() }).await;
     let mut silent = tokio::net::TcpStream::connect(format!("127.0.0.1:{}", s.port())).await.expect("connect");
     let opened = Instant::now();

@@ -21,7 +21,7 @@ data_dir = "$MF_DIR/data"
 gpu_mode = "none"
 external_network = "mftest-$run-ext"
 internal_network = "mftest-$run-int"
-stop_timeout_secs = 1
+stop_timeout = "1s"
 labels = { "medforge.test_run" = "$run" }
 [pack]
 image = "${MF_IMAGE:-$MEDFORGE_TEST_PACK_IMAGE}"

@@ -16,7 +16,7 @@ slow_clients_bench() {
   pass=$(medforge_pass "$MF_URL" "$MF_URL" "$host:$MF_PORT" "$cookie")
   python3 scripts/lib/slow_clients.py "$MF_PORT" "$host:$MF_PORT" "$pass" slow-bench@example.org "bench passphrase" \
     "$MF_PID" "$("target/release/medforge" --config "$MF_CONFIG" config check 2>/dev/null \
-      | sed -n 's/^header_read_timeout_secs = //p' | head -1)"
+      | sed -n 's/^header_read_timeout = "\([0-9]*\)s"$/\1/p' | head -1)"
   local rc=$?
   stop_medforge slowbench || die "the benchmark server panicked"
   return $rc

@@ -175,7 +175,7 @@ async def main():
         f"hashing a password (unknown addresses, so no account lock cuts them short), through the "
         f"one-hash-per-core queue; the user's own sign-in waits in that queue, the proxied request does not."
     )
-    print(f"Header timeout: {TIMEOUT:.0f} s (the default `http.header_read_timeout_secs`).")
+    print(f"Header timeout: {TIMEOUT:.0f} s (the default `http.header_read_timeout`).")
 
 
 asyncio.run(main())

@@ -7,14 +7,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::events::{Event, EventContext, MemoryEvents, StopReason};
 use crate::lifecycle::{CONTAINER_EXITED, Lifecycle, LifecycleConfig, LifecycleError, StopOutcome};
+use crate::limits::SessionLimits;
+use crate::model::WarningKind;
 use crate::model::{self, Exposure, GpuId, Session, SessionStatus, User};
 use crate::runtime::{
     ContainerRuntime, ContainerState, LABEL_SESSION_ID, LABEL_SLUG, LABEL_USER_ID, SessionContainerConfig,
     container_name, session_container_spec,
 };
 use crate::storage::{DirStorage, SnapshotKind, Storage};
+use crate::store::Extension;
 use crate::store::{AllocationError, AllocationRequest, NewUser, Seed, SqliteStore, Store};
 
 type Exec = dyn Fn(&str, &[&str]) -> Result<String, String> + Send + Sync;
@@ -78,6 +82,16 @@ impl LifecycleHarness {
 
     /// A fresh stack (database, workspaces, `Lifecycle`) running `image`.
     pub async fn stack(&self, image: &str, tune: impl FnOnce(&mut LifecycleConfig)) -> LifecycleStack {
+        self.stack_on(image, tune, Arc::new(SystemClock)).await
+    }
+
+    /// The same on `clock` (a `ManualClock` moves the time-based rules).
+    pub async fn stack_on(
+        &self,
+        image: &str,
+        tune: impl FnOnce(&mut LifecycleConfig),
+        clock: Arc<dyn Clock>,
+    ) -> LifecycleStack {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("medforge.db");
         let workspaces = dir.path().join("workspaces");
@@ -92,13 +106,16 @@ impl LifecycleHarness {
             ..LifecycleConfig::default()
         };
         tune(&mut config);
-        let sessions = Arc::new(Lifecycle::new(
-            store.clone(),
-            self.runtime.clone(),
-            Arc::new(storage.clone()),
-            events.clone(),
-            config.clone(),
-        ));
+        let sessions = Arc::new(
+            Lifecycle::new(
+                store.clone(),
+                self.runtime.clone(),
+                Arc::new(storage.clone()),
+                events.clone(),
+                config.clone(),
+            )
+            .with_clock(clock),
+        );
         LifecycleStack {
             sessions,
             store,
@@ -191,6 +208,7 @@ macro_rules! lifecycle_contract_tests {
             failed_starts_end_as_error_and_hold_no_gpu,
             a_stop_during_start_wins_and_leaves_nothing_running,
             reconciliation_after_a_crash_leaves_nothing_stranded,
+            the_limits_warn_then_stop_on_the_lifecycles_clock,
         );
     };
 }
@@ -449,4 +467,98 @@ pub async fn reconciliation_after_a_crash_leaves_nothing_stranded(h: &LifecycleH
     // A second pass finds nothing to do.
     let again = stack.restarted().reconcile().await.expect("reconcile");
     assert_eq!(again, Default::default());
+}
+
+/// The idle and lifetime rules on a clock the test moves: a day of a
+/// session's life in a second. An unused session is warned, then stopped
+/// (`idle`) with its snapshot and its GPU freed; a used one is not, until
+/// its lifetime, which an extension moves (once, then no more).
+pub async fn the_limits_warn_then_stop_on_the_lifecycles_clock(h: &LifecycleHarness) {
+    const MIN: Duration = Duration::from_secs(60);
+    let clock = Arc::new(ManualClock::starting_now());
+    let limits = SessionLimits {
+        idle_timeout: Some(120 * MIN),
+        max_lifetime: Some(24 * 60 * MIN),
+        warn_before: 15 * MIN,
+        extend_by: 240 * MIN,
+        max_extensions: 1,
+    };
+    let stack = h.stack_on(&h.image, |c| c.limits = limits, clock.clone()).await;
+    let ctx = EventContext::default();
+    let mut sessions = Vec::new();
+    for name in ["unused", "used"] {
+        let user = stack.user(name).await;
+        let now = clock.now();
+        let req = AllocationRequest {
+            user_id: user.id,
+            exposure: Exposure::External,
+            pack_id: None,
+            now,
+            expires_at: limits.expires_at(&user, now),
+        };
+        sessions.push(stack.sessions.create(req, &ctx).await.expect("create"));
+    }
+    let (unused, used) = (sessions[0].clone(), sessions[1].clone());
+    let t0 = clock.now();
+    let used_now = |at| {
+        let store = stack.store.clone();
+        async move { store.record_activity(&[(used.id, at)]).await.expect("activity") }
+    };
+    assert_eq!(stack.sessions.enforce_limits().await.expect("limits"), Default::default(), "nothing is due");
+    let _ = event_names(&stack.events);
+
+    // 1 h 45 min later the unused one is warned; the used one is not.
+    clock.advance(105 * MIN);
+    used_now(clock.now()).await;
+    let report = stack.sessions.enforce_limits().await.expect("limits");
+    assert_eq!((report.warned, report.claimed.len()), (vec![unused.id], 0));
+    let warned = stack.store.session(unused.id).await.expect("read").expect("there");
+    assert_eq!(warned.warning.map(|w| (w.kind, w.stops_at)), Some((WarningKind::Idle, t0 + 120 * MIN)));
+    clock.advance(14 * MIN);
+    assert!(stack.sessions.enforce_limits().await.expect("limits").claimed.is_empty(), "not before stops_at");
+
+    // At stops_at it is stopped, with its reason and snapshot; its GPU frees.
+    clock.advance(MIN);
+    used_now(clock.now()).await;
+    let report = stack.sessions.enforce_limits().await.expect("limits");
+    let [(claimed, reason)] = report.claimed.as_slice() else { panic!("{report:?}") };
+    assert_eq!((claimed.id, *reason), (unused.id, StopReason::Idle));
+    let ended = stack.sessions.finish_stop(claimed, *reason, &ctx).await.expect("finish");
+    assert_eq!((ended.status, ended.stop_reason), (SessionStatus::Stopped, Some(StopReason::Idle)));
+    tokio::time::timeout(Duration::from_secs(1), stack.sessions.gpu_freed().notified())
+        .await
+        .expect("the queue is woken when the GPU frees");
+    let snapshots = stack.storage.list_snapshots(unused.user_id).await.expect("snapshots");
+    assert!(snapshots.iter().any(|s| s.name.as_str().ends_with(&format!("-{}", unused.slug))), "{snapshots:?}");
+    assert!(!stack.active().await.iter().any(|s| s.id == unused.id));
+    assert_eq!(event_names(&stack.events), vec!["session.warning", "session.snapshot", "session.stop"]);
+
+    // The used one runs until its lifetime: warned 15 min ahead, extended
+    // once (the warning goes), refused the second time, then stopped.
+    clock.set(t0 + 24 * 60 * MIN - 15 * MIN);
+    used_now(clock.now()).await;
+    let report = stack.sessions.enforce_limits().await.expect("limits");
+    assert_eq!(report.warned, vec![used.id]);
+    let Extension::Extended(extended) = stack.sessions.extend(used.id, &ctx).await.expect("extend") else {
+        panic!("not extended")
+    };
+    assert_eq!((extended.expires_at, extended.warning), (Some(t0 + 28 * 60 * MIN), None));
+    assert_eq!(stack.sessions.extend(used.id, &ctx).await.expect("extend"), Extension::LimitReached);
+    clock.set(t0 + 28 * 60 * MIN - 15 * MIN);
+    used_now(clock.now()).await;
+    assert_eq!(stack.sessions.enforce_limits().await.expect("limits").warned, vec![used.id]);
+    clock.set(t0 + 28 * 60 * MIN);
+    used_now(clock.now()).await;
+    let report = stack.sessions.enforce_limits().await.expect("limits");
+    let [(claimed, reason)] = report.claimed.as_slice() else { panic!("{report:?}") };
+    assert_eq!((claimed.id, *reason), (used.id, StopReason::Lifetime));
+    let ended = stack.sessions.finish_stop(claimed, *reason, &ctx).await.expect("finish");
+    assert_eq!(ended.stop_reason, Some(StopReason::Lifetime));
+    let names = event_names(&stack.events);
+    assert_eq!(
+        names,
+        vec!["session.warning", "session.extend", "session.warning", "session.snapshot", "session.stop"],
+        "every automatic stop comes after its warning"
+    );
+    assert!(stack.containers().await.is_empty());
 }

@@ -28,3 +28,17 @@ where
         }
     }
 }
+
+/// A body that may be left out: empty (or only whitespace) is `T`'s
+/// default, anything else must be exactly its documented fields.
+pub fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, crate::service::Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| crate::service::Error::field("body", e.to_string()))
+}
+
+/// A body's `pack_id`, when it names one.
+pub fn pack_id(text: Option<String>) -> Result<Option<medforge_core::model::PackId>, crate::service::Error> {
+    text.map(|p| p.parse().map_err(|_| crate::service::Error::field("pack_id", "must be a uuid"))).transpose()
+}

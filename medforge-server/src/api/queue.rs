@@ -8,9 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use medforge_core::model::PackId;
 use serde::Deserialize;
 
+use super::json;
 use super::schemas::{AdminErrors, EmptyBody, EnvelopeDoc, InvalidErrors, JsonErrors, ProblemDoc, SignedInErrors};
 use super::sessions::InExposure;
 use crate::http::envelope::Envelope;
@@ -59,13 +59,8 @@ pub async fn join(
     SignedIn(user): SignedIn,
     body: Bytes,
 ) -> Result<Envelope, Error> {
-    let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
-        JoinBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Error::field("body", e.to_string()))?
-    };
-    let pack_id =
-        body.pack_id.map(|p| p.parse::<PackId>().map_err(|_| Error::field("pack_id", "must be a uuid"))).transpose()?;
+    let body: JoinBody = json::optional_body(&body)?;
+    let pack_id = json::pack_id(body.pack_id)?;
     let status = queue::join(&state, &user, exposure, pack_id, body.auto_start, &caller.request_id).await?;
     Ok(Envelope::with_status(StatusCode::CREATED, status))
 }

@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use medforge_core::model::{Exposure, PackId, Session, SessionStatus};
+use medforge_core::model::{Exposure, Session, SessionStatus};
 use medforge_core::store::{PageRequest, SessionFilter};
 use serde::Deserialize;
 
+use super::json;
 use super::paging::{self, ListQuery};
 use super::schemas::{
     EmptyBody, EnvelopeDoc, InvalidErrors, JsonErrors, PageErrors, PageParams, ProblemDoc, SessionErrors,
@@ -85,14 +86,8 @@ pub async fn create(
     SignedIn(user): SignedIn,
     body: Bytes,
 ) -> Result<Envelope, Error> {
-    // An empty body is `{}`; anything else must be exactly the documented fields.
-    let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Error::field("body", e.to_string()))?
-    };
-    let pack_id =
-        body.pack_id.map(|p| p.parse::<PackId>().map_err(|_| Error::field("pack_id", "must be a uuid"))).transpose()?;
+    let body: CreateBody = json::optional_body(&body)?;
+    let pack_id = json::pack_id(body.pack_id)?;
     let session = sessions::start(&state, &user, exposure, pack_id, &caller.request_id).await?;
     Ok(Envelope::with_status(StatusCode::CREATED, Created { message: "Session started.", session }))
 }

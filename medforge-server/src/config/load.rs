@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
-use super::paths;
 use super::{Config, GpuIds, Routing, SignupPolicy, StorageKind, TOP_LEVEL_KEYS};
+use super::{legacy, paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,7 +38,7 @@ impl Config {
         if let Some(path) = &file {
             // `file_exact`: figment's `file` would also search the parent
             // directories for a relative name.
-            figment = figment.merge(Toml::file_exact(path));
+            figment = figment.merge(legacy::Legacy(Toml::file_exact(path)));
         }
         let env = Env::prefixed("MEDFORGE_")
             .filter(|key| {
@@ -47,7 +47,7 @@ impl Config {
                 TOP_LEVEL_KEYS.contains(&top.as_str())
             })
             .split("__");
-        let figment = figment.merge(env);
+        let figment = figment.merge(legacy::Legacy(env));
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.make_paths_absolute(&paths::Bases { figment: &figment, cwd });
         config.validate()?;
@@ -162,8 +162,8 @@ impl Config {
                 return Err(invalid("notify.webhook_url", format!("{url:?} is not an http(s) URL")));
             }
         }
-        if self.firewall.check_interval_secs == 0 {
-            return Err(invalid("firewall.check_interval_secs", "must be at least 1"));
+        if self.firewall.check_interval < std::time::Duration::from_secs(1) {
+            return Err(invalid("firewall.check_interval", "must be at least 1s"));
         }
         if self.auth.signup == SignupPolicy::Domains && self.auth.allowed_email_domains.is_empty() {
             return Err(invalid("auth.allowed_email_domains", "signup = \"domains\" needs at least one domain"));
@@ -173,17 +173,21 @@ impl Config {
                 return Err(invalid("auth.allowed_email_domains", format!("{d:?} is not a domain (no @)")));
             }
         }
-        if !(1..=366 * 86400).contains(&self.auth.invite_valid_secs) {
-            return Err(invalid("auth.invite_valid_secs", "must be 1 second to 366 days"));
+        if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(366 * 86400))
+            .contains(&self.auth.invite_valid)
+        {
+            return Err(invalid("auth.invite_valid", "must be 1s to 366 days"));
         }
         let http = &self.http;
-        if !(1..=3600).contains(&http.header_read_timeout_secs) {
-            return Err(invalid("http.header_read_timeout_secs", "must be 1 to 3600"));
+        if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600))
+            .contains(&http.header_read_timeout)
+        {
+            return Err(invalid("http.header_read_timeout", "must be 1s to 1h"));
         }
-        if !(1..=http.header_read_timeout_secs).contains(&http.keep_alive_idle_secs) {
+        if !(std::time::Duration::from_secs(1)..=http.header_read_timeout).contains(&http.keep_alive_idle) {
             return Err(invalid(
-                "http.keep_alive_idle_secs",
-                "must be 1 to http.header_read_timeout_secs (which bounds idle connections too)",
+                "http.keep_alive_idle",
+                "must be 1s to http.header_read_timeout (which bounds idle connections too)",
             ));
         }
         if http.max_connections == 0 {
@@ -210,8 +214,8 @@ impl Config {
             }
             _ => {}
         }
-        if !(1..=86400).contains(&tls.reload_check_secs) {
-            return Err(invalid("tls.reload_check_secs", "must be 1 to 86400"));
+        if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(86400)).contains(&tls.reload_check) {
+            return Err(invalid("tls.reload_check", "must be 1s to 1 day"));
         }
         if let Some(redirect) = tls.redirect_http_listen
             && redirect.port() != 0

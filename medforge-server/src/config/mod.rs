@@ -3,7 +3,9 @@
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 //! Paths come out absolute ([`paths`] says against what).
 
+mod duration;
 mod gpus;
+mod legacy;
 mod load;
 mod paths;
 #[cfg(test)]
@@ -97,16 +99,16 @@ pub struct Config {
 pub struct SessionsConfig {
     /// Unused this long (no request or keystroke through the proxy, GPU
     /// not busy), a session is warned, then stopped with its snapshot.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub idle_timeout: std::time::Duration,
     /// A session's lifetime; an admin's per-user value wins.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub max_lifetime: std::time::Duration,
     /// How long before an automatic stop its owner is warned.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub warn_before: std::time::Duration,
     /// What "Extend" adds to the lifetime.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub extend_by: std::time::Duration,
     /// How often a session may be extended.
     pub max_extensions: u32,
@@ -149,7 +151,7 @@ impl SessionsConfig {
 pub struct QueueConfig {
     /// How long a GPU offered to the head of the queue stays reserved for
     /// them before it passes to the next.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub claim_timeout: std::time::Duration,
     /// `"fifo"`: first come, first served; `"fair"`: fewest GPU-hours held
     /// in the last 7 days first.
@@ -205,9 +207,12 @@ pub struct RuntimeConfig {
     pub gpu_mode: GpuModeSetting,
     pub external_network: String,
     pub internal_network: String,
-    pub stop_timeout_secs: u64,
-    pub poll_interval_secs: u64,
-    pub ready_timeout_secs: u64,
+    #[serde(with = "duration")]
+    pub stop_timeout: std::time::Duration,
+    #[serde(with = "duration")]
+    pub poll_interval: std::time::Duration,
+    #[serde(with = "duration")]
+    pub ready_timeout: std::time::Duration,
     /// Extra labels on every session container; boot reconciliation only
     /// touches containers that carry them (two deployments on one engine).
     pub labels: std::collections::BTreeMap<String, String>,
@@ -291,7 +296,7 @@ pub struct TelemetryConfig {
     /// path, then `/usr/local/nvidia/lib64/`.
     pub nvml_library: Option<PathBuf>,
     /// How often every GPU is read (`"5s"`; at least one second).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub interval: std::time::Duration,
     /// A sample counts as busy at this utilisation or above (0 to 1).
     pub busy_utilization: f64,
@@ -356,7 +361,8 @@ pub struct FirewallConfig {
     pub allowed_host_ports: Vec<u16>,
     /// How often `serve` checks the rules and puts back what is missing
     /// (Docker recreating a network, a dockerd restart, a flush by hand).
-    pub check_interval_secs: u64,
+    #[serde(with = "duration")]
+    pub check_interval: std::time::Duration,
     /// The nftables table (family inet) that holds MedForge's rules.
     pub nft_table: String,
 }
@@ -378,13 +384,15 @@ pub enum FirewallKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// A request's headers must be in within this many seconds of the
+    /// A request's headers must be in within this long of the
     /// connection being ready for them (accepted, or done with the last
     /// request); else it is closed.
-    pub header_read_timeout_secs: u64,
+    #[serde(with = "duration")]
+    pub header_read_timeout: std::time::Duration,
     /// An idle keep-alive connection is closed after this (at most the
     /// header timeout, which bounds idleness too).
-    pub keep_alive_idle_secs: u64,
+    #[serde(with = "duration")]
+    pub keep_alive_idle: std::time::Duration,
     /// Open connections at most (WebSocket tunnels included).
     pub max_connections: usize,
     /// Open connections at most from one client network (an IPv4
@@ -395,8 +403,8 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
-            header_read_timeout_secs: 10,
-            keep_alive_idle_secs: 10,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            keep_alive_idle: std::time::Duration::from_secs(10),
             max_connections: 8192,
             max_connections_per_client: 512,
         }
@@ -417,7 +425,8 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
     /// How often the two files are read for a renewal; a changed pair is
     /// served from the next connection on, without a restart.
-    pub reload_check_secs: u64,
+    #[serde(with = "duration")]
+    pub reload_check: std::time::Duration,
     /// A plain-HTTP listener that sends every request for our hosts to
     /// HTTPS (e.g. `"0.0.0.0:80"`); unset: none.
     pub redirect_http_listen: Option<SocketAddr>,
@@ -425,7 +434,12 @@ pub struct TlsConfig {
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { cert_file: None, key_file: None, reload_check_secs: 60, redirect_http_listen: None }
+        Self {
+            cert_file: None,
+            key_file: None,
+            reload_check: std::time::Duration::from_secs(60),
+            redirect_http_listen: None,
+        }
     }
 }
 
@@ -445,12 +459,17 @@ pub struct AuthConfig {
     /// (exactly these, no subdomains), e.g. `["lab.example.org"]`.
     pub allowed_email_domains: Vec<String>,
     /// How long an invite link works (default 7 days).
-    pub invite_valid_secs: u64,
+    #[serde(with = "duration")]
+    pub invite_valid: std::time::Duration,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { signup: SignupPolicy::Invite, allowed_email_domains: Vec::new(), invite_valid_secs: 7 * 24 * 3600 }
+        Self {
+            signup: SignupPolicy::Invite,
+            allowed_email_domains: Vec::new(),
+            invite_valid: std::time::Duration::from_secs(7 * 24 * 3600),
+        }
     }
 }
 
@@ -531,9 +550,9 @@ impl Default for RuntimeConfig {
             gpu_mode: GpuModeSetting::Auto,
             external_network: "medforge-external-sessions".into(),
             internal_network: "medforge-internal-sessions".into(),
-            stop_timeout_secs: 30,
-            poll_interval_secs: 30,
-            ready_timeout_secs: 120,
+            stop_timeout: std::time::Duration::from_secs(30),
+            poll_interval: std::time::Duration::from_secs(30),
+            ready_timeout: std::time::Duration::from_secs(120),
             labels: Default::default(),
             limits: Default::default(),
         }
@@ -564,7 +583,7 @@ impl Default for FirewallConfig {
             kind: FirewallKind::Auto,
             proxy_addrs: Vec::new(),
             allowed_host_ports: Vec::new(),
-            check_interval_secs: 10,
+            check_interval: std::time::Duration::from_secs(10),
             nft_table: medforge_net_iptables::nftables::TABLE.into(),
         }
     }

@@ -254,7 +254,8 @@ fn tls_files_are_read_relative_to_their_file_and_make_cookies_secure() {
             "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nredirect_http_listen = \"127.0.0.1:8080\"\n",
             "tls.redirect_http_listen",
         ),
-        ("[tls]\nreload_check_secs = 0\n", "tls.reload_check_secs"),
+        ("[tls]\nreload_check_secs = 0\n", "tls.reload_check"),
+        ("[tls]\nreload_check = \"0s\"\n", "tls.reload_check"),
     ] {
         match load_toml(bad) {
             Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{bad:?}"),
@@ -358,4 +359,19 @@ fn session_limits_and_the_queue_read_humantime_and_zero_turns_a_limit_off() {
         let e = load_toml(bad).expect_err(bad).to_string();
         assert!(e.contains(key), "{bad}: {e}");
     }
+}
+
+#[test]
+fn the_old_seconds_keys_still_read_and_the_new_name_wins() {
+    let c = load_toml("[runtime]\nstop_timeout_secs = 7\n[auth]\ninvite_valid_secs = 3600\n").expect("old names");
+    assert_eq!(c.runtime.stop_timeout, std::time::Duration::from_secs(7));
+    assert_eq!(c.auth.invite_valid, std::time::Duration::from_secs(3600));
+    let c = load_toml("[runtime]\nstop_timeout_secs = 7\nstop_timeout = \"9s\"\n").expect("both");
+    assert_eq!(c.runtime.stop_timeout, std::time::Duration::from_secs(9));
+    let c = load_toml(
+        "[runtime]\nready_timeout = \"2m\"\n[http]\nheader_read_timeout = \"3s\"\nkeep_alive_idle = \"2s\"\n",
+    )
+    .expect("humantime");
+    assert_eq!(c.runtime.ready_timeout, std::time::Duration::from_secs(120));
+    assert_eq!(c.http.keep_alive_idle, std::time::Duration::from_secs(2));
 }

@@ -170,7 +170,7 @@ pub(super) fn telemetry(
             format!(
                 "NVML reads {} GPU(s) every {}: {}",
                 gpus.len(),
-                humantime_serde::re::humantime::format_duration(config.telemetry.interval),
+                humantime::format_duration(config.telemetry.interval),
                 gpus.iter().map(|g| format!("{} {} ({})", g.index, g.name, g.uuid)).collect::<Vec<_>>().join(", ")
             ),
         ),

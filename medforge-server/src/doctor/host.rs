@@ -104,7 +104,7 @@ pub(super) async fn firewall(config: &Config, auto: Option<&stack::FirewallChoic
                 report.missing.len(),
                 report.foreign.len()
             ),
-            "`medforge firewall apply` (serve applies them at start and every firewall.check_interval_secs)",
+            "`medforge firewall apply` (serve applies them at start and every firewall.check_interval)",
         ),
         Err(e) => Finding::fail(
             AREA,

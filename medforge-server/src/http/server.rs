@@ -3,10 +3,10 @@
 //! (docs/security.md, "Hostile clients"):
 //!
 //! - **a header-read timeout**: a request's headers must be in within
-//!   `http.header_read_timeout_secs` of the connection being ready for
+//!   `http.header_read_timeout` of the connection being ready for
 //!   them (just accepted, or done with the previous request), or hyper
 //!   closes it: a connection that sends half a request holds nothing long;
-//! - **an idle keep-alive timeout** (`http.keep_alive_idle_secs`, at most
+//! - **an idle keep-alive timeout** (`http.keep_alive_idle`, at most
 //!   the header timeout, which bounds idleness too);
 //! - **caps on open connections**, overall and per client network (an
 //!   IPv4 address, an IPv6 /64); trusted proxies are exempt from the
@@ -67,8 +67,8 @@ pub struct Limits {
 impl Limits {
     pub fn new(http: &HttpConfig, trusted_proxies: &[IpNet]) -> Self {
         Self {
-            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
-            keep_alive_idle: Duration::from_secs(http.keep_alive_idle_secs),
+            header_read_timeout: http.header_read_timeout,
+            keep_alive_idle: http.keep_alive_idle,
             max_connections: http.max_connections,
             max_connections_per_client: http.max_connections_per_client,
             trusted_proxies: trusted_proxies.to_vec(),

@@ -1,7 +1,7 @@
 //! Which WebSocket frames a browser sends count as its user using the
 //! session (docs/decisions.md, "What counts as using a session"). A
 //! code-server tab that nobody touches still talks. Measured on the real
-//! pack (tests/idle_ide.rs), an untouched workbench sends, after it has
+//! pack (medforge-server/tests/fair_sharing_browser.rs), an untouched workbench sends, after it has
 //! loaded: VS Code's remote protocol (`PersistentProtocol`) `KeepAlive`
 //! and `Ack` messages every few seconds (the protocol's 13-byte header
 //! alone, types 9 and 3); a `ping` on the `telemetry` channel every 2 s
@@ -272,7 +272,7 @@ mod tests {
         assert!(!s.feed(&frame(true, 9, b"ping")));
         assert!(!s.feed(&frame(true, 10, b"")));
         assert_eq!(s.counts, FrameCounts { uses: 0, automatic: 2, controls: 2 });
-        // As the real workbench sends them (tests/idle_ide.rs measured these).
+        // As the real workbench sends them (medforge-server/tests/fair_sharing_browser.rs measured these).
         let telemetry_ping = [
             0x01, 0, 0, 0x01, 0xe9, 0, 0, 0x01, 0xe0, 0, 0, 0, 0x19, 0x04, 0x04, 0x06, 0x64, 0x06, 0xe4, 0x03, 0x01,
             0x09, b't', b'e', b'l', b'e', b'm', b'e', b't', b'r', b'y', 0x01, 0x04, b'p', b'i', b'n', b'g', 0x00,

@@ -44,7 +44,7 @@ pub async fn create(state: &AppState, caller: &Caller, actor: &User, email: &str
     let token = LoginToken::generate();
     let now = model::now();
     // At most 366 days (the config's check): no overflow.
-    let valid = time::Duration::seconds(i64::try_from(state.config.auth.invite_valid_secs).unwrap_or(86400));
+    let valid = time::Duration::try_from(state.config.auth.invite_valid).unwrap_or(time::Duration::DAY);
     let invite = state
         .store
         .create_invite(NewInvite {

@@ -186,6 +186,7 @@ struct UserRow {
     internal: bool,
     limit: u32,
     quota_gib: String,
+    lifetime_hours: String,
     active: u32,
 }
 
@@ -219,6 +220,7 @@ async fn users_page(
             internal: s.user.can_use_internal,
             limit: s.user.max_concurrent_sessions,
             quota_gib: s.user.workspace_quota_bytes.map(|b| format!("{}", b as f64 / GIB)).unwrap_or_default(),
+            lifetime_hours: s.user.max_lifetime_secs.map(|s| format!("{}", s as f64 / 3600.0)).unwrap_or_default(),
             active: s.active_session_count,
         })
         .collect();
@@ -285,6 +287,9 @@ pub struct UserForm {
     max_concurrent_sessions: String,
     #[serde(default)]
     quota_gib: String,
+    /// Hours of a session's lifetime; empty: the default; 0: none.
+    #[serde(default)]
+    lifetime_hours: String,
 }
 
 pub async fn update_user(
@@ -306,12 +311,19 @@ pub async fn update_user(
             _ => return Err(Error::field("quota", "must be a number of GiB, or empty")),
         },
     };
+    let lifetime = match form.lifetime_hours.trim() {
+        "" => None,
+        text => match text.parse::<f64>() {
+            Ok(h) if (0.0..=366.0 * 24.0).contains(&h) => Some((h * 3600.0).round() as i64),
+            _ => return Err(Error::field("lifetime", "must be a number of hours (0: no limit), or empty")),
+        },
+    };
     let change = UserChange {
         role: Some(form.role),
         can_use_internal: Some(form.can_use_internal.as_deref() == Some("true")),
         max_concurrent_sessions: Some(limit),
         workspace_quota_bytes: Some(quota),
-        max_lifetime_secs: None,
+        max_lifetime_secs: Some(lifetime),
     };
     admin_service::change_user(&state, &caller, &admin, &id, change).await?;
     Ok(Redirect::to("/admin/users?status=saved").into_response())

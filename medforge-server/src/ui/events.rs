@@ -201,6 +201,33 @@ fn sentence(e: &StoredEvent, who: &HashMap<UserId, String>) -> Vec<Piece> {
             vec![actor, text(" made the account "), user, text(&format!(" ({}).", field("role")))]
         }
         "session.entered_by_other" => vec![actor, text(" opened "), session(), text(" of "), user, text(".")],
+        "session.warning" => vec![
+            session(),
+            text(" of "),
+            user,
+            text(&format!(" was warned: it stops at {} ({}).", field("stops_at"), field("kind"))),
+        ],
+        "session.extend" => vec![
+            user,
+            text(" extended "),
+            session(),
+            text(&format!(" until {} (extension {}).", field("expires_at"), field("extensions"))),
+        ],
+        "queue.join" => {
+            vec![user, text(&format!(" joined the {} queue at position {}.", field("exposure"), field("position")))]
+        }
+        "queue.offer" => vec![
+            text(&format!("GPU {} was kept for ", field("gpu_id"))),
+            user,
+            text(&format!(" until {}.", field("offered_until"))),
+        ],
+        "queue.claim" => vec![user, text(" took the offered GPU: "), session(), text(".")],
+        "queue.expire" => vec![user, text(" did not claim the offered GPU in time; it passed on.")],
+        "queue.leave" if e.actor_id.is_some() => vec![actor, text(" removed "), user, text(" from the queue.")],
+        "queue.leave" if field("why") == "limit" => {
+            vec![user, text(" left the queue: they hold as many sessions as they may.")]
+        }
+        "queue.leave" => vec![user, text(" left the queue.")],
         other => vec![text(&format!("{other}."))],
     }
 }

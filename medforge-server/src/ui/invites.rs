@@ -75,7 +75,7 @@ async fn page(
             open: i.state(now) == InviteState::Open,
         })
         .collect();
-    let valid_for = lifetime(state.config.auth.invite_valid_secs);
+    let valid_for = lifetime(state.config.auth.invite_valid.as_secs());
     render(status, InvitesPage { chrome, section: "invites", invites: rows, link, email: String::new(), valid_for })
 }
 

@@ -17,6 +17,7 @@ pub mod gpu;
 mod invites;
 pub mod next;
 pub mod page;
+mod queue;
 mod sessions;
 mod usage;
 
@@ -50,6 +51,8 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/gpus/{id}", post(admin::toggle_gpu))
         .route("/admin/sessions", get(admin::sessions))
         .route("/admin/sessions/{id}/stop", post(admin::stop))
+        .route("/admin/queue", get(queue::list))
+        .route("/admin/queue/{id}/remove", post(queue::remove))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{id}", post(admin::update_user))
         .route("/admin/invites", get(invites::list).post(invites::create))

@@ -162,6 +162,11 @@ pub async fn dashboard(
     Ok(render(StatusCode::OK, page))
 }
 
+/// A form's `exposure` field.
+fn form_exposure(text: &str) -> Result<Exposure, Error> {
+    text.parse().map_err(|_| Error::field("exposure", "must be external or internal"))
+}
+
 /// The extension refusals the dashboard can name in its `?error=`.
 const CONFLICT_CODES: [(&str, Conflict); 3] = [
     ("extend_not_running", Conflict::NotExtendable),
@@ -210,8 +215,7 @@ pub async fn join_queue(
     SignedIn(user): SignedIn,
     Form(form): Form<QueueForm>,
 ) -> Result<Response, Error> {
-    let exposure =
-        form.exposure.parse::<Exposure>().map_err(|_| Error::field("exposure", "must be external or internal"))?;
+    let exposure = form_exposure(&form.exposure)?;
     queue::join(&state, &user, exposure, None, form.auto_start.is_some(), &caller.request_id).await?;
     Ok(Redirect::to("/?info=queued").into_response())
 }
@@ -223,8 +227,7 @@ pub async fn leave_queue(
     SignedIn(user): SignedIn,
     Form(form): Form<QueueForm>,
 ) -> Result<Response, Error> {
-    let exposure =
-        form.exposure.parse::<Exposure>().map_err(|_| Error::field("exposure", "must be external or internal"))?;
+    let exposure = form_exposure(&form.exposure)?;
     queue::leave(&state, &user, exposure, &caller.request_id).await?;
     Ok(Redirect::to("/?info=left_queue").into_response())
 }
@@ -241,8 +244,7 @@ pub async fn start(
     SignedIn(user): SignedIn,
     Form(form): Form<StartForm>,
 ) -> Result<Response, Error> {
-    let exposure =
-        form.exposure.parse::<Exposure>().map_err(|_| Error::field("exposure", "must be external or internal"))?;
+    let exposure = form_exposure(&form.exposure)?;
     Ok(match sessions::start(&state, &user, exposure, None, &caller.request_id).await {
         Ok(session) => Redirect::to(&format!("/sessions/{}", session.id)).into_response(),
         Err(e) => {

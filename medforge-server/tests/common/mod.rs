@@ -260,7 +260,7 @@ impl Server {
             .as_ref()
             .map(|t| {
                 format!(
-                    "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nreload_check_secs = 1\nredirect_http_listen = \"{}\"\n\n",
+                    "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nreload_check = \"1s\"\nredirect_http_listen = \"{}\"\n\n",
                     t.cert_file.display(),
                     t.key_file.display(),
                     t.redirect
@@ -280,9 +280,9 @@ database_url = "{db_url}"
 kind = "{runtime}"
 socket = "{socket}"
 gpu_mode = "none"
-{own}stop_timeout_secs = 2
-poll_interval_secs = 5
-ready_timeout_secs = 30
+{own}stop_timeout = "2s"
+poll_interval = "5s"
+ready_timeout = "30s"
 
 [pack]
 image = "{image}"

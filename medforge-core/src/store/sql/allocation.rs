@@ -111,12 +111,7 @@ impl Sessions<'p> {
         }
 
         // 4. The user's limit (a reservation counts, as it holds a GPU).
-        let holding: i64 =
-            sqlx::query_scalar(concat!("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND status IN ", holding_statuses!()))
-                .bind(user.id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-        if holding >= i64::from(user.max_concurrent_sessions) {
+        if holding::<DB>(&mut tx, &user.id.to_string()).await? >= i64::from(user.max_concurrent_sessions) {
             return Err(AllocationError::LimitReached { limit: user.max_concurrent_sessions }.into());
         }
 
@@ -158,6 +153,22 @@ impl Sessions<'p> {
         Ok(session)
     }
 }
+}
+
+/// How many sessions `user` holds (a reservation included), in the caller's transaction.
+pub(super) async fn holding<DB>(tx: &mut sqlx::Transaction<'_, DB>, user: &str) -> Result<i64, sqlx::Error>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query_scalar(concat!("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND status IN ", holding_statuses!()))
+        .bind(user.to_owned())
+        .fetch_one(&mut **tx)
+        .await
 }
 
 /// Where a GPU is free: enabled, and no session holds it (a reservation included).

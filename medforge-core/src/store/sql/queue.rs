@@ -6,8 +6,8 @@
 use sqlx::Pool;
 use time::OffsetDateTime;
 
-use super::allocation::{free_gpu, insert_session};
-use super::backend::{DbFailure, Dialect, UniqueKey, classify, db_error, holding_statuses, sql_impl};
+use super::allocation::{free_gpu, holding, insert_session};
+use super::backend::{DbFailure, Dialect, UniqueKey, classify, db_error, sql_impl};
 use super::rows::{QueueRow, UserRow, to_u32};
 use crate::model::{self, Exposure, GpuId, QueueEntry, QueueEntryId, QueueState, Session, SessionStatus, UserId};
 use crate::store::{NewQueueEntry, Offer, StoreError};
@@ -152,12 +152,7 @@ impl Queue<'p> {
             Ok(None) => return Ok(Ok(Offer::NotWaiting)),
             Err(e) => return Ok(Err(e)),
         };
-        let holding: i64 =
-            sqlx::query_scalar(concat!("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND status IN ", holding_statuses!()))
-                .bind(user.id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-        if holding >= i64::from(user.max_concurrent_sessions) {
+        if holding::<DB>(&mut tx, &user.id.to_string()).await? >= i64::from(user.max_concurrent_sessions) {
             return Ok(Ok(Offer::UserAtLimit));
         }
         if let Some(lock) = DB::LOCK_GPUS {
