@@ -224,9 +224,13 @@ async fn the_eighth_user_sees_the_offer_live_and_starts_the_offered_gpu() {
     eighth.assert_clean("the dashboard with an offer").await;
     eighth.screenshots("queue-offered").await;
 
-    // Starting takes the offered GPU.
+    // Starting takes the offered GPU: the progress page, then the session's host.
     eighth.click("[data-testid=claim-gpu]").await;
     let deadline = Instant::now() + Duration::from_secs(30);
+    while !browser_kit::on_session_host(&eighth.url().await) {
+        assert!(Instant::now() < deadline, "the offered session never opened: {}", eighth.url().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     loop {
         eighth.goto(&format!("{ui}/")).await;
         let status = eighth.text("[data-testid=session-row] [data-testid=session-status]").await;
