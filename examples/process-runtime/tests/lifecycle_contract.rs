@@ -32,8 +32,8 @@ async fn harness() -> LifecycleHarness {
     )
 }
 
-// The core's cases, each on a fresh harness: six of the seven of
-// `lifecycle_contract_tests!` as they are; the seventh is restated below.
+// The core's cases, each on a fresh harness: seven of the eight of
+// `lifecycle_contract_tests!` as they are; the other is restated below.
 medforge_core::contract_cases!(lifecycle, harness;
     seven_sessions_start_concurrently_and_the_eighth_is_refused,
     a_killed_container_is_marked_error_within_two_seconds_and_frees_its_gpu,
@@ -41,6 +41,7 @@ medforge_core::contract_cases!(lifecycle, harness;
     failed_starts_end_as_error_and_hold_no_gpu,
     a_stop_during_start_wins_and_leaves_nothing_running,
     reconciliation_after_a_crash_leaves_nothing_stranded,
+    the_limits_warn_then_stop_on_the_lifecycles_clock,
 );
 
 /// `workspace_survives_stop_and_the_stop_snapshot_holds_it`, with the file
