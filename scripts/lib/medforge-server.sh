@@ -4,7 +4,9 @@
 
 # start_medforge BINARY RUN GPU_IDS: sets MF_DIR, MF_CONFIG, MF_PORT, MF_PID, MF_URL.
 # MF_ROUTING (default builtin) sets `routing`, MF_GATE_UPSTREAM (default
-# name) `gate_upstream`, MF_IMAGE (default the test pack) the pack image.
+# name) `gate_upstream`, MF_IMAGE (default the test pack) the pack image,
+# MF_FAILED_LOGINS_PER_ACCOUNT (default 10, the product's) the lock-out
+# after failed sign-ins.
 start_medforge() {
   local binary=$1 run=$2 gpus=$3
   MF_DIR=$(mktemp -d)
@@ -29,6 +31,7 @@ image = "${MF_IMAGE:-$MEDFORGE_TEST_PACK_IMAGE}"
 ids = $gpus
 [limits]
 auth_per_minute = 1000000
+failed_logins_per_account = ${MF_FAILED_LOGINS_PER_ACCOUNT:-10}
 # The scripts make their users by signing up.
 [auth]
 signup = "open"

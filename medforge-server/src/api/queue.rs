@@ -90,10 +90,12 @@ pub async fn mine(
     path = "/api/v2/{exposure}/queue",
     tag = "queue",
     params(("exposure" = String, Path, description = "external or internal")),
+    request_body = EmptyBody,
     responses(
         (status = 200, description = "Left the queue (an offered GPU passes on)", body = EnvelopeDoc<medforge_core::model::QueueEntry>),
         (status = 404, description = "Not in this queue, or unknown exposure", body = ProblemDoc, content_type = "application/problem+json"),
         SignedInErrors,
+        JsonErrors,
     )
 )]
 pub async fn leave(
@@ -128,6 +130,7 @@ pub async fn everyone(State(state): State<Arc<AppState>>, _: Admin) -> Result<En
         (status = 200, description = "Removed (an offered GPU passes on)", body = EnvelopeDoc<medforge_core::model::QueueEntry>),
         (status = 404, description = "No such entry", body = ProblemDoc, content_type = "application/problem+json"),
         AdminErrors,
+        JsonErrors,
     )
 )]
 pub async fn remove(
