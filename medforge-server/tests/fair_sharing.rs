@@ -311,6 +311,18 @@ async fn the_lifetime_warns_extends_up_to_its_limit_then_stops() {
     assert_eq!(s.post(&format!("{path}/extend"), Some(&other), None).await.0, 403);
     let stopped = ended(&s, &path, &user, Duration::from_secs(20)).await;
     assert_eq!(stopped["stop_reason"], "lifetime", "{stopped}");
+    // Its snapshot, its GPU free, its reason in the list.
+    let (_, _, b) = s.get(&format!("{path}/snapshots"), Some(&user)).await;
+    let slug = session["slug"].as_str().expect("slug");
+    assert!(
+        b["data"].as_array().is_some_and(|a| a.iter().any(|x| x["name"].as_str().is_some_and(|n| n.ends_with(slug)))),
+        "{b}"
+    );
+    let (_, _, b) = s.get("/api/v2/admin/gpus", Some(&admin)).await;
+    assert!(b["data"].as_array().expect("gpus").iter().all(|g| g["session_id"].is_null()), "{b}");
+    let page =
+        s.http.get(s.url("/")).header("cookie", &user).send().await.expect("dashboard").text().await.expect("html");
+    assert!(page.contains("Stopped: lifetime reached"), "{page}");
     let warnings = events(&s, &admin, "session.warning", &user_id).await;
     assert_eq!(warnings.len(), 2, "warned before the lifetime and again before the extended one: {warnings:?}");
     assert_eq!(events(&s, &admin, "session.extend", &user_id).await.len(), 1);
@@ -453,5 +465,29 @@ async fn the_fair_queue_serves_the_fewest_gpu_hours_first() {
     .await;
     let (_, b) = queue_of(&s, &heavy).await;
     assert_eq!((b["data"]["state"].as_str(), b["data"]["position"].as_u64()), (Some("waiting"), Some(1)), "{b}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_for_me_starts_the_offered_session_by_itself() {
+    let s = Server::start(Db::Sqlite, Options { gpus: vec![0], ..Options::default() }).await;
+    let admin = s.admin("auto-admin@example.org").await;
+    let (holder, _) = s.signup("auto-holder@example.org").await;
+    let (waiter, waiter_id) = s.signup("auto-waiter@example.org").await;
+    let (path, _) = s.start_session(&holder).await;
+    let (st, _, b) =
+        s.post("/api/v2/external/queue", Some(&waiter), Some(serde_json::json!({"auto_start": true}))).await;
+    assert_eq!((st, b["data"]["auto_start"].as_bool()), (201, Some(true)), "{b}");
+    s.post(&format!("{path}/stop"), Some(&holder), None).await;
+    let started = eventually("the waiter's session runs by itself", Duration::from_secs(30), || async {
+        let (_, _, b) = s.get("/api/v2/external/sessions/current", Some(&waiter)).await;
+        if b["data"]["session"]["status"] == "running" { Ok(b["data"]["session"].clone()) } else { Err(format!("{b}")) }
+    })
+    .await;
+    assert_eq!(started["gpu_id"], 0);
+    assert_eq!(queue_of(&s, &waiter).await.0, 404, "the entry is met");
+    let claims = events(&s, &admin, "queue.claim", &waiter_id).await;
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_eq!(claims[0]["session_id"], started["id"]);
     s.stop().await;
 }
