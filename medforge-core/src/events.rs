@@ -26,6 +26,8 @@ pub enum LeaveReason {
     Admin,
     /// Its user holds as many sessions as they may.
     Limit,
+    /// Its user may no longer start what they queued for (entitlement or pack gone).
+    CannotStart,
 }
 
 /// What recovery did about a session (`session.recovery.decision`).
@@ -129,7 +131,8 @@ pub enum Event {
     #[serde(rename = "queue.expire")]
     QueueExpire { entry_id: QueueEntryId, user_id: UserId, exposure: Exposure, gpu_id: Option<GpuId> },
     /// An entry left the queue: its user left (`actor_id` unset), an admin
-    /// removed it, or the user reached their session limit meanwhile.
+    /// removed it, the user reached their session limit meanwhile, or may
+    /// no longer start what they queued for.
     #[serde(rename = "queue.leave")]
     QueueLeave {
         entry_id: QueueEntryId,

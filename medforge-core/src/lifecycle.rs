@@ -444,6 +444,12 @@ impl Lifecycle {
                     report.taken_back.push(session.id);
                 }
                 Verdict::Stop(reason) => {
+                    // Judged again on the row as it is now: an extension (or
+                    // use) that came during this pass wins over the stop.
+                    let Some(fresh) = self.store.session(session.id).await? else { continue };
+                    if self.config.limits.judge(&fresh, self.clock.now()) != Verdict::Stop(reason) {
+                        continue;
+                    }
                     if let StopClaim::Claimed(claimed) = self.claim_stop(session.id, reason).await? {
                         tracing::info!(session_id = %session.id, %reason, "stopping a session by its limits");
                         report.claimed.push((claimed, reason));

@@ -80,8 +80,18 @@ pub async fn sample_once(state: &AppState) -> Result<(), medforge_core::store::S
     {
         tracing::warn!(%why, "GPU reading failed");
     }
-    let holders: Vec<_> =
-        state.store.list_gpus().await?.into_iter().filter_map(|g| Some((g.id, g.session_id?))).collect();
+    // Sessions with a container: a GPU the queue keeps for someone
+    // (`reserved`) runs nothing of theirs yet, and is not charged.
+    let running: std::collections::HashSet<_> =
+        state.store.active_sessions().await?.into_iter().map(|s| s.id).collect();
+    let holders: Vec<_> = state
+        .store
+        .list_gpus()
+        .await?
+        .into_iter()
+        .filter_map(|g| Some((g.id, g.session_id?)))
+        .filter(|(_, s)| running.contains(s))
+        .collect();
     for session in state.gpu_monitor.unknown(&holders) {
         let rows = state.store.session_gpu_usage(session).await?;
         state.gpu_monitor.resume(session, rows);

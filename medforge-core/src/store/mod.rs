@@ -251,6 +251,9 @@ pub enum Offer {
     NotWaiting,
     /// The user holds as many sessions as they may: no offer (the entry stays).
     UserAtLimit,
+    /// The user may no longer start what they queued for (the internal
+    /// entitlement taken away, the pack gone or deprecated): no offer.
+    CannotStart,
 }
 
 /// A session's lifetime was extended, or why not.

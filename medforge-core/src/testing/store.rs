@@ -1138,6 +1138,25 @@ pub async fn an_offer_respects_the_users_limit(h: &StoreHarness) {
     assert_ne!(again.id, entry.id);
     assert_eq!(store.offer_gpu(again.id, t0, t0 + Duration::minutes(1)).await.expect("offer"), Offer::UserAtLimit);
     release(store.as_ref(), &own).await;
+    // Someone who may not use what they queued for is offered nothing.
+    let outsider = user_with_limit(store.as_ref(), "no-internal", 1).await;
+    let internal = store
+        .join_queue(NewQueueEntry {
+            id: QueueEntryId::new_random(),
+            user_id: outsider.id,
+            exposure: Exposure::Internal,
+            pack_id: None,
+            auto_start: false,
+            joined_at: t0,
+        })
+        .await
+        .expect("join");
+    assert_eq!(store.offer_gpu(internal.id, t0, t0 + Duration::minutes(1)).await.expect("offer"), Offer::CannotStart);
+    // An entry that left is offered nothing either, and nothing is reserved.
+    assert_eq!(store.leave_queue(again.id).await.expect("leave").map(|e| e.id), Some(again.id));
+    assert_eq!(store.offer_gpu(again.id, t0, t0 + Duration::minutes(1)).await.expect("offer"), Offer::NotWaiting);
+    let reserved = SessionFilter { user_id: None, exposure: None, statuses: vec![SessionStatus::Reserved] };
+    assert!(store.list_sessions(&reserved, PageRequest::first(10)).await.expect("list").items.is_empty());
 }
 
 pub async fn stop_reasons_activity_warnings_and_extensions_are_kept(h: &StoreHarness) {

@@ -56,7 +56,10 @@ pub async fn session_proxy(State(state): State<Arc<AppState>>, headers: HeaderMa
         .unwrap_or_else(|| Uri::from_static("/"));
     let asked = Asked { host: &host, method: &method, uri: &uri, headers: &headers, upgrade: false };
     match session_host::answer(&state, asked, state.config.gate_upstream, Unauthenticated::Page).await {
-        Answer::Forward { upstream, .. } => {
+        Answer::Forward { upstream, slug, .. } => {
+            // Behind Caddy each request to a session is asked here first:
+            // it is its user's use of the session, as through the built-in proxy.
+            state.activity.touch_slug(&slug, state.lifecycle.now());
             let value = HeaderValue::from_str(upstream.as_str()).unwrap_or_else(|_| HeaderValue::from_static(""));
             Ok(Envelope::ok(Message { message: "Session proxy authorized." })
                 .header(header::HeaderName::from_static("x-upstream"), value)

@@ -134,6 +134,18 @@ impl Config {
         }
         let s = &self.sessions;
         let limits = s.limits();
+        let year = std::time::Duration::from_secs(366 * 86400);
+        for (key, d) in [
+            ("sessions.idle_timeout", s.idle_timeout),
+            ("sessions.max_lifetime", s.max_lifetime),
+            ("sessions.warn_before", s.warn_before),
+            ("sessions.extend_by", s.extend_by),
+            ("queue.claim_timeout", self.queue.claim_timeout),
+        ] {
+            if d > year {
+                return Err(invalid(key, "must be at most 366 days"));
+            }
+        }
         if s.warn_before.is_zero() {
             return Err(invalid("sessions.warn_before", "must be more than 0: every automatic stop is warned"));
         }

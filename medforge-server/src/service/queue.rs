@@ -228,8 +228,13 @@ pub async fn offer_round(state: &std::sync::Arc<AppState>) -> Result<(), Error> 
                 }
                 Offer::NoGpu => return Ok(()),
                 Offer::NotWaiting => {}
-                Offer::UserAtLimit => {
-                    remove(state, entry.id, None, LeaveReason::Limit, &ctx).await?;
+                refused @ (Offer::UserAtLimit | Offer::CannotStart) => {
+                    let why = if refused == Offer::UserAtLimit { LeaveReason::Limit } else { LeaveReason::CannotStart };
+                    match remove(state, entry.id, None, why, &ctx).await {
+                        // Gone already (left, or met by the user's own create).
+                        Ok(_) | Err(Error::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }

@@ -224,6 +224,9 @@ fn sentence(e: &StoredEvent, who: &HashMap<UserId, String>) -> Vec<Piece> {
         "queue.claim" => vec![user, text(" took the offered GPU: "), session(), text(".")],
         "queue.expire" => vec![user, text(" did not claim the offered GPU in time; it passed on.")],
         "queue.leave" if e.actor_id.is_some() => vec![actor, text(" removed "), user, text(" from the queue.")],
+        "queue.leave" if field("why") == "cannot_start" => {
+            vec![user, text(" left the queue: they may no longer start what they queued for.")]
+        }
         "queue.leave" if field("why") == "limit" => {
             vec![user, text(" left the queue: they hold as many sessions as they may.")]
         }

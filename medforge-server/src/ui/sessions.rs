@@ -110,7 +110,17 @@ pub async fn dashboard(
         _ => None,
     });
     if chrome.error.is_none() {
-        chrome.error = n.error.as_deref().and_then(conflict_from_code).map(|c| c.sentence());
+        chrome.error = n
+            .error
+            .as_deref()
+            .and_then(conflict_from_code)
+            .map(|c| match c {
+                Conflict::ExtensionsUsed { .. } => {
+                    Conflict::ExtensionsUsed { max: state.lifecycle.limits().max_extensions }
+                }
+                other => other,
+            })
+            .map(|c| c.sentence());
     }
     let mut queued = Vec::new();
     for exposure in [Exposure::External, Exposure::Internal] {

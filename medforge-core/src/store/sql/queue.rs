@@ -7,8 +7,8 @@ use sqlx::Pool;
 use time::OffsetDateTime;
 
 use super::allocation::{free_gpu, holding, insert_session};
-use super::backend::{DbFailure, Dialect, UniqueKey, classify, db_error, sql_impl};
-use super::rows::{QueueRow, UserRow, to_u32};
+use super::backend::{DbFailure, Dialect, UniqueKey, classify, db_error, pack_columns, retry_contention, sql_impl};
+use super::rows::{PackRow, QueueRow, UserRow, to_u32};
 use crate::model::{self, Exposure, GpuId, QueueEntry, QueueEntryId, QueueState, Session, SessionStatus, UserId};
 use crate::store::{NewQueueEntry, Offer, StoreError};
 
@@ -85,23 +85,49 @@ impl Queue<'p> {
     }
 
     pub async fn leave(&self, id: QueueEntryId) -> Result<Option<QueueEntry>, StoreError> {
-        let mut tx = self.0.begin().await.map_err(db_error)?;
+        retry_contention::<DB, _, _, _>(|| self.try_leave(id)).await.map_err(db_error)
+    }
+
+    /// One try of [`Self::leave`]. The user's row is locked first, as
+    /// allocations and offers lock it, so that an offer or a claim for this
+    /// user is either all done (and its reservation goes with the entry)
+    /// or not begun.
+    async fn try_leave(&self, id: QueueEntryId) -> Result<Option<QueueEntry>, sqlx::Error> {
+        let mut tx = self.0.begin_with(DB::BEGIN_ALLOCATION).await?;
+        let Some(first) = Self::entry_in(&mut tx, id).await? else { return Ok(None) };
+        sqlx::query(DB::LOCK_USER).bind(first.user_id.to_string()).fetch_optional(&mut *tx).await?;
+        // Read again under that lock (READ COMMITTED on MySQL): an offer
+        // may have come in between.
+        let Some(entry) = Self::entry_in(&mut tx, id).await? else { return Ok(None) };
+        Self::remove(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(Some(entry))
+    }
+
+    /// The entry `id` as the transaction sees it now.
+    async fn entry_in(tx: &mut sqlx::Transaction<'_, DB>, id: QueueEntryId) -> Result<Option<QueueEntry>, sqlx::Error> {
         let row: Option<QueueRow> =
             sqlx::query_as(concat!("SELECT ", queue_columns!(), " FROM queue_entries q WHERE q.id = ?"))
                 .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        let Some(entry) = row.map(QueueRow::into_model).transpose()? else { return Ok(None) };
-        Self::remove(&mut tx, &entry).await.map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(Some(entry))
+                .fetch_optional(&mut **tx)
+                .await?;
+        row.map(QueueRow::into_model).transpose().map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 
     /// Deletes the entry, then its reservation (while still `reserved`).
     async fn remove(tx: &mut sqlx::Transaction<'_, DB>, entry: &QueueEntry) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM queue_entries WHERE id = ?").bind(entry.id.to_string()).execute(&mut **tx).await?;
         if let Some(session) = entry.session_id {
+            // Nothing should have charged a reservation; if something did,
+            // its rows must not keep the row (a foreign key) alive.
+            sqlx::query(
+                "DELETE FROM session_gpu_usage WHERE session_id = ? AND EXISTS \
+                 (SELECT 1 FROM sessions s WHERE s.id = ? AND s.status = 'reserved')",
+            )
+            .bind(session.to_string())
+            .bind(session.to_string())
+            .execute(&mut **tx)
+            .await?;
             sqlx::query("DELETE FROM sessions WHERE id = ? AND status = 'reserved'")
                 .bind(session.to_string())
                 .execute(&mut **tx)
@@ -145,13 +171,29 @@ impl Queue<'p> {
             Err(e) => return Ok(Err(e)),
         };
         // The user row, locked (MySQL) as an allocation locks it, so their
-        // own creates and this offer see each other.
+        // own creates, a leave and this offer see each other.
         let user: Option<UserRow> = sqlx::query_as(DB::LOCK_USER).bind(entry.user_id.to_string()).fetch_optional(&mut *tx).await?;
         let user = match user.map(UserRow::into_model).transpose() {
             Ok(Some(user)) => user,
             Ok(None) => return Ok(Ok(Offer::NotWaiting)),
             Err(e) => return Ok(Err(e)),
         };
+        // A user who may no longer start it (the entitlement taken away,
+        // the pack gone or deprecated since they joined) is not offered a
+        // GPU they cannot use.
+        let pack_id = entry.pack_id.unwrap_or(model::DEFAULT_PACK_ID);
+        let pack: Option<PackRow> = sqlx::query_as(concat!("SELECT ", pack_columns!(), " FROM packs p WHERE p.id = ?"))
+            .bind(pack_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let usable = match pack.map(PackRow::into_model).transpose() {
+            Ok(Some(pack)) => pack.deprecated_at.is_none() && pack.exposure.allows(entry.exposure),
+            Ok(None) => false,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !usable || !user.may_use(entry.exposure) {
+            return Ok(Ok(Offer::CannotStart));
+        }
         if holding::<DB>(&mut tx, &user.id.to_string()).await? >= i64::from(user.max_concurrent_sessions) {
             return Ok(Ok(Offer::UserAtLimit));
         }
@@ -163,14 +205,16 @@ impl Queue<'p> {
             Ok(g) => GpuId(g),
             Err(e) => return Ok(Err(e)),
         };
-        let pack = entry.pack_id.unwrap_or(model::DEFAULT_PACK_ID);
-        let mut session = Session::new_starting(user.id, entry.exposure, pack, gpu, now);
+        let mut session = Session::new_starting(user.id, entry.exposure, pack_id, gpu, now);
         session.status = SessionStatus::Reserved;
         session.expires_at = Some(until);
         session.last_activity_at = None;
         insert_session::<DB>(&mut tx, &session).await?;
-        sqlx::query(
-            "UPDATE queue_entries SET state = 'offered', session_id = ?, offered_at = ?, offered_until = ? WHERE id = ?",
+        // Only if it still waits: a leave or the user's own create may have
+        // taken it since it was read; then nothing of this offer stays.
+        let marked = sqlx::query(
+            "UPDATE queue_entries SET state = 'offered', session_id = ?, offered_at = ?, offered_until = ? \
+             WHERE id = ? AND state = 'waiting'",
         )
         .bind(session.id.to_string())
         .bind(model::to_unix_ms(now))
@@ -178,6 +222,10 @@ impl Queue<'p> {
         .bind(entry.id.to_string())
         .execute(&mut *tx)
         .await?;
+        if DB::rows_affected(&marked) != 1 {
+            tx.rollback().await?;
+            return Ok(Ok(Offer::NotWaiting));
+        }
         tx.commit().await?;
         session.created_at = model::from_unix_ms(model::to_unix_ms(now));
         session.expires_at = Some(model::from_unix_ms(model::to_unix_ms(until)));
@@ -185,6 +233,47 @@ impl Queue<'p> {
     }
 
     pub async fn expire(&self, now: OffsetDateTime) -> Result<Vec<QueueEntry>, StoreError> {
+        let mut expired = Vec::new();
+        for entry in self.lapsed(now).await? {
+            if retry_contention::<DB, _, _, _>(|| self.try_expire(&entry, now)).await.map_err(db_error)? {
+                expired.push(entry);
+            }
+        }
+        // A reservation that no entry names (none should be: a safety net
+        // against a path we did not foresee) would hold its GPU for ever.
+        let orphans = sqlx::query(
+            "DELETE FROM sessions WHERE status = 'reserved' AND NOT EXISTS \
+             (SELECT 1 FROM queue_entries q WHERE q.session_id = sessions.id)",
+        )
+        .execute(self.0)
+        .await
+        .map_err(db_error)?;
+        if DB::rows_affected(&orphans) > 0 {
+            tracing::warn!(count = DB::rows_affected(&orphans), "removed reservations that no queue entry named");
+        }
+        Ok(expired)
+    }
+
+    /// One lapsed offer gone, under its user's lock; whether this call did it.
+    async fn try_expire(&self, entry: &QueueEntry, now: OffsetDateTime) -> Result<bool, sqlx::Error> {
+        let mut tx = self.0.begin_with(DB::BEGIN_ALLOCATION).await?;
+        sqlx::query(DB::LOCK_USER).bind(entry.user_id.to_string()).fetch_optional(&mut *tx).await?;
+        // Only if it is still that offer (a claim may have come first).
+        let gone = sqlx::query("DELETE FROM queue_entries WHERE id = ? AND state = 'offered' AND offered_until <= ?")
+            .bind(entry.id.to_string())
+            .bind(model::to_unix_ms(now))
+            .execute(&mut *tx)
+            .await?;
+        let done = DB::rows_affected(&gone) == 1;
+        if done {
+            Self::remove(&mut tx, entry).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The offers that lapsed at `now`, as they were.
+    async fn lapsed(&self, now: OffsetDateTime) -> Result<Vec<QueueEntry>, StoreError> {
         let rows: Vec<QueueRow> = sqlx::query_as(concat!(
             "SELECT ",
             queue_columns!(),
@@ -194,23 +283,7 @@ impl Queue<'p> {
         .fetch_all(self.0)
         .await
         .map_err(db_error)?;
-        let mut expired = Vec::new();
-        for entry in models(rows)? {
-            let mut tx = self.0.begin().await.map_err(db_error)?;
-            // Only if it is still that offer (a claim may have come first).
-            let gone = sqlx::query("DELETE FROM queue_entries WHERE id = ? AND state = 'offered' AND offered_until <= ?")
-                .bind(entry.id.to_string())
-                .bind(model::to_unix_ms(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            if DB::rows_affected(&gone) == 1 {
-                Self::remove(&mut tx, &entry).await.map_err(db_error)?;
-                expired.push(entry);
-            }
-            tx.commit().await.map_err(db_error)?;
-        }
-        Ok(expired)
+        models(rows)
     }
 }
 }
