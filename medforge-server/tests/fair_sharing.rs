@@ -301,6 +301,13 @@ async fn the_lifetime_warns_extends_up_to_its_limit_then_stops() {
     assert_eq!(b["data"]["extensions"], 1);
     assert!(b["data"]["expires_at"].as_str() > Some(expires.as_str()), "{b}");
     assert!(b["data"]["warning"].is_null(), "an extension takes the warning back: {b}");
+    // Extended as often as it may be: the dashboard offers no more.
+    let page =
+        s.http.get(s.url("/")).header("cookie", &user).send().await.expect("dashboard").text().await.expect("html");
+    assert!(
+        page.contains("data-testid=\"session-limit\"") && !page.contains("data-testid=\"extend-session\""),
+        "{page}"
+    );
     let (st, _, b) = s.post(&format!("{path}/extend"), Some(&user), None).await;
     assert_eq!(
         (st, b["detail"].as_str()),

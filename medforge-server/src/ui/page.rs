@@ -95,7 +95,8 @@ pub struct SessionRow {
     pub limit: Option<String>,
     /// The warning its owner was given, in words.
     pub warning: Option<String>,
-    /// Whether an Extend button makes sense (running, with a lifetime).
+    /// Whether an Extend button makes sense (running, with a lifetime, not
+    /// yet extended as often as it may be).
     pub extendable: bool,
 }
 
@@ -143,7 +144,9 @@ impl SessionRow {
                 WarningKind::Idle => format!("Unused: stops at {} unless you use it", clock(w.stops_at)),
                 WarningKind::Lifetime => format!("Reaches its time limit: stops at {}", clock(w.stops_at)),
             }),
-            extendable: s.status == SessionStatus::Running && s.expires_at.is_some(),
+            extendable: s.status == SessionStatus::Running
+                && s.expires_at.is_some()
+                && s.extensions < state.lifecycle.limits().max_extensions,
         }
     }
 }
