@@ -169,10 +169,6 @@ impl Lifecycle {
         self.clock.now()
     }
 
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
     /// The idle and lifetime limits.
     pub fn limits(&self) -> &SessionLimits {
         &self.config.limits

@@ -383,11 +383,6 @@ impl StopReason {
             StopReason::StartFailed => "start_failed",
         }
     }
-
-    /// Whether MedForge stopped it by a rule (and warned first).
-    pub fn is_automatic(self) -> bool {
-        matches!(self, StopReason::Idle | StopReason::Lifetime)
-    }
 }
 
 impl FromStr for StopReason {

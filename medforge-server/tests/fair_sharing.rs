@@ -8,24 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, Options, Server};
+use common::{Db, Options, Server, eventually};
 use medforge_telemetry_nvml::stand_in::StandInGpu;
 use serde_json::Value;
-
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
 
 /// The events of one kind about `user_id`, oldest first.
 async fn events(s: &Server, admin: &str, event: &str, user_id: &str) -> Vec<Value> {

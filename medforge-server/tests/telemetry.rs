@@ -8,9 +8,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Db, Options, Server};
+use common::{Db, Options, Server, eventually};
 use medforge_core::model::{Exposure, SessionStatus, UserId};
 use medforge_core::store::{AllocationRequest, MySqlStore, SqliteStore, Store, Transition};
 use medforge_telemetry_nvml::stand_in::StandInGpu;
@@ -34,21 +34,6 @@ async fn csv_get(s: &Server, path: &str, cookie: &str) -> (u16, String, String) 
 }
 
 /// Polls `check` every 200 ms for up to 15 s; the last failure otherwise.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
 fn gpu_of(list: &Value, id: u64) -> Value {
     list["data"].as_array().expect("gpus").iter().find(|g| g["id"] == id).cloned().expect("the GPU")
 }
@@ -74,7 +59,7 @@ async fn what_the_gpus_do_reaches_the_board_the_dashboard_metrics_and_usage() {
     gpus[gpu as usize] = busy.clone();
     s.set_gpus(&gpus);
 
-    eventually("the API shows the reading", || async {
+    eventually("the API shows the reading", Duration::from_secs(15), || async {
         let (_, _, b) = s.get("/api/v2/admin/gpus", Some(&admin)).await;
         let g = gpu_of(&b, gpu);
         let r = &g["reading"];
@@ -135,7 +120,7 @@ async fn what_the_gpus_do_reaches_the_board_the_dashboard_metrics_and_usage() {
     s.wait_status(&format!("/api/v2/external/sessions/{id}"), &user, "stopped").await;
 
     // The first reading after the stop writes the session's rows.
-    let usage: Value = eventually("the usage API has the session's telemetry", || async {
+    let usage: Value = eventually("the usage API has the session's telemetry", Duration::from_secs(15), || async {
         let (st, _, b) = s.get("/api/v2/me/usage", Some(&user)).await;
         assert_eq!(st, 200, "{b}");
         let s0 = &b["data"]["sessions"][0];

@@ -249,7 +249,8 @@ pub enum Offer {
     NoGpu,
     /// The entry is gone or already offered one.
     NotWaiting,
-    /// The user holds as many sessions as they may: no offer (the entry stays).
+    /// The user holds as many sessions as they may: no offer (the caller
+    /// removes the entry: it would block the GPU count of the queue).
     UserAtLimit,
     /// The user may no longer start what they queued for (the internal
     /// entitlement taken away, the pack gone or deprecated): no offer.

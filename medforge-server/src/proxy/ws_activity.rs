@@ -56,9 +56,6 @@ pub struct FrameScanner {
     at: u64,
     left: u64,
     len: u64,
-    /// Whether the message being read is a data message that started in
-    /// an earlier frame (a continuation), and whether it was judged.
-    in_message: bool,
     /// The first [`PREFIX`] payload bytes of the message, unmasked.
     prefix: Vec<u8>,
     /// Set once the stream is no WebSocket we can read: every byte counts.
@@ -89,7 +86,6 @@ impl Default for FrameScanner {
             at: 0,
             left: 0,
             len: 0,
-            in_message: false,
             prefix: Vec::with_capacity(PREFIX),
             lost: false,
             counts: FrameCounts::default(),
@@ -177,7 +173,6 @@ impl FrameScanner {
         self.mask = if h[1] & 0x80 != 0 { [h[rest], h[rest + 1], h[rest + 2], h[rest + 3]] } else { [0; 4] };
         if !self.is_control() && self.opcode != 0 {
             // A new data message.
-            self.in_message = true;
             self.prefix.clear();
             self.len = 0;
         }
@@ -201,7 +196,6 @@ impl FrameScanner {
         if !fin {
             return false;
         }
-        self.in_message = false;
         let automatic = is_automatic(&self.prefix, self.len);
         if automatic {
             self.counts.automatic += 1;

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use medforge_core::events::{Event, EventContext, LeaveReason};
-use medforge_core::model::{Exposure, PackId, QueueEntry, QueueEntryId, QueueState, SessionStatus, User, UserId};
+use medforge_core::model::{
+    Exposure, PackId, QueueEntry, QueueEntryId, QueueState, Session, SessionStatus, User, UserId,
+};
 use medforge_core::queue::{self, QueueOrder};
 use medforge_core::store::{AllocationError, NewQueueEntry, Offer, PageRequest, SessionFilter};
 use medforge_core::usage::{Period, summarize};
@@ -34,13 +36,38 @@ pub struct QueueStatus {
     pub estimate: Option<OffsetDateTime>,
 }
 
-/// The waiting entries in the order `queue.order` offers them GPUs.
-async fn ordered(state: &AppState, entries: &[QueueEntry]) -> Result<Vec<QueueEntry>, Error> {
-    let held = match state.config.queue.order {
-        QueueOrder::Fifo => HashMap::new(),
-        QueueOrder::Fair => held_last_week(state).await?,
-    };
-    Ok(queue::waiting_in_order(entries, state.config.queue.order, &held).into_iter().cloned().collect())
+/// The queue as it stands: every entry, and the waiting ones in the order
+/// `queue.order` offers them GPUs. Read once per answer.
+struct Line {
+    entries: Vec<QueueEntry>,
+    waiting: Vec<QueueEntry>,
+}
+
+impl Line {
+    async fn read(state: &AppState) -> Result<Self, Error> {
+        let entries = state.store.queue().await?;
+        let held = match state.config.queue.order {
+            QueueOrder::Fifo => HashMap::new(),
+            QueueOrder::Fair => held_last_week(state).await?,
+        };
+        let waiting = queue::waiting_in_order(&entries, state.config.queue.order, &held).into_iter().cloned().collect();
+        Ok(Self { entries, waiting })
+    }
+
+    /// Where `entry` stands; `holders`: the active sessions, for the estimate.
+    fn status(&self, entry: &QueueEntry, holders: &[Session], now: OffsetDateTime) -> QueueStatus {
+        let refs: Vec<&QueueEntry> = self.waiting.iter().collect();
+        let position = queue::position(&refs, entry.id);
+        let estimate = position.and_then(|p| queue::estimate(p, holders, now));
+        QueueStatus { entry: entry.clone(), position, waiting: self.waiting.len(), estimate }
+    }
+
+    /// The status of each of `entries`, with one read of the active sessions.
+    async fn statuses(&self, state: &AppState, entries: &[&QueueEntry]) -> Result<Vec<QueueStatus>, Error> {
+        let holders = state.store.active_sessions().await?;
+        let now = state.lifecycle.now();
+        Ok(entries.iter().map(|e| self.status(e, &holders, now)).collect())
+    }
 }
 
 /// Each user's GPU time held in the last 7 days (today included), from
@@ -56,16 +83,6 @@ async fn held_last_week(state: &AppState) -> Result<HashMap<UserId, i64>, Error>
         .into_iter()
         .map(|u| (u.user_id, i64::try_from(u.held_ms).unwrap_or(i64::MAX)))
         .collect())
-}
-
-/// The status of `entry` among `entries`.
-async fn status_of(state: &AppState, entry: QueueEntry, entries: &[QueueEntry]) -> Result<QueueStatus, Error> {
-    let ordered = ordered(state, entries).await?;
-    let refs: Vec<&QueueEntry> = ordered.iter().collect();
-    let position = queue::position(&refs, entry.id);
-    let holders = state.store.active_sessions().await?;
-    let estimate = position.and_then(|p| queue::estimate(p, &holders, state.lifecycle.now()));
-    Ok(QueueStatus { entry, position, waiting: ordered.len(), estimate })
 }
 
 /// Joins the queue for a GPU of `exposure`.
@@ -107,8 +124,8 @@ pub async fn join(
             joined_at: state.lifecycle.now(),
         })
         .await?;
-    let entries = state.store.queue().await?;
-    let status = status_of(state, entry, &entries).await?;
+    let line = Line::read(state).await?;
+    let status = line.statuses(state, &[&entry]).await?.remove(0);
     state.events.emit(
         Event::QueueJoin {
             entry_id: status.entry.id,
@@ -126,24 +143,19 @@ pub async fn join(
 
 /// The caller's place in the queue of `exposure`, if they have one.
 pub async fn status(state: &AppState, user: &User, exposure: Exposure) -> Result<Option<QueueStatus>, Error> {
-    let entries = state.store.queue().await?;
-    let Some(entry) = entries.iter().find(|e| e.user_id == user.id && e.exposure == exposure).cloned() else {
+    let line = Line::read(state).await?;
+    let Some(entry) = line.entries.iter().find(|e| e.user_id == user.id && e.exposure == exposure) else {
         return Ok(None);
     };
-    Ok(Some(status_of(state, entry, &entries).await?))
+    Ok(line.statuses(state, &[entry]).await?.pop())
 }
 
 /// Every entry with its status, for admins: offered first, then in order.
 pub async fn everyone(state: &AppState) -> Result<Vec<QueueStatus>, Error> {
-    let entries = state.store.queue().await?;
-    let mut all = Vec::new();
-    for entry in entries.iter().filter(|e| e.state == QueueState::Offered) {
-        all.push(status_of(state, entry.clone(), &entries).await?);
-    }
-    for entry in ordered(state, &entries).await? {
-        all.push(status_of(state, entry, &entries).await?);
-    }
-    Ok(all)
+    let line = Line::read(state).await?;
+    let offered = line.entries.iter().filter(|e| e.state == QueueState::Offered);
+    let all: Vec<&QueueEntry> = offered.chain(line.waiting.iter()).collect();
+    line.statuses(state, &all).await
 }
 
 /// Leaves the queue of `exposure` (an offer the caller had passes on).
@@ -202,9 +214,8 @@ pub async fn offer_round(state: &std::sync::Arc<AppState>) -> Result<(), Error> 
     }
     let until = now + state.config.queue.claim_timeout;
     loop {
-        let entries = state.store.queue().await?;
         let mut offered_one = false;
-        for entry in ordered(state, &entries).await? {
+        for entry in Line::read(state).await?.waiting {
             match state.store.offer_gpu(entry.id, now, until).await? {
                 Offer::Made(reserved) => {
                     tracing::info!(user_id = %entry.user_id, gpu_id = %reserved.gpu_id, "offered a GPU to the queue");

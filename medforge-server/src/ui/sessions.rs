@@ -110,17 +110,8 @@ pub async fn dashboard(
         _ => None,
     });
     if chrome.error.is_none() {
-        chrome.error = n
-            .error
-            .as_deref()
-            .and_then(conflict_from_code)
-            .map(|c| match c {
-                Conflict::ExtensionsUsed { .. } => {
-                    Conflict::ExtensionsUsed { max: state.lifecycle.limits().max_extensions }
-                }
-                other => other,
-            })
-            .map(|c| c.sentence());
+        let max = state.lifecycle.limits().max_extensions;
+        chrome.error = n.error.as_deref().and_then(|code| conflict_from_code(code, max)).map(|c| c.sentence());
     }
     let mut queued = Vec::new();
     for exposure in [Exposure::External, Exposure::Internal] {
@@ -177,22 +168,24 @@ fn form_exposure(text: &str) -> Result<Exposure, Error> {
     text.parse().map_err(|_| Error::field("exposure", "must be external or internal"))
 }
 
-/// The extension refusals the dashboard can name in its `?error=`.
-const CONFLICT_CODES: [(&str, Conflict); 3] = [
-    ("extend_not_running", Conflict::NotExtendable),
-    ("extend_used", Conflict::ExtensionsUsed { max: 0 }),
-    ("extend_queued", Conflict::OthersWaiting),
-];
-
-fn conflict_from_code(code: &str) -> Option<Conflict> {
-    CONFLICT_CODES.iter().find(|(c, _)| *c == code).map(|(_, conflict)| *conflict)
+/// The extension refusal a dashboard `?error=` code names (`max`: the
+/// configured limit, which the code does not carry).
+fn conflict_from_code(code: &str, max: u32) -> Option<Conflict> {
+    match code {
+        "extend_not_running" => Some(Conflict::NotExtendable),
+        "extend_used" => Some(Conflict::ExtensionsUsed { max }),
+        "extend_queued" => Some(Conflict::OthersWaiting),
+        _ => None,
+    }
 }
 
+/// The `?error=` code of an extension refusal.
 fn conflict_code(conflict: Conflict) -> &'static str {
-    CONFLICT_CODES
-        .iter()
-        .find(|(_, c)| std::mem::discriminant(c) == std::mem::discriminant(&conflict))
-        .map_or("extend_not_running", |(code, _)| code)
+    match conflict {
+        Conflict::ExtensionsUsed { .. } => "extend_used",
+        Conflict::OthersWaiting => "extend_queued",
+        Conflict::NotExtendable | Conflict::AlreadyQueued | Conflict::AtSessionLimit { .. } => "extend_not_running",
+    }
 }
 
 /// Extends a session (its owner's or an admin's), back to the dashboard.

@@ -847,3 +847,20 @@ pub fn path_without(program: &str) -> String {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':').filter(|dir| !std::path::Path::new(dir).join(program).exists()).collect::<Vec<_>>().join(":")
 }
+
+/// `check`'s value once it has one (it is asked every 100 ms), or a panic
+/// naming `what` and the last answer after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
