@@ -483,3 +483,61 @@ async fn start_for_me_starts_the_offered_session_by_itself() {
     assert_eq!(claims[0]["session_id"], started["id"]);
     s.stop().await;
 }
+
+/// What a hostile session page can send at the new routes with its
+/// visitor's login (same-site, so a browser would attach the login cookie):
+/// every one is refused by the Origin rule, and nothing changes; the same
+/// API requests without the page's Origin (a script of the user's own) work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_page_cannot_queue_leave_or_extend_for_its_visitor() {
+    let s = Server::start(Db::Sqlite, Options { gpus: vec![0, 1], ..Options::default() }).await;
+    let admin = s.admin("origin-admin@example.org").await;
+    let (victim, victim_id) = s.signup("visitor@example.org").await;
+    let (owner, _) = s.signup("page-owner@example.org").await;
+    let (st, _, b) = s
+        .patch(
+            &format!("/api/v2/admin/users/{victim_id}"),
+            Some(&admin),
+            serde_json::json!({"max_concurrent_sessions": 2}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (path, session) = s.start_session(&victim).await;
+    let (_, page) = s.start_session(&owner).await;
+    // The hostile page's origin: the other user's session host.
+    let origin = format!("http://s-{}.external.{}:{}", page["slug"].as_str().expect("slug"), common::DOMAIN, s.port());
+    let id = session["id"].as_str().expect("id").to_owned();
+    let send = |method: reqwest::Method, route: String, content_type: &'static str, from_page: bool| {
+        let mut req =
+            s.http.request(method, s.url(&route)).header("cookie", &victim).header("content-type", content_type);
+        if from_page {
+            req = req.header("origin", &origin);
+        }
+        let body = if content_type.contains("json") { "{}" } else { "exposure=external" };
+        async move { req.body(body).send().await.expect("request").status().as_u16() }
+    };
+    let json = "application/json";
+    let form = "application/x-www-form-urlencoded";
+    let extend = format!("/api/v2/external/sessions/{id}/extend");
+    for (method, route, ct) in [
+        (reqwest::Method::POST, "/api/v2/external/queue".to_owned(), json),
+        (reqwest::Method::POST, extend.clone(), json),
+        (reqwest::Method::POST, "/queue".to_owned(), form),
+        (reqwest::Method::POST, format!("/sessions/{id}/extend"), form),
+    ] {
+        assert_eq!(send(method.clone(), route.clone(), ct, true).await, 403, "{method} {route} from a session page");
+    }
+    assert_eq!(queue_of(&s, &victim).await.0, 404, "nothing was queued");
+    let (_, _, b) = s.get(&path, Some(&victim)).await;
+    assert_eq!(b["data"]["extensions"], 0, "nothing was extended: {b}");
+    // The user's own script may: join, then the page cannot make them leave.
+    assert_eq!(send(reqwest::Method::POST, "/api/v2/external/queue".to_owned(), json, false).await, 201);
+    for (route, ct) in [("/api/v2/external/queue", json), ("/queue/leave", form)] {
+        let method = if ct == json { reqwest::Method::DELETE } else { reqwest::Method::POST };
+        assert_eq!(send(method, route.to_owned(), ct, true).await, 403, "{route} from a session page");
+    }
+    assert_eq!(queue_of(&s, &victim).await.0, 200, "still queued");
+    assert_eq!(send(reqwest::Method::DELETE, "/api/v2/external/queue".to_owned(), json, false).await, 200);
+    assert_eq!(send(reqwest::Method::POST, extend, json, false).await, 200);
+    s.stop().await;
+}
